@@ -1,0 +1,28 @@
+import { mkdirSync, writeFileSync } from 'node:fs';
+import { dirname } from 'node:path';
+import type { Capabilities } from '@dlock/core';
+
+export type GuaranteeStatus = 'held' | 'violated' | 'skipped';
+
+export interface GuaranteeResult {
+  readonly id: string;
+  readonly title: string;
+  readonly status: GuaranteeStatus;
+  /** Why it was skipped, or the failure message. */
+  readonly detail?: string;
+}
+
+/** What one conformance run found for one backend: the data behind every semantics table. */
+export interface ConformanceReport {
+  readonly schema: 'dlock.conformance/1';
+  readonly name: string;
+  readonly backend: string;
+  readonly capabilities: Capabilities;
+  readonly finishedAt: string;
+  readonly results: GuaranteeResult[];
+}
+
+export function writeConformanceReport(path: string, report: ConformanceReport): void {
+  mkdirSync(dirname(path), { recursive: true });
+  writeFileSync(path, `${JSON.stringify(report, null, 2)}\n`);
+}

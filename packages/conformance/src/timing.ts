@@ -1,0 +1,30 @@
+/** Timestamps of one hold, on this process's monotonic clock. */
+export interface HoldInterval {
+  readonly holder: string;
+  readonly start: number;
+  readonly end: number;
+}
+
+/** Pairs of holds that overlap in time: each one is a mutual-exclusion violation. */
+export function overlappingHolds(holds: readonly HoldInterval[]): Array<[HoldInterval, HoldInterval]> {
+  const sorted = [...holds].sort((a, b) => a.start - b.start);
+  const overlaps: Array<[HoldInterval, HoldInterval]> = [];
+  let latest: HoldInterval | undefined;
+  for (const hold of sorted) {
+    if (latest && hold.start < latest.end) overlaps.push([latest, hold]);
+    if (!latest || hold.end > latest.end) latest = hold;
+  }
+  return overlaps;
+}
+
+export const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
+
+/** Polls `probe` until it returns true or `timeoutMs` passes; returns whether it became true. */
+export async function eventually(probe: () => boolean | Promise<boolean>, timeoutMs: number, everyMs = 10) {
+  const deadline = performance.now() + timeoutMs;
+  for (;;) {
+    if (await probe()) return true;
+    if (performance.now() >= deadline) return false;
+    await sleep(everyMs);
+  }
+}

@@ -1,0 +1,12 @@
+#!/usr/bin/env bash
+# The one test command: install what is missing, build, lint, typecheck, run every test against
+# real servers. Packages run one at a time: their tests start real servers, and two cores are
+# better spent on one package's servers than on several fighting for them.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/setup.sh
+export TURBO_TELEMETRY_DISABLED=1 DO_NOT_TRACK=1
+pnpm exec turbo run build --output-logs=errors-only
+pnpm exec biome check .
+pnpm exec turbo run typecheck --output-logs=errors-only
+pnpm exec turbo run test --concurrency=1 --output-logs=full
