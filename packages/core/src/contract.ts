@@ -41,6 +41,16 @@ export interface LockProvider extends AsyncDisposable {
   holder(key: string): Promise<HolderInfo | null>;
   /** Releases every lease this provider holds, rejects pending acquires, closes connections it owns. */
   close(): Promise<void>;
+  /**
+   * Push stream of holder changes for `key`: yields the current holder first, then every change,
+   * until `signal` aborts. Present only where the backend can push (watches, keyspace events).
+   */
+  watchHolder?(key: string, signal: AbortSignal): AsyncIterable<HolderInfo | null>;
+  /**
+   * A provider over the backend's native election layout (etcd's concurrency.Election, ZooKeeper's
+   * election nodes) for recipes that elect a leader. Absent where election is just the lock.
+   */
+  readonly election?: LockProvider;
 }
 
 export interface Lease extends AsyncDisposable {
@@ -123,4 +133,26 @@ export interface LockDriver<Handle = unknown, Ticket = unknown> {
   release(key: string, grant: Grant<Handle>): Promise<void>;
   holder(key: string): Promise<HolderInfo | null>;
   close(): Promise<void>;
+  /** Optional: see LockProvider.watchHolder. */
+  watchHolder?(key: string, signal: AbortSignal): AsyncIterable<HolderInfo | null>;
+}
+
+/* ------------------------------------------------------------------------------------------------
+ * How tooling (the lab, benchmarks) finds and connects a backend without knowing it in advance.
+ * Each backend package exports one as `dlockBackend`.
+ * ---------------------------------------------------------------------------------------------- */
+
+export interface BackendDescriptor {
+  /** The provider's `backend` name. */
+  readonly name: string;
+  /** What servers it needs: the lab starts these through the testkit (or takes addresses). */
+  readonly servers: { readonly kind: 'redis' | 'zookeeper' | 'etcd'; readonly count: number };
+  /**
+   * A provider on the given servers: redis URLs, ZooKeeper host:port pairs, or etcd client URLs,
+   * one per server.
+   */
+  createProvider(
+    endpoints: readonly string[],
+    options?: { identity?: string; connectTimeoutMs?: number },
+  ): Promise<LockProvider>;
 }

@@ -1,4 +1,5 @@
 export type {
+  BackendDescriptor,
   AcquireOptions,
   Attempt,
   Capabilities,

@@ -20,6 +20,8 @@ import {
 } from './validation.js';
 
 export interface ProviderOptions {
+  /** A provider over the backend's native election layout, exposed as `provider.election`. */
+  election?: LockProvider;
   /** Lease lifetime when `acquire` is given no ttlMs. Default 30 000 ms. */
   defaultTtlMs?: number;
   /**
@@ -47,6 +49,8 @@ class DriverLockProvider<Handle, Ticket> implements LockProvider {
   readonly #defaultTtlMs: number;
   readonly #fallbackRecheckMs: number;
   readonly #identity: string;
+  readonly election: LockProvider | undefined;
+  readonly watchHolder: ((key: string, signal: AbortSignal) => AsyncIterable<HolderInfo | null>) | undefined;
   readonly #closing = new AbortController();
   readonly #leases = new Set<DriverLease<Handle>>();
   #closed: Promise<void> | undefined;
@@ -62,6 +66,14 @@ class DriverLockProvider<Handle, Ticket> implements LockProvider {
     validateDuration('fallbackRecheckMs', this.#fallbackRecheckMs, 1);
     validateIdentity(options.identity);
     this.#identity = options.identity ?? defaultIdentity();
+    this.election = options.election;
+    const watch = driver.watchHolder?.bind(driver);
+    this.watchHolder = watch
+      ? (key, signal) => {
+          this.#checkKey(key);
+          return watch(key, signal);
+        }
+      : undefined;
   }
 
   get backend(): string {
@@ -97,6 +109,7 @@ class DriverLockProvider<Handle, Ticket> implements LockProvider {
 
   async #closeOnce(): Promise<void> {
     this.#closing.abort(new ProviderClosedError(this.backend));
+    await this.election?.close();
     const leases = [...this.#leases];
     for (const lease of leases) lease.markLost(new LockLostError(lease.key, 'its provider was closed'));
     await Promise.allSettled(leases.map((lease) => lease.release()));
