@@ -1,0 +1,27 @@
+export { hasBinaries, requireBinaries, type ServerKind } from './binaries.js';
+export { stopAll } from './cleanup.js';
+export {
+  type EtcdCluster,
+  type EtcdServer,
+  startEtcd,
+  startEtcdCluster,
+} from './etcd.js';
+export { MissingBinaryError, ServerStartError } from './errors.js';
+export { type NodeProcess, type NodeProcessOptions, startNodeProcess } from './node-process.js';
+export { freePort } from './ports.js';
+export type { ManagedProcess } from './process.js';
+export {
+  type RedisNodes,
+  type RedisOptions,
+  type RedisServer,
+  startRedis,
+  startRedisNodes,
+} from './redis.js';
+export type { ServerHandle } from './server.js';
+export {
+  type ZooKeeperEnsemble,
+  type ZooKeeperOptions,
+  type ZooKeeperServer,
+  startZooKeeper,
+  startZooKeeperEnsemble,
+} from './zookeeper.js';
