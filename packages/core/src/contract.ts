@@ -151,8 +151,13 @@ export interface BackendDescriptor {
    * A provider on the given servers: redis URLs, ZooKeeper host:port pairs, or etcd client URLs,
    * one per server.
    */
-  createProvider(
-    endpoints: readonly string[],
-    options?: { identity?: string; connectTimeoutMs?: number },
-  ): Promise<LockProvider>;
+  createProvider(endpoints: readonly string[], options?: BackendConnectOptions): Promise<LockProvider>;
+}
+
+export interface BackendConnectOptions {
+  identity?: string;
+  /** Bound on connecting and on each call: a dead server gives BackendUnavailableError within it. */
+  connectTimeoutMs?: number;
+  /** Session-based backends: how long a silent client keeps its locks (ttl backends ignore it). */
+  sessionTimeoutMs?: number;
 }

@@ -1,4 +1,5 @@
 export type {
+  BackendConnectOptions,
   BackendDescriptor,
   AcquireOptions,
   Attempt,
@@ -38,3 +39,27 @@ export {
 } from './memory.js';
 export { defaultIdentity, pause, raceAbort, now } from './timing.js';
 export { validateDuration, validateKey, validateOptionalDuration } from './validation.js';
+export {
+  LeaderElector,
+  type LeaderElectorErrorSource,
+  type LeaderElectorOptions,
+  type LeaderTerm,
+} from './recipes/leader-elector.js';
+export { type InstanceRole, leaderOf, roleOf } from './recipes/roles.js';
+export {
+  scheduleExclusive,
+  type ScheduledJob,
+  type ScheduledTick,
+  type ScheduleHandle,
+  type ScheduleOptions,
+} from './recipes/schedule.js';
+export type { ExclusiveRunOptions, ScheduleMode } from './recipes/exclusive-run.js';
+export { synchronized, type SynchronizedOptions } from './recipes/synchronized.js';
+export { currentLease } from './recipes/lease-scope.js';
+export {
+  type ProviderSource,
+  type SchedulerLockOptions,
+  schedulerLock,
+  type SynchronizedLockOptions,
+  synchronizedLock,
+} from './recipes/decorators.js';

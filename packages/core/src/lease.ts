@@ -41,7 +41,9 @@ export class DriverLease<Handle> implements Lease {
         this.#markLost(
           backendLost.reason instanceof LockLostError
             ? backendLost.reason
-            : new LockLostError(key, `${driver.backend} session lost`, { cause: backendLost.reason }),
+            : new LockLostError(key, `${driver.backend} session lost (${describeReason(backendLost.reason)})`, {
+                cause: backendLost.reason,
+              }),
         );
       if (backendLost.aborted) onBackendLost();
       else backendLost.addEventListener('abort', onBackendLost, { once: true });
@@ -131,4 +133,8 @@ export class DriverLease<Handle> implements Lease {
     this.#clearExpiry();
     if (!this.#lost.signal.aborted) this.#lost.abort(reason);
   }
+}
+
+function describeReason(reason: unknown): string {
+  return reason instanceof Error ? reason.message : String(reason);
 }

@@ -1,0 +1,41 @@
+import { describeLockProvider } from '@dlock/conformance';
+import { type EtcdServer, freePort, startEtcd } from '@dlock/testkit';
+import { afterAll, beforeAll } from 'vitest';
+import { createEtcdProvider } from '../src/index.js';
+import { RawEtcd, SESSION_TTL_SEC, asEtcd, openProvider } from './etcd.js';
+
+let server: EtcdServer;
+let raw: RawEtcd;
+
+beforeAll(async () => {
+  server = await startEtcd();
+  raw = new RawEtcd(server.endpoint);
+});
+
+afterAll(async () => {
+  raw?.close();
+  await server?.stop();
+});
+
+/** etcd checks for expired leases every 500 ms and revokes them through raft. */
+const SERVER_EXPIRY_SLACK_MS = 700;
+
+// namespace '' is Go's concurrency.Mutex layout: lock `k` lives under the etcd prefix `k/`.
+describeLockProvider('etcd', async () => openProvider(server.endpoint, { namespace: '' }), {
+  ttlMs: 600,
+  marginMs: 400,
+  crash: async (provider) => asEtcd(provider).faults.crash(),
+  crashRecoveryMs: SESSION_TTL_SEC * 1000 + SERVER_EXPIRY_SLACK_MS,
+  lapse: async (provider) => {
+    const lease = asEtcd(provider).sessionLeaseId;
+    if (lease === undefined) throw new Error('the provider has no live session to lapse');
+    asEtcd(provider).faults.suspendKeepAlive();
+    await raw.leaseGone(lease, SESSION_TTL_SEC * 1000 + SERVER_EXPIRY_SLACK_MS * 2);
+  },
+  forceRelease: (key) => raw.deletePrefix(`${key}/`),
+  residue: (key) => raw.keys(`${key}/`),
+  heldAtRawKey: async (key) => (await raw.keys(`${key}/`)).length > 0,
+  unreachable: async () =>
+    createEtcdProvider({ hosts: `http://127.0.0.1:${await freePort()}`, callTimeoutMs: 1_000 }),
+  connectTimeoutMs: 1_000,
+});
