@@ -41,9 +41,13 @@ export class DriverLease<Handle> implements Lease {
         this.#markLost(
           backendLost.reason instanceof LockLostError
             ? backendLost.reason
-            : new LockLostError(key, `${driver.backend} session lost (${describeReason(backendLost.reason)})`, {
-                cause: backendLost.reason,
-              }),
+            : new LockLostError(
+                key,
+                `${driver.backend} session lost (${describeReason(backendLost.reason)})`,
+                {
+                  cause: backendLost.reason,
+                },
+              ),
         );
       if (backendLost.aborted) onBackendLost();
       else backendLost.addEventListener('abort', onBackendLost, { once: true });

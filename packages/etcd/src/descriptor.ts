@@ -11,7 +11,8 @@ export const dlockBackend: BackendDescriptor = {
       identity: options.identity,
       callTimeoutMs: options.connectTimeoutMs,
       // etcd lease TTLs are whole seconds; round up so the session never lives shorter than asked.
-      sessionTtlSec: options.sessionTimeoutMs === undefined ? undefined : Math.ceil(options.sessionTimeoutMs / 1000),
+      sessionTtlSec:
+        options.sessionTimeoutMs === undefined ? undefined : Math.ceil(options.sessionTimeoutMs / 1000),
     });
   },
 };
