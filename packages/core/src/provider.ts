@@ -44,6 +44,9 @@ export function createLockProvider<Handle, Ticket>(
   return new DriverLockProvider(driver, options);
 }
 
+/** Reason for ending a request that completed normally (a shared instance: no allocation per request). */
+const requestFinished = new Error('the lock request finished');
+
 class DriverLockProvider<Handle, Ticket> implements LockProvider {
   readonly #driver: LockDriver<Handle, Ticket>;
   readonly #defaultTtlMs: number;
@@ -136,17 +139,19 @@ class DriverLockProvider<Handle, Ticket> implements LockProvider {
 
     const waitMs = options.waitMs ?? Number.POSITIVE_INFINITY;
     const deadline = now() + waitMs;
-    const giveUp = AbortSignal.any(
-      options.signal ? [options.signal, this.#closing.signal] : [this.#closing.signal],
-    );
+    const giveUp = options.signal
+      ? AbortSignal.any([options.signal, this.#closing.signal])
+      : this.#closing.signal;
     // The request's own signal also tells the driver that this request is over, whatever the outcome,
     // so it can drop subscriptions or watches it kept for it.
-    const finished = new AbortController();
+    const requestEnd = new AbortController();
+    const forwardGiveUp = () => requestEnd.abort(giveUp.reason);
+    giveUp.addEventListener('abort', forwardGiveUp, { once: true });
     const request: LockRequest = {
       key,
       identity: options.identity ?? this.#identity,
       ttlMs,
-      signal: AbortSignal.any([giveUp, finished.signal]),
+      signal: requestEnd.signal,
     };
     let ticket: Ticket | undefined;
     let granted = false;
@@ -169,15 +174,32 @@ class DriverLockProvider<Handle, Ticket> implements LockProvider {
         if (mode === 'try') return null;
         const remaining = deadline - now();
         if (remaining <= 0) throw new LockTimeoutError(key, waitMs);
-        const maxWaitMs = Math.min(this.#fallbackRecheckMs, remaining);
-        const change = this.#driver.waitForChange(request, ticket, maxWaitMs);
-        change.catch(ignore);
-        // The driver promises to settle within maxWaitMs; the pause is a guard against one that does not.
-        await raceAbort(Promise.race([change, pause(maxWaitMs + 50, giveUp)]), giveUp);
+        await this.#waitForChange(request, ticket, Math.min(this.#fallbackRecheckMs, remaining), giveUp);
       }
     } finally {
-      finished.abort();
+      giveUp.removeEventListener('abort', forwardGiveUp);
+      if (!requestEnd.signal.aborted) requestEnd.abort(requestFinished);
       if (!granted && ticket !== undefined) await this.#driver.withdraw(request, ticket).catch(ignore);
+    }
+  }
+
+  async #waitForChange(
+    request: LockRequest,
+    ticket: Ticket | undefined,
+    maxWaitMs: number,
+    giveUp: AbortSignal,
+  ) {
+    const change = this.#driver.waitForChange(request, ticket, maxWaitMs);
+    change.catch(ignore);
+    // The driver promises to settle within maxWaitMs; the guard covers one that does not.
+    let guard: NodeJS.Timeout | undefined;
+    const overdue = new Promise<void>((resolve) => {
+      guard = setTimeout(resolve, maxWaitMs + 50);
+    });
+    try {
+      await raceAbort(Promise.race([change, overdue]), giveUp);
+    } finally {
+      clearTimeout(guard);
     }
   }
 }

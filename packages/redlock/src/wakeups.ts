@@ -1,0 +1,74 @@
+import type { Redis } from 'ioredis';
+import { closeClients } from './nodes.js';
+
+export interface ReleaseSubscription {
+  /** Settles once every node has confirmed (or failed) the subscription. */
+  readonly ready: Promise<void>;
+  close(): void;
+}
+
+interface Channel {
+  readonly listeners: Set<() => void>;
+  readonly ready: Promise<void>;
+}
+
+/**
+ * Release notices from every node, for waiters. One subscriber connection per node, opened on the first
+ * wait and shared by all keys; a channel is subscribed while at least one waiter listens to it. A
+ * notice from any node is enough: a release publishes on every node where it deleted the lock. Notices
+ * are a shortcut, never needed for correctness: a notice lost to a disconnect costs a waiter at most
+ * the fallback re-check (core's fallbackRecheckMs).
+ */
+export class ReleaseNotices {
+  readonly #openSubscriber: (commandClient: Redis) => Redis;
+  readonly #commandClients: readonly Redis[];
+  readonly #channels = new Map<string, Channel>();
+  #subscribers: Redis[] | undefined;
+
+  constructor(commandClients: readonly Redis[], openSubscriber: (commandClient: Redis) => Redis) {
+    this.#commandClients = commandClients;
+    this.#openSubscriber = openSubscriber;
+  }
+
+  subscribe(channelName: string, listener: () => void): ReleaseSubscription {
+    let channel = this.#channels.get(channelName);
+    if (!channel) {
+      const subscribed = this.#connections().map((subscriber) => subscriber.subscribe(channelName));
+      channel = { listeners: new Set(), ready: Promise.allSettled(subscribed).then(() => {}) };
+      this.#channels.set(channelName, channel);
+    }
+    const current = channel;
+    current.listeners.add(listener);
+    return {
+      ready: current.ready,
+      close: () => {
+        current.listeners.delete(listener);
+        if (current.listeners.size > 0 || this.#channels.get(channelName) !== current) return;
+        this.#channels.delete(channelName);
+        // Commands on one connection run in order, so a later SUBSCRIBE of this name still wins.
+        for (const subscriber of this.#subscribers ?? []) subscriber.unsubscribe(channelName).catch(() => {});
+      },
+    };
+  }
+
+  async close(): Promise<void> {
+    this.#channels.clear();
+    const subscribers = this.#subscribers ?? [];
+    this.#subscribers = [];
+    await closeClients(subscribers);
+  }
+
+  #connections(): Redis[] {
+    if (!this.#subscribers) {
+      this.#subscribers = this.#commandClients.map((client) => {
+        const subscriber = this.#openSubscriber(client);
+        subscriber.on('error', () => {});
+        subscriber.on('message', (channelName: string) => {
+          for (const listener of this.#channels.get(channelName)?.listeners ?? []) listener();
+        });
+        return subscriber;
+      });
+    }
+    return this.#subscribers;
+  }
+}

@@ -1,0 +1,153 @@
+import { eventually } from '@dlock/conformance';
+import type { LockProvider } from '@dlock/core';
+import { type RedisNodes, startRedisNodes } from '@dlock/testkit';
+import { Redis } from 'ioredis';
+import Redlock, { ExecutionError } from 'redlock';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { type RedlockProviderOptions, createRedlockProvider } from '../src/index.js';
+import { closeRawClients, rawClients, sleep, storedValues } from './support.js';
+
+let cluster: RedisNodes;
+let operator: Redis[];
+const providers: LockProvider[] = [];
+const libraryClients: Redis[] = [];
+let keyCounter = 0;
+const freshKey = (label: string) => `library-${label}-${process.pid}-${keyCounter++}`;
+
+function open(options: Partial<RedlockProviderOptions> = {}): LockProvider {
+  const provider = createRedlockProvider({ urls: cluster.urls, connectTimeoutMs: 500, ...options });
+  providers.push(provider);
+  return provider;
+}
+
+/** The `redlock` library used directly, as another application sharing the nodes would. */
+function plainRedlock(urls: readonly string[] = cluster.urls): Redlock {
+  const clients = urls.map((url) => new Redis(url, { commandTimeout: 2_000, maxRetriesPerRequest: 0 }));
+  libraryClients.push(...clients);
+  return new Redlock(clients, { retryCount: 0 });
+}
+
+beforeAll(async () => {
+  cluster = await startRedisNodes(5);
+  operator = rawClients(cluster.urls);
+});
+
+afterEach(async () => {
+  await Promise.allSettled(providers.splice(0).map((provider) => provider.close()));
+  await closeRawClients(libraryClients.splice(0));
+});
+
+afterAll(async () => {
+  await closeRawClients(operator);
+  await cluster.stop();
+});
+
+describe('layout shared with the redlock library', () => {
+  it('dlock and plain redlock exclude each other on the same key (keyPrefix "")', async () => {
+    const key = freshKey('interop');
+    const provider = open();
+    const redlock = plainRedlock();
+
+    const foreign = await redlock.acquire([key], 10_000);
+    expect(await provider.tryAcquire(key, { ttlMs: 10_000 })).toBeNull();
+    // A plain redlock value carries no identity: holder() shows the value itself.
+    expect(await provider.holder(key)).toEqual({ identity: foreign.value, token: 0n });
+    await redlock.release(foreign);
+
+    const lease = await provider.acquire(key, { ttlMs: 10_000 });
+    await expect(redlock.acquire([key], 10_000)).rejects.toBeInstanceOf(ExecutionError);
+    await lease.release();
+    expect(await storedValues(operator, key)).toEqual([]);
+  });
+
+  it('stores "<32 random hex digits>:<identity>" at keyPrefix + key on every node', async () => {
+    const key = freshKey('layout');
+    const provider = open({ keyPrefix: 'app:', identity: 'worker-7' });
+    const lease = await provider.acquire(key, { ttlMs: 10_000 });
+    // The lease is granted at the third vote; the last two nodes may answer a moment later.
+    const values = () => Promise.all(operator.map((client) => client.get(`app:${key}`)));
+    expect(await eventually(async () => !(await values()).includes(null), 2_000)).toBe(true);
+    const stored = await values();
+    expect(new Set(stored).size).toBe(1);
+    expect(stored[0]).toMatch(/^[0-9a-f]{32}:worker-7$/);
+    expect(await operator[0]!.exists(key)).toBe(0);
+    expect(await provider.holder(key)).toEqual({ identity: 'worker-7', token: 0n });
+    await lease.release();
+  });
+});
+
+describe('validity', () => {
+  it('counts a majority that arrives after the validity window as a failure and leaves nothing behind', async () => {
+    const key = freshKey('too-late');
+    // drift = 0.95 × 40 + 2 = 40 ms: the window is spent before any answer can arrive.
+    // A short fallback keeps core's per-wait guard timers few while the attempts fail back to back.
+    const provider = open({ driftFactor: 0.95, fallbackRecheckMs: 20 });
+    expect(await provider.tryAcquire(key, { ttlMs: 40 })).toBeNull();
+    expect(await storedValues(operator, key)).toEqual([]);
+    await expect(provider.acquire(key, { ttlMs: 40, waitMs: 200 })).rejects.toMatchObject({
+      code: 'LOCK_TIMEOUT',
+    });
+    expect(await storedValues(operator, key)).toEqual([]);
+  });
+
+  it('ends the lease at ttl minus drift measured from before the request', async () => {
+    const key = freshKey('window');
+    const provider = open({ driftFactor: 0.4 });
+    const started = performance.now();
+    const lease = await provider.acquire(key, { ttlMs: 1_000 });
+    await eventually(() => lease.signal.aborted, 2_000, 5);
+    const lifetime = performance.now() - started;
+    // 1000 − (0.4 × 1000 + 2) = 598 ms after the request was sent: well before the nodes let go.
+    expect(lifetime).toBeGreaterThanOrEqual(590);
+    expect(lifetime).toBeLessThan(1_000);
+    await lease.release();
+  });
+});
+
+describe('waiting', () => {
+  it('wakes a waiter when a crashed holder expires on a majority, not at the fallback re-check', async () => {
+    const key = freshKey('expiry');
+    const redlock = plainRedlock();
+    // A plain redlock holder that never releases (and publishes nothing), as after a crash.
+    await redlock.acquire([key], 700);
+    const waiter = open({ fallbackRecheckMs: 10_000 });
+    const started = performance.now();
+    const lease = await waiter.acquire(key, { ttlMs: 10_000, waitMs: 5_000 });
+    expect(performance.now() - started).toBeLessThan(700 + 1_000);
+    await lease.release();
+  });
+
+  it('drops its release-notice subscriptions once the waiters are done', async () => {
+    const key = freshKey('unsubscribe');
+    const [holder, waiter] = [open(), open()];
+    const lease = await holder.acquire(key, { ttlMs: 10_000 });
+    const waiting = waiter.acquire(key, { ttlMs: 10_000, waitMs: 5_000 });
+    const subscribers = async () => {
+      const counts = await Promise.all(
+        operator.map(async (client) => Number((await client.pubsub('NUMSUB', `${key}:released`))[1])),
+      );
+      return counts.reduce((sum, count) => sum + count, 0);
+    };
+    expect(await eventually(async () => (await subscribers()) === 5, 2_000)).toBe(true);
+    await lease.release();
+    await (await waiting).release();
+    expect(await eventually(async () => (await subscribers()) === 0, 2_000)).toBe(true);
+  });
+});
+
+describe('why dlock requires an odd number of nodes', () => {
+  it('documents a redlock 5.0.0-beta.2 defect: a 2–2 split over 4 nodes never settles', async () => {
+    const key = freshKey('even');
+    const redlock = plainRedlock(cluster.urls.slice(0, 4));
+    await Promise.all(operator.slice(0, 2).map((client) => client.set(key, 'someone-else', 'PX', 5_000)));
+    const settled = await Promise.race([
+      redlock.acquire([key], 5_000).then(
+        () => 'acquired',
+        () => 'rejected',
+      ),
+      sleep(1_500).then(() => 'still pending'),
+    ]);
+    expect(settled).toBe('still pending');
+    await Promise.all(operator.map((client) => client.del(key)));
+  });
+});

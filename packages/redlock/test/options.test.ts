@@ -1,0 +1,61 @@
+import { InvalidArgumentError } from '@dlock/core';
+import { Redis } from 'ioredis';
+import { describe, expect, it } from 'vitest';
+import { type RedlockProviderOptions, createRedlockProvider, redlockCapabilities } from '../src/index.js';
+
+const url = (port: number) => `redis://127.0.0.1:${port}`;
+const threeUrls = [url(1), url(2), url(3)];
+
+describe('createRedlockProvider options', () => {
+  const rejected: Array<[string, unknown]> = [
+    ['options', null],
+    ['urls', {}],
+    ['urls', { urls: threeUrls, clients: [] }],
+    ['urls', { urls: [] }],
+    ['urls', { urls: [url(1), url(2)] }],
+    ['urls', { urls: [url(1), url(1), url(2)] }],
+    ['urls', { urls: 'redis://127.0.0.1:1' }],
+    ['urls[1]', { urls: [url(1), 'http://127.0.0.1:2', url(3)] }],
+    ['urls[2]', { urls: [url(1), url(2), 'not a url'] }],
+    ['clients[0]', { clients: [{}] }],
+    ['keyPrefix', { urls: threeUrls, keyPrefix: 7 }],
+    ['driftFactor', { urls: threeUrls, driftFactor: 1 }],
+    ['driftFactor', { urls: threeUrls, driftFactor: -0.1 }],
+    ['driftFactor', { urls: threeUrls, driftFactor: Number.NaN }],
+    ['connectTimeoutMs', { urls: threeUrls, connectTimeoutMs: 0 }],
+    ['commandTimeoutMs', { urls: threeUrls, commandTimeoutMs: Number.POSITIVE_INFINITY }],
+    ['defaultTtlMs', { urls: threeUrls, defaultTtlMs: 5 }],
+    ['fallbackRecheckMs', { urls: threeUrls, fallbackRecheckMs: -1 }],
+    ['identity', { urls: threeUrls, identity: '' }],
+  ];
+
+  it.each(rejected)('rejects a bad %s with InvalidArgumentError naming it', (field, options) => {
+    let error: unknown;
+    try {
+      createRedlockProvider(options as RedlockProviderOptions);
+    } catch (caught) {
+      error = caught;
+    }
+    expect(error).toBeInstanceOf(InvalidArgumentError);
+    expect((error as InvalidArgumentError).field).toBe(field);
+    expect((error as Error).message).toContain(field);
+  });
+
+  it('rejects caller clients without a commandTimeout (a silent node would stall the vote count)', () => {
+    const clients = [1, 2, 3].map((port) => new Redis({ port, lazyConnect: true }));
+    expect(() => createRedlockProvider({ clients })).toThrow(
+      expect.objectContaining({ field: 'clients[0].options.commandTimeout' }),
+    );
+  });
+
+  it('declares no fencing and no fairness, and says why', () => {
+    expect(redlockCapabilities).toMatchObject({
+      fencing: 'none',
+      fairness: 'none',
+      wakeup: 'push',
+      expiry: 'ttl',
+    });
+    expect(redlockCapabilities.safety).toContain('How to do distributed locking');
+    expect(redlockCapabilities.safety).toContain('Is Redlock safe?');
+  });
+});
