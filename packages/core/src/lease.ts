@@ -19,6 +19,7 @@ export class DriverLease<Handle> implements Lease {
   readonly #onFinished: (lease: DriverLease<Handle>) => void;
   #expiryTimer: NodeJS.Timeout | undefined;
   #release: Promise<void> | undefined;
+  #detachBackendLost: (() => void) | undefined;
 
   constructor(
     driver: LockDriver<Handle, unknown>,
@@ -50,14 +51,12 @@ export class DriverLease<Handle> implements Lease {
               ),
         );
       if (backendLost.aborted) onBackendLost();
-      else backendLost.addEventListener('abort', onBackendLost, { once: true });
-      this.#lost.signal.addEventListener(
-        'abort',
-        () => backendLost.removeEventListener('abort', onBackendLost),
-        {
-          once: true,
-        },
-      );
+      else {
+        backendLost.addEventListener('abort', onBackendLost, { once: true });
+        // A driver may share one `lost` signal across many grants: detach once this lease is over,
+        // or every lease ever taken would stay reachable from it.
+        this.#detachBackendLost = () => backendLost.removeEventListener('abort', onBackendLost);
+      }
     }
     this.#armExpiry(grant.validUntil);
   }
@@ -104,6 +103,7 @@ export class DriverLease<Handle> implements Lease {
 
   async #releaseOnce(): Promise<void> {
     this.#clearExpiry();
+    this.#detachBackendLost?.();
     try {
       await this.#driver.release(this.key, this.#grant);
     } finally {
@@ -135,6 +135,7 @@ export class DriverLease<Handle> implements Lease {
 
   #markLost(reason: LockLostError): void {
     this.#clearExpiry();
+    this.#detachBackendLost?.();
     if (!this.#lost.signal.aborted) this.#lost.abort(reason);
   }
 }

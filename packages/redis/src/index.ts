@@ -1,0 +1,5 @@
+export { type ConnectionLossPolicy, FOREIGN_HOLDER, redisCapabilities } from './driver.js';
+export { type RedisKeyLayout, redisKeyLayout } from './layout.js';
+export { type RedisProviderOptions, createRedisProvider } from './provider.js';
+export type { RedisClient } from './scripts.js';
+export { dlockBackend } from './descriptor.js';

@@ -1,0 +1,85 @@
+import { InvalidArgumentError } from '@dlock/core';
+
+/**
+ * Where one lock lives in Redis. The lock key is exactly `<keyPrefix><key>` so other Redis lock
+ * libraries using the same key (redlock with no prefix, for one) exclude dlock and the other way round.
+ */
+export interface RedisKeyLayout {
+  /** `<keyPrefix><key>`: holds the owner's value while locked, with a PX expiry; absent when free. */
+  readonly lockKey: string;
+  /** The fencing counter: the last token handed out for this key. Persists on purpose (see README). */
+  readonly fenceKey: string;
+  /** Published to by the release script, so waiters wake up without polling. */
+  readonly releaseChannel: string;
+}
+
+const FENCE_SUFFIX = ':fence';
+const RELEASE_CHANNEL_SUFFIX = ':released';
+const VALUE_PATTERN = /^dlock1:([0-9a-f]{32}):(\d+):([\s\S]*)$/;
+
+/**
+ * The part of `key` Redis Cluster hashes: the text between the first `{` and the first `}` after it,
+ * when that text is not empty; otherwise the whole key is hashed and there is no tag.
+ */
+export function hashTag(key: string): string | undefined {
+  const open = key.indexOf('{');
+  if (open < 0) return undefined;
+  const close = key.indexOf('}', open + 1);
+  return close > open + 1 ? key.slice(open + 1, close) : undefined;
+}
+
+/**
+ * The counter must live in the lock key's Cluster slot, because one script touches both. A lock key
+ * with a hash tag keeps its slot when a suffix is appended; a lock key without one is wrapped in braces
+ * whole, so the tag is the entire lock key and hashes like it. (Wrapping only works when the lock key
+ * has no `}`; `validateLockKey` rejects the rest on Cluster clients.)
+ */
+export function redisKeyLayout(key: string, keyPrefix: string): RedisKeyLayout {
+  const lockKey = `${keyPrefix}${key}`;
+  const fenceKey =
+    hashTag(lockKey) === undefined ? `{${lockKey}}${FENCE_SUFFIX}` : `${lockKey}${FENCE_SUFFIX}`;
+  return { lockKey, fenceKey, releaseChannel: `${lockKey}${RELEASE_CHANNEL_SUFFIX}` };
+}
+
+/**
+ * Every fencing counter key ends with ':fence', so refusing lock keys with that ending keeps lock keys
+ * and counters apart: a lock can never be taken on (or deleted from under) another key's counter.
+ */
+export function validateLockKey(key: string, keyPrefix: string, cluster: boolean): void {
+  const lockKey = `${keyPrefix}${key}`;
+  if (lockKey.endsWith(FENCE_SUFFIX)) {
+    throw new InvalidArgumentError(
+      'key',
+      key,
+      `a key whose Redis key (keyPrefix + key) does not end with '${FENCE_SUFFIX}' (reserved for fencing counters)`,
+    );
+  }
+  if (cluster && hashTag(lockKey) === undefined && lockKey.includes('}')) {
+    throw new InvalidArgumentError(
+      'key',
+      key,
+      "on Redis Cluster, a key with a non-empty '{hash tag}' or with no '}' at all, so its fencing counter can share its slot",
+    );
+  }
+}
+
+/**
+ * The value stored at the lock key is `head + fencing token + tail`: the random owner token first (what
+ * compare-owner scripts match on, with the rest), then what `holder()` reports. The acquire script puts
+ * the token in, since only the script knows it.
+ */
+export function lockValueParts(ownerToken: string, identity: string): { head: string; tail: string } {
+  return { head: `dlock1:${ownerToken}:`, tail: `:${identity}` };
+}
+
+export interface DecodedLockValue {
+  readonly fencingToken: bigint;
+  readonly identity: string;
+}
+
+/** Undefined for a value dlock did not write (a redlock lock, for one). */
+export function decodeLockValue(value: string): DecodedLockValue | undefined {
+  const match = VALUE_PATTERN.exec(value);
+  if (!match) return undefined;
+  return { fencingToken: BigInt(match[2]!), identity: match[3]! };
+}

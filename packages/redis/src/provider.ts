@@ -1,0 +1,234 @@
+import type { ConnectionOptions as TlsOptions } from 'node:tls';
+import {
+  InvalidArgumentError,
+  type LockProvider,
+  type ProviderOptions,
+  createLockProvider,
+  validateDuration,
+} from '@dlock/core';
+import { type Cluster, Redis } from 'ioredis';
+import { RedisConnection } from './connection.js';
+import { type ConnectionLossPolicy, RedisLockDriver } from './driver.js';
+import type { RedisClient } from './scripts.js';
+import { ReleaseWakeups } from './wakeups.js';
+
+export interface RedisProviderOptions extends Omit<ProviderOptions, 'election'> {
+  /** `redis://[[user]:password@]host[:port][/db]` or `rediss://...` (TLS). Give this or `client`. */
+  url?: string;
+  /**
+   * An ioredis client you already have: standalone, Sentinel-managed or Cluster. The provider never
+   * quits it (close() leaves it open); the provider's subscriber connection is a `duplicate()` of it.
+   */
+  client?: RedisClient;
+  /** Prepended to every key: the lock lives at `<keyPrefix><key>`. Default '' (redlock's layout). */
+  keyPrefix?: string;
+  /** Longest wait for a usable connection before BackendUnavailableError. Default 3 000 ms. */
+  connectTimeoutMs?: number;
+  /** Longest wait for one command's reply before BackendUnavailableError. Default 2 000 ms. */
+  commandTimeoutMs?: number;
+  /**
+   * What a dropped connection means for the leases it took. 'abort' (default): their signals abort at
+   * once — the lock may well still be held at the server, but this process can no longer vouch for it
+   * (Curator's SUSPENDED treated as LOST). 'wait-for-ttl': nothing happens until the lease's validity
+   * runs out, and an extension after reconnecting keeps it — for code that tolerates a short blip.
+   */
+  onConnectionLoss?: ConnectionLossPolicy;
+  /** With `url` only: ACL user name (overrides one in the URL). */
+  username?: string;
+  /** With `url` only: password (overrides one in the URL). */
+  password?: string;
+  /** With `url` only: TLS options, or true for defaults. A `rediss://` URL turns TLS on by itself. */
+  tls?: boolean | TlsOptions;
+}
+
+const ON_CONNECTION_LOSS: readonly ConnectionLossPolicy[] = ['abort', 'wait-for-ttl'];
+const URL_ONLY_OPTIONS = ['username', 'password', 'tls'] as const;
+
+/**
+ * A dlock provider on one Redis node (or a Sentinel-managed primary, or a Cluster): one round trip per
+ * attempt, a per-key fencing counter, pub/sub wake-ups. See the package README for the key layout.
+ */
+export function createRedisProvider(options: RedisProviderOptions): LockProvider {
+  if (typeof options !== 'object' || options === null) {
+    throw new InvalidArgumentError('options', options, 'an object with url or client');
+  }
+  const {
+    url,
+    client: givenClient,
+    keyPrefix = '',
+    connectTimeoutMs = 3_000,
+    commandTimeoutMs = 2_000,
+    onConnectionLoss = 'abort',
+    username,
+    password,
+    tls,
+    ...providerOptions
+  } = options;
+  if (typeof keyPrefix !== 'string') throw new InvalidArgumentError('keyPrefix', keyPrefix, 'a string');
+  validateDuration('connectTimeoutMs', connectTimeoutMs, 1);
+  validateDuration('commandTimeoutMs', commandTimeoutMs, 1);
+  if (!ON_CONNECTION_LOSS.includes(onConnectionLoss)) {
+    throw new InvalidArgumentError('onConnectionLoss', onConnectionLoss, ON_CONNECTION_LOSS.join(' | '));
+  }
+  for (const [field, value] of [
+    ['username', username],
+    ['password', password],
+  ] as const) {
+    if (value !== undefined && typeof value !== 'string')
+      throw new InvalidArgumentError(field, value, 'a string');
+  }
+  if (tls !== undefined && typeof tls !== 'boolean' && (typeof tls !== 'object' || tls === null)) {
+    throw new InvalidArgumentError('tls', tls, 'true, false or node:tls connection options');
+  }
+
+  let connection: RedisConnection;
+  let createSubscriber: () => RedisClient;
+  if (givenClient !== undefined) {
+    if (url !== undefined) {
+      throw new InvalidArgumentError('client', 'an ioredis client', 'either url or client, not both');
+    }
+    for (const field of URL_ONLY_OPTIONS) {
+      if (options[field] !== undefined) {
+        throw new InvalidArgumentError(
+          field,
+          options[field],
+          'only together with url (configure your own client)',
+        );
+      }
+    }
+    checkClient(givenClient);
+    connection = new RedisConnection({
+      client: givenClient,
+      owned: false,
+      address: describeClient(givenClient),
+      connectTimeoutMs,
+      commandTimeoutMs,
+    });
+    createSubscriber = () => duplicateForSubscribing(givenClient);
+  } else {
+    const { parsed, urlUsername, urlPassword } = parseRedisUrl(url);
+    const effectiveUsername = username ?? urlUsername;
+    const effectivePassword = password ?? urlPassword;
+    const clientOptions = {
+      ...(effectiveUsername === undefined ? {} : { username: effectiveUsername }),
+      ...(effectivePassword === undefined ? {} : { password: effectivePassword }),
+      ...(tls === undefined || tls === false ? {} : { tls: tls === true ? {} : tls }),
+      lazyConnect: true,
+      connectTimeout: connectTimeoutMs,
+      // Commands wait for a ready connection in RedisConnection, bounded by connectTimeoutMs; nothing is
+      // queued inside ioredis, and nothing in flight when a connection drops is replayed after a
+      // reconnect (a replayed acquire could take a lock its caller was told it did not get).
+      enableOfflineQueue: false,
+      maxRetriesPerRequest: 0,
+      autoResendUnfulfilledCommands: false,
+      retryStrategy: (attempt: number) => Math.min(attempt * 100, 1_000),
+    };
+    const client = new Redis(parsed.toString(), clientOptions);
+    connection = new RedisConnection({
+      client,
+      owned: true,
+      address: `${parsed.hostname}:${parsed.port || 6379}`,
+      connectTimeoutMs,
+      commandTimeoutMs,
+    });
+    createSubscriber = () =>
+      new Redis(parsed.toString(), { ...clientOptions, enableOfflineQueue: true, maxRetriesPerRequest: 1 });
+  }
+
+  const cluster = isCluster(connection.client);
+  const driver = new RedisLockDriver({
+    connection,
+    wakeups: new ReleaseWakeups(createSubscriber),
+    keyPrefix,
+    cluster,
+    onConnectionLoss,
+  });
+  try {
+    return createLockProvider(driver, providerOptions);
+  } catch (error) {
+    // Bad provider options: do not leave the client this call created behind.
+    void connection.close();
+    throw error;
+  }
+}
+
+interface ParsedRedisUrl {
+  /** The URL without credentials. */
+  readonly parsed: URL;
+  readonly urlUsername: string | undefined;
+  readonly urlPassword: string | undefined;
+}
+
+/**
+ * Credentials are taken out of the URL and passed to ioredis as options: with both, ioredis lets the
+ * URL's win (and an empty user name in the URL would hide the username option).
+ */
+function parseRedisUrl(url: unknown): ParsedRedisUrl {
+  const allowed = 'a redis://host[:port][/db] or rediss://... URL';
+  if (url === undefined) throw new InvalidArgumentError('url', url, `${allowed}, or a client`);
+  if (typeof url !== 'string') throw new InvalidArgumentError('url', url, allowed);
+  try {
+    const parsed = new URL(url);
+    const valid =
+      (parsed.protocol === 'redis:' || parsed.protocol === 'rediss:') &&
+      parsed.hostname !== '' &&
+      /^(\/\d*)?$/.test(parsed.pathname);
+    if (valid) {
+      const urlUsername = decodeURIComponent(parsed.username) || undefined;
+      const urlPassword = decodeURIComponent(parsed.password) || undefined;
+      parsed.username = '';
+      parsed.password = '';
+      return { parsed, urlUsername, urlPassword };
+    }
+  } catch {
+    // Not a URL, or malformed percent-encoding in its credentials: reported below.
+  }
+  throw new InvalidArgumentError('url', redactUrl(url), `${allowed}; db, when given, a number`);
+}
+
+/** Error messages show the URL without its password. */
+function redactUrl(url: string): string {
+  return url.replace(/\/\/([^@/]*):[^@/]*@/, '//$1:***@');
+}
+
+function checkClient(client: unknown): asserts client is RedisClient {
+  const candidate = client as Partial<Record<'evalsha' | 'eval' | 'get' | 'duplicate' | 'on', unknown>>;
+  const looksLikeIoredis =
+    typeof client === 'object' &&
+    client !== null &&
+    typeof (client as { status?: unknown }).status === 'string' &&
+    (['evalsha', 'eval', 'get', 'duplicate', 'on'] as const).every((m) => typeof candidate[m] === 'function');
+  if (!looksLikeIoredis) {
+    throw new InvalidArgumentError('client', client, 'an ioredis Redis or Cluster client');
+  }
+}
+
+function isCluster(client: RedisClient): boolean {
+  return (client as { isCluster?: boolean }).isCluster === true;
+}
+
+/** host:port, the Sentinel group or the Cluster seed nodes: enough to find the server, never a password. */
+function describeClient(client: RedisClient): string {
+  if (isCluster(client)) {
+    const nodes = (client as { startupNodes?: Array<{ host?: string; port?: number } | string | number> })
+      .startupNodes;
+    const seeds = (nodes ?? []).map((node) =>
+      typeof node === 'object' ? `${node.host ?? '127.0.0.1'}:${node.port ?? 6379}` : String(node),
+    );
+    return `cluster ${seeds.join(',') || '(unknown seeds)'}`;
+  }
+  const { host, port, sentinels, name } = (client as Redis).options;
+  if (sentinels && sentinels.length > 0) {
+    return `sentinel group "${name}" via ${sentinels.map((s) => `${s.host ?? '127.0.0.1'}:${s.port ?? 26379}`).join(',')}`;
+  }
+  return `${host ?? '127.0.0.1'}:${port ?? 6379}`;
+}
+
+/**
+ * The subscriber must queue SUBSCRIBE while it connects, whatever the application configured for its
+ * own client; a subscription that still fails only costs waiters the fallback re-check.
+ */
+function duplicateForSubscribing(client: RedisClient): RedisClient {
+  if (isCluster(client)) return (client as Cluster).duplicate([], { enableOfflineQueue: true });
+  return (client as Redis).duplicate({ enableOfflineQueue: true, lazyConnect: true });
+}

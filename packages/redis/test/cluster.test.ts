@@ -1,0 +1,73 @@
+import { eventually } from '@dlock/conformance';
+import { InvalidArgumentError } from '@dlock/core';
+import { Cluster } from 'ioredis';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createRedisProvider, redisKeyLayout } from '../src/index.js';
+import { redisFixture } from './servers.js';
+
+// A one-node Redis Cluster (every slot on one server): enough for ioredis' Cluster client, for Redis to
+// enforce that one script's keys share a slot (CROSSSLOT otherwise), and for pub/sub through a Cluster
+// client. It does not exercise resharding or failover.
+const redis = redisFixture({ extraArgs: ['--cluster-enabled', 'yes', '--cluster-announce-ip', '127.0.0.1'] });
+let cluster: Cluster;
+
+beforeAll(async () => {
+  const server = await redis.start();
+  const raw = redis.raw();
+  await raw.cluster('ADDSLOTSRANGE', 0, 16_383);
+  const ready = await eventually(
+    async () => /cluster_state:ok/.test(String(await raw.cluster('INFO'))),
+    10_000,
+    100,
+  );
+  if (!ready) throw new Error('the one-node cluster did not reach cluster_state:ok');
+  cluster = new Cluster([{ host: '127.0.0.1', port: server.port }], { lazyConnect: true });
+  cluster.on('error', () => {});
+});
+afterAll(() => cluster?.disconnect());
+
+describe('redis provider on a Cluster client', () => {
+  it('keeps every fencing counter in its lock key’s slot', async () => {
+    expect(redisKeyLayout('{user:42}:profile', '').fenceKey).toBe('{user:42}:profile:fence');
+    expect(redisKeyLayout('plain', 'ns:').fenceKey).toBe('{ns:plain}:fence');
+    const raw = redis.raw();
+    for (const key of ['{user:42}:profile', 'plain', 'x{y', 'zamówienia-日本-🔒']) {
+      const { lockKey, fenceKey } = redisKeyLayout(key, 'ns:');
+      expect(await raw.cluster('KEYSLOT', fenceKey), key).toBe(await raw.cluster('KEYSLOT', lockKey));
+    }
+  });
+
+  it('acquires, hands off by push and releases, with and without hash tags', async () => {
+    const provider = createRedisProvider({ client: cluster, keyPrefix: 'ns:' });
+    const other = createRedisProvider({ client: cluster, keyPrefix: 'ns:' });
+    try {
+      for (const key of ['{user:42}:profile', 'plain', 'x{y']) {
+        const lease = await provider.acquire(key, { ttlMs: 5_000 });
+        expect((await other.holder(key))?.token).toBe(lease.token);
+        const waiting = other.acquire(key, {
+          ttlMs: 5_000,
+          waitMs: 5_000,
+          signal: AbortSignal.timeout(5_000),
+        });
+        await new Promise((resolve) => setTimeout(resolve, 100));
+        const releasedAt = performance.now();
+        await lease.release();
+        const next = await waiting;
+        expect(performance.now() - releasedAt).toBeLessThan(500);
+        expect(next.token > lease.token).toBe(true);
+        await next.release();
+      }
+    } finally {
+      await provider.close();
+      await other.close();
+    }
+    expect(cluster.status).toBe('ready');
+  });
+
+  it('rejects keys whose counter could not share their slot', async () => {
+    const provider = createRedisProvider({ client: cluster });
+    await expect(provider.tryAcquire('a}b')).rejects.toBeInstanceOf(InvalidArgumentError);
+    await expect(provider.tryAcquire('a{}b')).rejects.toMatchObject({ field: 'key' });
+    await provider.close();
+  });
+});
