@@ -1,3 +1,4 @@
+import { setMaxListeners } from 'node:events';
 import type {
   AcquireOptions,
   Capabilities,
@@ -69,6 +70,8 @@ class DriverLockProvider<Handle, Ticket> implements LockProvider {
     validateDuration('fallbackRecheckMs', this.#fallbackRecheckMs, 1);
     validateIdentity(options.identity);
     this.#identity = options.identity ?? defaultIdentity();
+    // Every pending acquire listens for close(): hundreds at once are normal, not a leak.
+    setMaxListeners(0, this.#closing.signal);
     this.election = options.election;
     const watch = driver.watchHolder?.bind(driver);
     this.watchHolder = watch

@@ -1,0 +1,391 @@
+import { BackendUnavailableError } from '@dlock/core';
+import { type ACL, type Client, createClient } from 'node-zookeeper-client';
+import { BACKEND, ZooKeeperCalls } from './client.js';
+
+/**
+ * What a `disconnected` event means for the leases of the session:
+ * - 'abort': they are lost at once (Curator's standard policy: SUSPENDED counts as lost). A waiter's
+ *   place in line is lost too; it queues again in a fresh session.
+ * - 'session-timeout': they stay valid until the server could have expired the session (the last
+ *   answered request's send time + sessionTimeout − a margin), so a short blip costs nothing.
+ */
+export type DisconnectPolicy = 'abort' | 'session-timeout';
+
+export interface DigestAuth {
+  readonly scheme: string;
+  readonly auth: string;
+}
+
+export interface SessionOptions {
+  readonly connectString: string;
+  readonly sessionTimeoutMs: number;
+  readonly connectTimeoutMs: number;
+  readonly callTimeoutMs: number;
+  readonly onDisconnect: DisconnectPolicy;
+  readonly auth: readonly DigestAuth[];
+  readonly acl: ACL[];
+}
+
+/** node-zookeeper-client's ConnectionManager, whose reconnect loop has no off switch of its own. */
+interface ConnectionManager {
+  state: number;
+  socket?: { destroy(): void };
+  connectTimeoutHandler: NodeJS.Timeout | null;
+  connect(): void;
+  findNextServer(callback: (server: unknown) => void): void;
+  on(event: 'state', listener: (state: number) => void): void;
+}
+
+/** ConnectionManager.STATES in node-zookeeper-client 1.1.3. */
+const CONNECTING = 1;
+
+/** Pause between rounds over all servers while reconnecting (the library's default is 1 s). */
+const SPIN_DELAY_MS = 200;
+
+type ReconnectGate = 'open' | 'held' | 'shut';
+
+/**
+ * One ZooKeeper session and the client that owns it. It connects within a connect timeout, keeps the
+ * session honest about its liveness, and aborts `lost` when its leases can no longer be vouched for:
+ * on `disconnected` under the 'abort' policy, when no reply proves the session alive for
+ * sessionTimeout − margin, on expiry, on an authentication failure, or on close. A lost session is
+ * never used again (the driver opens a fresh one) and is closed as soon as it can be, which deletes
+ * its ephemeral nodes at once instead of after the session timeout.
+ */
+export class ZooKeeperSession {
+  readonly calls: ZooKeeperCalls;
+  readonly #client: Client;
+  readonly #connection: ConnectionManager;
+  readonly #options: SessionOptions;
+  readonly #lost = new AbortController();
+  readonly #listeners = new Set<() => void>();
+  #id = 0n;
+  #timeoutMs: number;
+  #gate: ReconnectGate = 'open';
+  #heldReconnect: (() => void) | undefined;
+  #connected = false;
+  #connectingSince = performance.now();
+  #lastAnswerAt = performance.now();
+  #lastAnsweredSentAt = performance.now();
+  #heartbeat: NodeJS.Timeout | undefined;
+  #deadlineTimer: NodeJS.Timeout | undefined;
+  #closed: Promise<void> | undefined;
+  #stopWaiting: (() => void) | undefined;
+  #whyLost: string | undefined;
+
+  private constructor(client: Client, options: SessionOptions) {
+    this.#client = client;
+    this.#options = options;
+    this.#timeoutMs = options.sessionTimeoutMs;
+    this.#connection = (client as unknown as { connectionManager: ConnectionManager }).connectionManager;
+    this.calls = new ZooKeeperCalls(client, {
+      address: options.connectString,
+      callTimeoutMs: options.callTimeoutMs,
+      acl: options.acl,
+      onAnswer: (sentAt) => {
+        this.#lastAnswerAt = performance.now();
+        if (sentAt > this.#lastAnsweredSentAt) this.#lastAnsweredSentAt = sentAt;
+      },
+    });
+    this.#installReconnectGate();
+  }
+
+  /** Connects a new session, or rejects BackendUnavailableError naming the connect string within connectTimeoutMs. */
+  static async open(options: SessionOptions): Promise<ZooKeeperSession> {
+    const client = createClient(options.connectString, {
+      sessionTimeout: options.sessionTimeoutMs,
+      spinDelay: SPIN_DELAY_MS,
+      // The library's retries re-send a create after a connection loss, which can leave a duplicate
+      // sequential node nobody knows about; recovery goes through the protected-name lookup instead.
+      retries: 0,
+    });
+    const session = new ZooKeeperSession(client, options);
+    for (const { scheme, auth } of options.auth) client.addAuthInfo(scheme, Buffer.from(auth, 'utf8'));
+    const failure = await new Promise<string | undefined>((resolve) => {
+      const timer = setTimeout(
+        () => resolve(`no session within connectTimeoutMs=${options.connectTimeoutMs}`),
+        options.connectTimeoutMs,
+      );
+      const settle = (outcome: string | undefined) => {
+        clearTimeout(timer);
+        client.removeListener('connected', onConnected);
+        client.removeListener('authenticationFailed', onAuthFailed);
+        resolve(outcome);
+      };
+      const onConnected = () => settle(undefined);
+      const onAuthFailed = () => settle('authentication failed (check the auth option)');
+      client.once('connected', onConnected);
+      client.once('authenticationFailed', onAuthFailed);
+      client.connect();
+    });
+    if (failure !== undefined) {
+      session.#stop();
+      throw new BackendUnavailableError(BACKEND, options.connectString, failure);
+    }
+    session.#start();
+    return session;
+  }
+
+  /** The session id, as ZooKeeper stores it in an ephemeral node's `ephemeralOwner`. */
+  get id(): bigint {
+    return this.#id;
+  }
+
+  /** `0x…`, for messages. */
+  get name(): string {
+    return `0x${this.#id.toString(16)}`;
+  }
+
+  /** The timeout the server granted (it clamps the requested one to [2, 20] ticks by default). */
+  get timeoutMs(): number {
+    return this.#timeoutMs;
+  }
+
+  /** Completes "session 0x… …" once the session is lost, e.g. "expired". */
+  get whyLost(): string | undefined {
+    return this.#whyLost;
+  }
+
+  /** Aborted once this session's leases can no longer be vouched for; see the class comment. */
+  get lost(): AbortSignal {
+    return this.#lost.signal;
+  }
+
+  /**
+   * Calls `listener` when the session reconnects (watches may have fired unseen in between, so waiters
+   * re-check) and when it is lost. Returns the unsubscribe function.
+   */
+  onChange(listener: () => void): () => void {
+    this.#listeners.add(listener);
+    return () => this.#listeners.delete(listener);
+  }
+
+  /** Declares the session lost (`why` completes "session 0x… …") and closes it as soon as it can. */
+  retire(why: string): void {
+    if (this.#lost.signal.aborted) return;
+    this.#whyLost = why;
+    const reason = new BackendUnavailableError(
+      BACKEND,
+      this.#options.connectString,
+      `session ${this.name} ${why}`,
+    );
+    clearInterval(this.#heartbeat);
+    clearTimeout(this.#deadlineTimer);
+    this.calls.failAll(reason);
+    this.#closed ??= this.#closeGracefully();
+    this.#lost.abort(reason);
+    this.#notify();
+  }
+
+  /** Settles once a lost session's client is stopped (closed gracefully or given up on). */
+  get closed(): Promise<void> {
+    return this.#closed ?? Promise.resolve();
+  }
+
+  /** Closes the session (its ephemeral nodes go at once) within about callTimeoutMs. */
+  close(): Promise<void> {
+    this.retire('closed');
+    // Waiting for a reconnect only to say goodbye would hold close() up for a whole session timeout.
+    if (!this.#connected) this.#stopWaiting?.();
+    return this.#closed ?? Promise.resolve();
+  }
+
+  /**
+   * For tests: the process "crashes" — the connection drops, nothing is closed or released, and the
+   * server expires the session after its timeout.
+   */
+  abandon(): void {
+    this.#gate = 'shut';
+    this.#closed ??= Promise.resolve();
+    this.retire('abandoned');
+    this.#connection.socket?.destroy();
+  }
+
+  /** For tests: the id and password another client can present to take this session over. */
+  credentials(): { sessionId: Buffer; sessionPassword: Buffer } {
+    return { sessionId: this.#client.getSessionId(), sessionPassword: this.#client.getSessionPassword() };
+  }
+
+  /**
+   * For tests: drop the connection as a network fault would. With `holdReconnect`, the reconnect waits
+   * for `resumeReconnecting()`, so the session can be expired meanwhile and the expiry is then learnt
+   * the way the library learns it.
+   */
+  dropConnection(options: { holdReconnect?: boolean } = {}): void {
+    if (options.holdReconnect && this.#gate === 'open') this.#gate = 'held';
+    this.#connection.socket?.destroy();
+  }
+
+  resumeReconnecting(): void {
+    if (this.#gate !== 'held') return;
+    this.#gate = 'open';
+    const reconnect = this.#heldReconnect;
+    this.#heldReconnect = undefined;
+    reconnect?.();
+  }
+
+  /**
+   * node-zookeeper-client reconnects from its socket's close handler in every state but CLOSING,
+   * SESSION_EXPIRED and AUTHENTICATION_FAILED, and even a client that was closed while connecting
+   * keeps dialling (alexguan/node-zookeeper-client issues #60 and #71). Routing its two entry points
+   * through a gate is the only way to stop it for good.
+   */
+  #installReconnectGate(): void {
+    const connection = this.#connection;
+    const connect = connection.connect.bind(connection);
+    const findNextServer = connection.findNextServer.bind(connection);
+    connection.connect = () => this.#throughGate(connect);
+    connection.findNextServer = (callback) =>
+      findNextServer((server) => this.#throughGate(() => callback(server)));
+    connection.on('state', (state) => {
+      if (state === CONNECTING) this.#connectingSince = performance.now();
+    });
+  }
+
+  #throughGate(reconnect: () => void): void {
+    if (this.#gate === 'open') reconnect();
+    else if (this.#gate === 'held') this.#heldReconnect = reconnect;
+  }
+
+  #start(): void {
+    this.#connected = true;
+    this.#id = this.#client.getSessionId().readBigUInt64BE();
+    this.#timeoutMs = this.#client.getSessionTimeout();
+    const now = performance.now();
+    this.#lastAnswerAt = now;
+    this.#lastAnsweredSentAt = now;
+    this.#client.on('connected', () => this.#onConnected());
+    this.#client.on('disconnected', () => this.#onDisconnected());
+    this.#client.on('expired', () => this.retire('expired'));
+    this.#client.on('authenticationFailed', () => this.retire('failed to authenticate'));
+    this.#heartbeat = setInterval(() => this.#beat(), Math.max(1, Math.floor(this.#timeoutMs / 3)));
+    this.#heartbeat.unref();
+    this.#armDeadline();
+  }
+
+  /** Java's client gives up on a connection after 2/3 of the session timeout without a reply. */
+  get #readTimeoutMs(): number {
+    return Math.floor((this.#timeoutMs * 2) / 3);
+  }
+
+  /**
+   * The server expires the session sessionTimeout after it last heard from us, and it heard from us
+   * no earlier than when we sent the last request it answered. Leases are vouched for until then
+   * minus this margin (timers fire late on a busy event loop, never early).
+   */
+  get #lossMarginMs(): number {
+    return Math.max(100, Math.floor(this.#timeoutMs / 5));
+  }
+
+  #beat(): void {
+    if (this.#lost.signal.aborted) return;
+    const now = performance.now();
+    if (this.#connected) {
+      // node-zookeeper-client has no read timeout: a connection to a server that stopped answering
+      // (paused, partitioned) would look healthy forever. Dropping it makes the library reconnect
+      // elsewhere, as the Java client does.
+      if (now - this.#lastAnswerAt > this.#readTimeoutMs) this.#connection.socket?.destroy();
+      else this.calls.exists('/').catch(() => {});
+    } else if (this.#connection.state === CONNECTING && now - this.#connectingSince > this.#readTimeoutMs) {
+      // A server that accepted the TCP connection but never answers the handshake: try the next one.
+      this.#connection.socket?.destroy();
+    }
+  }
+
+  #armDeadline(): void {
+    const remaining = this.#lastAnsweredSentAt + this.#timeoutMs - this.#lossMarginMs - performance.now();
+    this.#deadlineTimer = setTimeout(
+      () => {
+        if (this.#lost.signal.aborted) return;
+        const stillDue =
+          this.#lastAnsweredSentAt + this.#timeoutMs - this.#lossMarginMs - performance.now() <= 0;
+        if (stillDue) {
+          this.retire(
+            `had no reply for ${Math.round(performance.now() - this.#lastAnsweredSentAt)} ms: the server may have expired it (sessionTimeout ${this.#timeoutMs} ms)`,
+          );
+        } else {
+          this.#armDeadline();
+        }
+      },
+      Math.max(0, remaining),
+    );
+    this.#deadlineTimer.unref();
+  }
+
+  #onConnected(): void {
+    this.#connected = true;
+    this.#lastAnswerAt = performance.now();
+    if (this.#lost.signal.aborted) return;
+    this.calls.exists('/').catch(() => {});
+    this.#notify();
+  }
+
+  #onDisconnected(): void {
+    this.#connected = false;
+    this.#connectingSince = performance.now();
+    if (this.#lost.signal.aborted) return;
+    if (this.#options.onDisconnect === 'abort') {
+      this.retire("was disconnected (onDisconnect: 'abort')");
+      return;
+    }
+    this.#notify();
+  }
+
+  #notify(): void {
+    for (const listener of [...this.#listeners]) listener();
+  }
+
+  /**
+   * A connected client sends CLOSE_SESSION; a disconnected one gets until the server would expire the
+   * session anyway to reconnect and close it — unless close() is in a hurry. Either way the client is
+   * stopped within a bound.
+   */
+  async #closeGracefully(): Promise<void> {
+    if (!this.#connected && this.#gate !== 'shut') {
+      this.#connected = await this.#until('connected', this.#timeoutMs);
+    }
+    if (this.#connected && this.#gate !== 'shut') {
+      const closed = this.#until('disconnected', this.#options.callTimeoutMs);
+      try {
+        this.#client.close();
+        await closed;
+      } catch {
+        // The connection went away under us: stopping below is all that is left to do.
+      }
+    }
+    this.#stop();
+  }
+
+  /** Resolves true when `event` happens, false on expiry, timeout or `#hurry()`. */
+  #until(event: 'connected' | 'disconnected', timeoutMs: number): Promise<boolean> {
+    return new Promise((resolve) => {
+      const settle = (happened: boolean) => {
+        clearTimeout(timer);
+        this.#client.removeListener(event, onEvent);
+        this.#client.removeListener('expired', onExpired);
+        this.#stopWaiting = undefined;
+        resolve(happened);
+      };
+      const onEvent = () => settle(true);
+      const onExpired = () => settle(false);
+      const timer = setTimeout(() => settle(false), timeoutMs);
+      this.#client.once(event, onEvent);
+      this.#client.once('expired', onExpired);
+      this.#stopWaiting = () => settle(false);
+    });
+  }
+
+  #stop(): void {
+    this.#gate = 'shut';
+    this.#heldReconnect = undefined;
+    clearInterval(this.#heartbeat);
+    clearTimeout(this.#deadlineTimer);
+    this.#connection.socket?.destroy();
+    // The library clears its TCP connect timer only on a socket error; a destroyed socket to a
+    // black-holed host would otherwise keep the process alive until the timer fires.
+    if (this.#connection.connectTimeoutHandler) clearTimeout(this.#connection.connectTimeoutHandler);
+    this.calls.failAll(
+      new BackendUnavailableError(BACKEND, this.#options.connectString, 'the session is closed'),
+    );
+  }
+}

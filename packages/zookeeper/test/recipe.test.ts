@@ -1,0 +1,270 @@
+import { type HolderInfo, type Lease, LockLostError, type LockProvider } from '@dlock/core';
+import { CreateMode } from 'node-zookeeper-client';
+import { describe, expect, it } from 'vitest';
+import type { ZooKeeperWatchEvent } from '../src/index.js';
+import { lockPath } from '../src/layout.js';
+import { openInspector, pauseServer, sleep, until, useStandaloneZooKeeper } from './support.js';
+
+const ROOT = '/dlock-recipe';
+const zk = useStandaloneZooKeeper(ROOT);
+const { providers } = zk;
+let keyCounter = 0;
+const freshKey = (label: string) => `${label}-${process.pid}-${keyCounter++}`;
+
+describe('the queue', () => {
+  it('wakes exactly one waiter per release: each of 20 waiters watches only its predecessor', async () => {
+    const key = freshKey('herd');
+    const events: Array<ZooKeeperWatchEvent & { waiter: number }> = [];
+    const holder = providers.open();
+    const first = await holder.acquire(key);
+    const waiters = Array.from({ length: 20 }, (_, waiter) =>
+      providers.open({ onWatchEvent: (event) => events.push({ ...event, waiter }) }),
+    );
+    const order: number[] = [];
+    const done: Promise<void>[] = [];
+    for (const [index, waiter] of waiters.entries()) {
+      done.push(
+        waiter.acquire(key, { waitMs: 30_000 }).then(async (lease) => {
+          order.push(index);
+          await lease.release();
+        }),
+      );
+      await until(
+        async () => (await zk.inspector.queue(ROOT, key)).length === index + 2,
+        5_000,
+        'waiter queued',
+      );
+    }
+    const queue = (await zk.inspector.queue(ROOT, key)).map((name) => `${lockPath(ROOT, key)}/${name}`);
+    await first.release();
+    await Promise.all(done);
+
+    expect(order).toEqual(waiters.map((_, index) => index));
+    const predecessorEvents = events.filter((event) => event.purpose === 'predecessor');
+    // 20 releases (the first holder's and 19 waiters'), each noticed by exactly one waiter: the next one.
+    expect(predecessorEvents.map((event) => [event.waiter, event.path, event.type])).toEqual(
+      waiters.map((_, index) => [index, queue[index], 'deleted']),
+    );
+    expect(events.filter((event) => event.purpose !== 'predecessor' && event.purpose !== 'own-node')).toEqual(
+      [],
+    );
+    expect(await zk.inspector.residue(ROOT, key)).toEqual([]);
+  });
+
+  it("names nodes as Curator's protected mode does, under <root>/<key>, with the identity as data", async () => {
+    const key = freshKey('layout');
+    const provider = providers.open({ identity: 'worker-7@host-a' });
+    const lease = await provider.acquire(key);
+    const [name, ...others] = await zk.inspector.queue(ROOT, key);
+    expect(others).toEqual([]);
+    expect(name).toMatch(/^_c_[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}-lock-\d{10}$/);
+    const { data, stat } = await zk.inspector.session.calls.getData(`${ROOT}/${key}/${name}`);
+    expect(data.toString()).toBe('worker-7@host-a');
+    expect(stat.czxid.readBigInt64BE()).toBe(lease.token);
+    expect(stat.ephemeralOwner.readBigUInt64BE()).not.toBe(0n);
+    await lease.release();
+    expect(await zk.inspector.residue(ROOT, key)).toEqual([]);
+  });
+
+  it('excludes and is excluded by a Curator InterProcessMutex node on the same path', async () => {
+    const key = freshKey('curator');
+    const parent = lockPath(ROOT, key);
+    const curator = await openInspector(zk.server.connectString);
+    try {
+      // What Curator's InterProcessMutex creates: a protected EPHEMERAL_SEQUENTIAL node, its IP as data.
+      await curator.session.calls.create(parent, Buffer.alloc(0), CreateMode.PERSISTENT);
+      const curatorNode = await curator.session.calls.create(
+        `${parent}/_c_0f6b1a2e-6f3c-4f3e-9a57-0c6f1f8a2b11-lock-`,
+        Buffer.from('10.0.0.7'),
+        CreateMode.EPHEMERAL_SEQUENTIAL,
+      );
+      const provider = providers.open();
+      expect(await provider.tryAcquire(key)).toBeNull();
+      expect((await provider.holder(key))?.identity).toBe('10.0.0.7');
+      const waiting = provider.acquire(key, { waitMs: 10_000 });
+      await until(async () => (await zk.inspector.queue(ROOT, key)).length === 2, 5_000, 'dlock queued');
+      // Curator would see dlock's node second in line: it sorts by the sequence after "lock-" too.
+      expect((await zk.inspector.queue(ROOT, key))[0]).toBe(curatorNode.slice(parent.length + 1));
+      await curator.session.calls.remove(curatorNode);
+      const lease = await waiting;
+      expect((await provider.holder(key))?.token).toBe(lease.token);
+      await lease.release();
+    } finally {
+      await curator.close();
+    }
+  });
+});
+
+describe('protected-mode recovery', () => {
+  it('finds its node by the protected name after the connection drops during create: no duplicate, no ghost', async () => {
+    const key = freshKey('lost-reply');
+    const provider = providers.open({ onDisconnect: 'session-timeout', sessionTimeoutMs: 4_000 });
+    await provider.holder(key);
+    const [session] = providers.driver(provider).liveSessions();
+    if (!session) throw new Error('no session');
+    const create = session.calls.create.bind(session.calls);
+    let dropped = false;
+    session.calls.create = (path, data, mode) => {
+      const created = create(path, data, mode);
+      if (!dropped && mode === CreateMode.EPHEMERAL_SEQUENTIAL) {
+        dropped = true;
+        session.dropConnection();
+      }
+      return created;
+    };
+    const lease = await provider.acquire(key, { waitMs: 10_000 });
+    expect(dropped).toBe(true);
+    expect(providers.driver(provider).liveSessions()).toEqual([session]);
+    const queue = await zk.inspector.queue(ROOT, key);
+    expect(queue).toHaveLength(1);
+    const { stat } = await zk.inspector.session.calls.getData(`${lockPath(ROOT, key)}/${queue[0]}`);
+    expect(stat.czxid.readBigInt64BE()).toBe(lease.token);
+    await lease.release();
+    expect(await zk.inspector.residue(ROOT, key)).toEqual([]);
+  });
+
+  it('deletes a node whose create got no reply in time once the server answers again', async () => {
+    const key = freshKey('no-reply');
+    const provider = providers.open({
+      onDisconnect: 'session-timeout',
+      sessionTimeoutMs: 8_000,
+      callTimeoutMs: 300,
+    });
+    await provider.holder(key);
+    await pauseServer(zk.server);
+    let outcome: unknown;
+    try {
+      outcome = await provider.acquire(key, { waitMs: 10_000 }).catch((error: unknown) => error);
+    } finally {
+      zk.server.resume();
+    }
+    expect(outcome).toMatchObject({ code: 'BACKEND_UNAVAILABLE' });
+    // The create was applied after the pause; the background sweep finds it by its protected name.
+    await until(
+      async () => (await zk.inspector.residue(ROOT, key)).length === 0,
+      8_000,
+      'the orphan node swept',
+    );
+    const lease = await provider.acquire(key, { waitMs: 5_000 });
+    await lease.release();
+  });
+});
+
+describe('session loss', () => {
+  const holdFor = async (provider: LockProvider, key: string) => {
+    const lease = await provider.acquire(key);
+    const [session] = providers.driver(provider).liveSessions();
+    if (!session) throw new Error('no session');
+    return { lease, session };
+  };
+
+  it("'abort' (default): a disconnect aborts the lease at once, and the next acquire gets a fresh session", async () => {
+    const key = freshKey('abort');
+    const provider = providers.open();
+    const other = providers.open();
+    const { lease, session } = await holdFor(provider, key);
+    const droppedAt = performance.now();
+    session.dropConnection();
+    await until(() => lease.signal.aborted, 200, 'the lease aborted');
+    expect(performance.now() - droppedAt).toBeLessThan(200);
+    expect(lease.signal.reason).toBeInstanceOf(LockLostError);
+    expect((lease.signal.reason as Error).message).toMatch(/disconnected/);
+    await expect(lease.extend()).rejects.toBeInstanceOf(LockLostError);
+    // The old session reconnects only to close itself, which deletes its node well before it would expire.
+    const next = await other.acquire(key, { waitMs: 1_500 });
+    await next.release();
+    const again = await provider.acquire(key, { waitMs: 1_000 });
+    expect(providers.driver(provider).liveSessions()).not.toContain(session);
+    await again.release();
+    await lease.release();
+    expect(await zk.inspector.residue(ROOT, key)).toEqual([]);
+  });
+
+  it("'session-timeout': a short disconnect costs nothing, the lease survives the reconnect", async () => {
+    const key = freshKey('blip');
+    const provider = providers.open({ onDisconnect: 'session-timeout', sessionTimeoutMs: 4_000 });
+    const { lease, session } = await holdFor(provider, key);
+    session.dropConnection();
+    await sleep(300);
+    expect(lease.signal.aborted).toBe(false);
+    await lease.extend();
+    expect(providers.driver(provider).liveSessions()).toEqual([session]);
+    await lease.release();
+    expect(await zk.inspector.residue(ROOT, key)).toEqual([]);
+  });
+
+  it("'session-timeout': a disconnect that lasts aborts the lease before the server can expire the session", async () => {
+    const key = freshKey('long-outage');
+    const provider = providers.open({ onDisconnect: 'session-timeout', sessionTimeoutMs: 2_000 });
+    const other = providers.open();
+    const { lease, session } = await holdFor(provider, key);
+    let lostAt = Number.POSITIVE_INFINITY;
+    lease.signal.addEventListener('abort', () => {
+      lostAt = performance.now();
+    });
+    const droppedAt = performance.now();
+    session.dropConnection({ holdReconnect: true });
+    const next = await other.acquire(key, { waitMs: 10_000 });
+    const grantedAt = performance.now();
+    expect(lostAt).toBeLessThan(grantedAt);
+    expect(lostAt - droppedAt).toBeLessThan(session.timeoutMs);
+    expect(next.token > lease.token).toBe(true);
+    session.resumeReconnecting();
+    await next.release();
+  });
+
+  it('learns of an expiry on reconnect, and later acquires are served by a fresh session', async () => {
+    const key = freshKey('expired');
+    const provider = providers.open({ onDisconnect: 'session-timeout', sessionTimeoutMs: 4_000 });
+    const { lease, session } = await holdFor(provider, key);
+    await providers.expire(provider, zk.server.connectString);
+    await until(() => lease.signal.aborted, 2_000, 'the lease aborted');
+    expect((lease.signal.reason as Error).message).toMatch(/expired/);
+    const next = await provider.acquire(key, { waitMs: 2_000 });
+    expect(next.token > lease.token).toBe(true);
+    expect(providers.driver(provider).liveSessions()).not.toContain(session);
+    await next.release();
+    await lease.release();
+  });
+
+  it('aborts the lease when an operator deletes its node', async () => {
+    const key = freshKey('deleted');
+    const { lease } = await holdFor(providers.open(), key);
+    await zk.inspector.forceRelease(ROOT, key);
+    await until(() => lease.signal.aborted, 1_000, 'the lease aborted');
+    expect((lease.signal.reason as Error).message).toMatch(/was deleted/);
+    await lease.release();
+  });
+});
+
+describe('watchHolder', () => {
+  it('pushes the holder, each hand-off and the release', async () => {
+    const key = freshKey('watch');
+    const watcher = providers.open();
+    const a = providers.open({ identity: 'a' });
+    const b = providers.open({ identity: 'b' });
+    const controller = new AbortController();
+    const seen: Array<HolderInfo | null> = [];
+    const watching = (async () => {
+      for await (const holder of watcher.watchHolder!(key, controller.signal)) seen.push(holder);
+    })();
+    await until(() => seen.length === 1, 2_000, 'the first report');
+    const leaseA: Lease = await a.acquire(key);
+    await until(() => seen.length === 2, 2_000, 'a as holder');
+    const waitingB = b.acquire(key, { waitMs: 5_000 });
+    await sleep(100);
+    await leaseA.release();
+    const leaseB = await waitingB;
+    await until(() => seen.length === 3, 2_000, 'b as holder');
+    await leaseB.release();
+    await until(() => seen.length === 4, 2_000, 'the release');
+    controller.abort();
+    await watching;
+    expect(seen).toEqual([
+      null,
+      { identity: 'a', token: leaseA.token },
+      { identity: 'b', token: leaseB.token },
+      null,
+    ]);
+  });
+});
