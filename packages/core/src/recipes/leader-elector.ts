@@ -322,7 +322,7 @@ export class LeaderElector {
     // Released only after onStoppedLeading returned, so a hand-over can wait for the work to stop.
     // A lost lease is released too: the backend ignores a release from an owner it no longer knows.
     if (term.ending !== 'cancelled' || this.releaseOnCancel) {
-      await lease.release().catch(this.#reporter('release'));
+      await lease.release().catch((error: unknown) => this.#report(error, 'release'));
     }
     term.markTornDown();
     return term.ending;
@@ -375,10 +375,15 @@ export class LeaderElector {
       signal,
       onError: this.#reporter('observe'),
     });
-    for await (const holder of changes) {
-      this.#observedLeader = holder?.identity ?? null;
-      // While this instance leads, its valid lease is better evidence than a possibly delayed observation.
-      if (holder && !this.isLeader()) this.#noteLeader(holder.identity);
+    try {
+      for await (const holder of changes) {
+        this.#observedLeader = holder?.identity ?? null;
+        // While this instance leads, its valid lease is better evidence than a possibly delayed observation.
+        if (holder && !this.isLeader()) this.#noteLeader(holder.identity);
+      }
+    } catch (error) {
+      // The campaign meets the same error and ends run() with it; observing just stops.
+      this.#report(error, 'observe');
     }
   }
 

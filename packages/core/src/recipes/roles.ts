@@ -1,4 +1,5 @@
 import type { HolderInfo, LockProvider } from '../contract.js';
+import { InvalidArgumentError, ProviderClosedError } from '../errors.js';
 import { pause } from '../timing.js';
 import { type ErrorReporter, safeReport } from './callbacks.js';
 
@@ -38,8 +39,9 @@ export interface LeaderChangesOptions {
 /**
  * Every change of who leads `key`: the current leader (or null) first, then each change of identity or
  * fencing token, until `signal` aborts or the consumer stops iterating. Pushed by the backend's
- * `watchHolder` where it has one; otherwise holder() is polled every `pollMs`. Errors never end the
- * stream: they are reported and the watch or poll is retried.
+ * `watchHolder` where it has one; otherwise holder() is polled every `pollMs`. Backend errors are
+ * reported and the watch or poll is retried; only InvalidArgumentError and ProviderClosedError end the
+ * stream (thrown to the consumer).
  */
 export async function* leaderChanges(
   provider: LockProvider,
@@ -65,6 +67,8 @@ export async function* leaderChanges(
         }
       } catch (error) {
         if (signal.aborted) return;
+        // Retrying cannot fix a bad key or a closed provider.
+        if (error instanceof InvalidArgumentError || error instanceof ProviderClosedError) throw error;
         safeReport(options.onError, error);
       }
       await pause(options.pollMs, signal);
