@@ -27,6 +27,7 @@ export class RedisConnection {
   #lastError: Error | undefined;
   #closedConnections = 0;
   readonly #lossListeners = new Set<(reason: Error) => void>();
+  #readiness: Promise<void> | undefined;
   readonly #onError = (error: Error) => {
     this.#lastError = error;
   };
@@ -131,29 +132,37 @@ export class RedisConnection {
       return Promise.reject(this.#unavailable(operation, this.#lastError.message, this.#lastError));
     }
     if (client.status === 'wait') client.connect().catch(() => {});
+    // One wait per connection attempt, shared by every command queued behind it: hundreds of waiters
+    // must not each hang listeners on the (possibly the application's own) client.
+    this.#readiness ??= this.#waitUntilReady().finally(() => {
+      this.#readiness = undefined;
+    });
+    return this.#readiness.catch((failure: ReadinessFailure) => {
+      throw this.#unavailable(operation, failure.detail, failure.cause);
+    });
+  }
+
+  #waitUntilReady(): Promise<void> {
+    const { client } = this;
     return new Promise((resolve, reject) => {
-      const settle = (error?: BackendUnavailableError) => {
+      const settle = (failure?: ReadinessFailure) => {
         clearTimeout(timer);
         client.off('ready', onReady);
         client.off('error', onError);
         client.off('end', onEnd);
-        if (error) reject(error);
+        if (failure) reject(failure);
         else resolve();
       };
       const onReady = () => settle();
       const onError = (error: Error) => {
-        if (AUTH_FAILURE.test(error.message)) settle(this.#unavailable(operation, error.message, error));
+        if (AUTH_FAILURE.test(error.message)) settle({ detail: error.message, cause: error });
       };
-      const onEnd = () =>
-        settle(this.#unavailable(operation, `the connection was closed${this.#lastErrorDetail()}`));
+      const onEnd = () => settle({ detail: `the connection was closed${this.#lastErrorDetail()}` });
       const timer = setTimeout(
         () =>
-          settle(
-            this.#unavailable(
-              operation,
-              `not connected within connectTimeoutMs=${this.#connectTimeoutMs}${this.#lastErrorDetail()}`,
-            ),
-          ),
+          settle({
+            detail: `not connected within connectTimeoutMs=${this.#connectTimeoutMs}${this.#lastErrorDetail()}`,
+          }),
         this.#connectTimeoutMs,
       );
       client.on('ready', onReady);
@@ -169,6 +178,11 @@ export class RedisConnection {
   #unavailable(operation: string, detail: string, cause?: unknown): BackendUnavailableError {
     return new BackendUnavailableError('redis', this.address, `${operation}: ${detail}`, { cause });
   }
+}
+
+interface ReadinessFailure {
+  readonly detail: string;
+  readonly cause?: unknown;
 }
 
 function describe(error: unknown): string {
