@@ -11,4 +11,7 @@ export DLOCK_CONFORMANCE_DIR="$(pwd)/.dlock/conformance"
 pnpm exec turbo run build --output-logs=errors-only
 pnpm exec biome check .
 pnpm exec turbo run typecheck --output-logs=errors-only
-pnpm exec turbo run test --concurrency=1 --output-logs=full
+mkdir -p .dlock
+pnpm exec turbo run test --concurrency=1 --output-logs=full 2>&1 | tee .dlock/test-output.log
+# One closing line over every package's vitest summary ("Tests  N passed | M skipped (T)").
+node scripts/test-summary.mjs .dlock/test-output.log
