@@ -32,6 +32,7 @@ export {
   type WithLockOptions,
 } from './renewal.js';
 export {
+  createMemoryDriver,
   createMemoryProvider,
   MemoryLockStore,
   type MemoryProviderOptions,

@@ -195,5 +195,10 @@ export interface MemoryProviderOptions extends ProviderOptions {
 /** The in-process reference provider: monotonic fencing, FIFO, push wake-ups, TTL expiry. */
 export function createMemoryProvider(options: MemoryProviderOptions = {}): LockProvider {
   const { store = new MemoryLockStore(), ...providerOptions } = options;
-  return createLockProvider(new MemoryDriver(store), providerOptions);
+  return createLockProvider(createMemoryDriver(store), providerOptions);
+}
+
+/** The bare reference driver, for people writing a driver of their own and for measuring core's overhead. */
+export function createMemoryDriver(store: MemoryLockStore): LockDriver<MemoryTicket, MemoryTicket> {
+  return new MemoryDriver(store);
 }
