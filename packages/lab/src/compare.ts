@@ -1,0 +1,406 @@
+import { mkdirSync } from 'node:fs';
+import { cpus } from 'node:os';
+import { join, resolve } from 'node:path';
+import { parseArgs } from 'node:util';
+import { type Capabilities, InvalidArgumentError } from '@dlock/core';
+import { benchmarkBackend } from './bench/backend.js';
+import { measureFloor } from './bench/floor.js';
+import { measurePeers } from './bench/peers.js';
+import { type LabBackend, discoverBackends } from './discovery.js';
+import { faultScenarios, runScenario } from './faults/index.js';
+import { stateDir } from './paths.js';
+import type { Progress } from './progress.js';
+import {
+  type BackendRecord,
+  type BenchmarkRecord,
+  type FaultRecord,
+  type FloorRecord,
+  type PeerRecord,
+  RESULTS_SCHEMA,
+  type Results,
+  type ServerKind,
+  type Verdict,
+} from './results.js';
+import { collectSemantics } from './semantics.js';
+import { type ServerSet, canStart, externalServerSet, serverSetLabel, startServerSet } from './servers.js';
+
+export interface CompareOptions {
+  readonly backends: string[] | null;
+  readonly durationSeconds: number;
+  readonly contenders: number[];
+  /** null: every scenario; []: none. */
+  readonly scenarios: string[] | null;
+  readonly out: string;
+  readonly json: boolean;
+  readonly semanticsFrom: string | null;
+  /** Servers given on the command line, by kind: used for benchmarks instead of starting them. */
+  readonly endpoints: ReadonlyMap<ServerKind, string[]>;
+}
+
+const DEFAULT_DURATION_SECONDS = 10;
+const DEFAULT_CONTENDERS = [1, 8, 32];
+const MAX_CONTENDERS = 256;
+/** Short leases and sessions keep crash recovery (and so the run) quick; ZooKeeper's floor is 2 ticks. */
+const FAILOVER_TTL_MS = 1_000;
+const SCENARIO_TTL_MS = 1_000;
+const SESSION_TIMEOUT_MS = 2_000;
+const TAKEOVER_TIMEOUT_MS = 30_000;
+const SERVER_KINDS: readonly ServerKind[] = ['redis', 'zookeeper', 'etcd'];
+
+const list = (value: string | undefined) =>
+  value === undefined
+    ? null
+    : value
+        .split(',')
+        .map((item) => item.trim())
+        .filter((item) => item !== '');
+
+export const COMPARE_USAGE = `dlock compare [options]
+  --backends <a,b>        only these backends (default: every discovered one, plus memory and setnx-getset)
+  --duration <seconds>    benchmark budget per backend (default ${DEFAULT_DURATION_SECONDS}); fault windows scale with it
+  --contenders <1,8,32>   contender counts on one key (the largest also runs on as many keys)
+  --scenarios <a,b|none>  fault scenarios to run (default: all that apply): ${faultScenarios.map((s) => s.id).join(', ')}
+  --out <dir>             report directory (default: report)
+  --json                  print results.json to stdout instead of the summary table
+  --semantics-from <dir>  read conformance reports from <dir> instead of running the kit
+  --endpoints <kind=a,b>  benchmark against running servers (repeatable), e.g. redis=redis://127.0.0.1:6379`;
+
+export function parseCompareOptions(argv: string[]): CompareOptions {
+  const { values } = parseArgs({
+    args: argv,
+    options: {
+      backends: { type: 'string' },
+      duration: { type: 'string' },
+      contenders: { type: 'string' },
+      scenarios: { type: 'string' },
+      out: { type: 'string' },
+      json: { type: 'boolean' },
+      'semantics-from': { type: 'string' },
+      endpoints: { type: 'string', multiple: true },
+    },
+    strict: true,
+    allowPositionals: false,
+  });
+  const durationSeconds = values.duration === undefined ? DEFAULT_DURATION_SECONDS : Number(values.duration);
+  if (!Number.isFinite(durationSeconds) || durationSeconds <= 0 || durationSeconds > 3600) {
+    throw new InvalidArgumentError('--duration', values.duration, 'seconds, a number > 0 and <= 3600');
+  }
+  const contenders = (list(values.contenders) ?? DEFAULT_CONTENDERS.map(String)).map(Number);
+  if (
+    contenders.length === 0 ||
+    contenders.some((n) => !Number.isInteger(n) || n < 1 || n > MAX_CONTENDERS)
+  ) {
+    throw new InvalidArgumentError(
+      '--contenders',
+      values.contenders,
+      `comma-separated integers 1..${MAX_CONTENDERS}`,
+    );
+  }
+  const scenarios = values.scenarios?.trim() === 'none' ? [] : list(values.scenarios);
+  const known = faultScenarios.map((scenario) => scenario.id);
+  const unknown = scenarios?.filter((id) => !known.includes(id)) ?? [];
+  if (unknown.length > 0)
+    throw new InvalidArgumentError('--scenarios', unknown.join(','), `none, or some of: ${known.join(', ')}`);
+  const endpoints = new Map<ServerKind, string[]>();
+  for (const entry of values.endpoints ?? []) {
+    const [kind, addresses] = entry.split('=', 2) as [string, string | undefined];
+    if (!SERVER_KINDS.includes(kind as ServerKind) || !addresses) {
+      throw new InvalidArgumentError(
+        '--endpoints',
+        entry,
+        `<kind>=<address,...> with kind one of ${SERVER_KINDS.join(', ')}`,
+      );
+    }
+    endpoints.set(kind as ServerKind, list(addresses) ?? []);
+  }
+  return {
+    backends: list(values.backends),
+    durationSeconds,
+    contenders: [...new Set(contenders)].sort((a, b) => a - b),
+    scenarios,
+    out: resolve(values.out ?? 'report'),
+    json: values.json ?? false,
+    semanticsFrom: values['semantics-from'] ? resolve(values['semantics-from']) : null,
+    endpoints,
+  };
+}
+
+const errorText = (error: unknown) => (error instanceof Error ? error.message : String(error));
+
+interface BackendState {
+  readonly backend: LabBackend;
+  capabilities: Capabilities | null;
+  /** Why it cannot run on servers here (binary missing), or undefined. */
+  unavailable: string | undefined;
+}
+
+/** Benchmarks grouped by server set: each set is started once, with its floor and peers measured once. */
+async function runBenchmarks(
+  states: readonly BackendState[],
+  options: CompareOptions,
+  signal: AbortSignal,
+  progress: Progress,
+  notes: string[],
+): Promise<{ benchmarks: BenchmarkRecord[]; peers: PeerRecord[] }> {
+  const durationMs = options.durationSeconds * 1000;
+  const plan = {
+    durationMs,
+    contenders: options.contenders,
+    failoverTtlMs: FAILOVER_TTL_MS,
+    failoverSessionTimeoutMs: SESSION_TIMEOUT_MS,
+  };
+  const groups = new Map<string, BackendState[]>();
+  for (const state of states) {
+    if (state.unavailable) continue;
+    const { placement, serverCount } = state.backend;
+    const group = `${placement}:${serverCount}`;
+    groups.set(group, [...(groups.get(group) ?? []), state]);
+  }
+  const benchmarks: BenchmarkRecord[] = [];
+  const peers: PeerRecord[] = [];
+  const total = [...groups.values()].reduce((sum, group) => sum + group.length, 0);
+  let done = 0;
+  for (const group of groups.values()) {
+    const first = (group[0] as BackendState).backend;
+    let set: ServerSet | null = null;
+    let floor: FloorRecord | null = null;
+    try {
+      if (first.placement !== 'in-process') {
+        const kind = first.placement;
+        const label = serverSetLabel(kind, first.serverCount);
+        const given = options.endpoints.get(kind);
+        progress.step(
+          label,
+          given?.length === first.serverCount ? 'using the given servers' : 'starting servers',
+          done / total,
+        );
+        set =
+          given?.length === first.serverCount
+            ? externalServerSet(kind, given)
+            : await startServerSet(kind, first.serverCount);
+        progress.step(label, `floor: ${kind} raw round trips`, done / total);
+        try {
+          floor = (await measureFloor(set, `lab-floor-${process.pid}`, durationMs * 0.1, signal)) ?? null;
+          if (!floor)
+            notes.push(`${label}: no floor measured (its client library is not reachable from the lab)`);
+        } catch (error) {
+          signal.throwIfAborted();
+          notes.push(`${label}: floor measurement failed: ${errorText(error)}`);
+        }
+        const measured = await measurePeers(
+          set,
+          `lab-peer-${process.pid}`,
+          durationMs * 0.15,
+          floor?.p50Ms ?? null,
+          signal,
+          (name) => progress.step(label, `peer: ${name}`, done / total),
+        );
+        peers.push(...measured.peers);
+        notes.push(...measured.errors.map((error) => `${label} peer ${error}`));
+      }
+      for (const state of group) {
+        const { record, capabilities } = await benchmarkBackend(
+          state.backend,
+          set,
+          floor,
+          plan,
+          signal,
+          (detail, fraction) => progress.step(state.backend.name, detail, (done + fraction) / total),
+        );
+        state.capabilities = capabilities;
+        benchmarks.push(record);
+        done++;
+      }
+    } catch (error) {
+      signal.throwIfAborted();
+      for (const state of group) {
+        if (!benchmarks.some((record) => record.backend === state.backend.name)) {
+          notes.push(`${state.backend.name}: benchmarks could not run: ${errorText(error)}`);
+          done++;
+        }
+      }
+    } finally {
+      await set?.stop();
+    }
+  }
+  return { benchmarks, peers };
+}
+
+/** A provider's capabilities for backends the benchmarks did not reach (e.g. benchmarks failed). */
+async function probeCapabilities(state: BackendState): Promise<void> {
+  if (state.capabilities || state.unavailable || state.backend.placement === 'in-process') return;
+  const set = await startServerSet(state.backend.placement, state.backend.serverCount);
+  try {
+    const provider = await state.backend.createProvider(set.endpoints, { connectTimeoutMs: 5_000 });
+    state.capabilities = provider.capabilities;
+    await provider.close();
+  } finally {
+    await set.stop();
+  }
+}
+
+async function runFaults(
+  states: readonly BackendState[],
+  options: CompareOptions,
+  signal: AbortSignal,
+  progress: Progress,
+  notes: string[],
+): Promise<FaultRecord[]> {
+  const chosen = faultScenarios.filter(
+    (scenario) => options.scenarios === null || options.scenarios.includes(scenario.id),
+  );
+  const runs = chosen.flatMap((scenario) =>
+    states
+      .filter((state) => !state.unavailable && scenario.appliesTo(state.backend))
+      .map((state) => ({ scenario, state })),
+  );
+  const timing = {
+    windowMs: Math.min(6_000, Math.max(1_500, options.durationSeconds * 250)),
+    ttlMs: SCENARIO_TTL_MS,
+    sessionTimeoutMs: SESSION_TIMEOUT_MS,
+    takeoverTimeoutMs: TAKEOVER_TIMEOUT_MS,
+  };
+  const records: FaultRecord[] = [];
+  for (const [index, { scenario, state }] of runs.entries()) {
+    const subject = `${scenario.id} · ${state.backend.name}`;
+    progress.step(subject, 'starting', index / runs.length);
+    try {
+      await probeCapabilities(state);
+    } catch (error) {
+      signal.throwIfAborted();
+      notes.push(`${state.backend.name}: could not read its capabilities: ${errorText(error)}`);
+    }
+    if (!state.capabilities) {
+      notes.push(`${subject}: skipped, the backend's capabilities are unknown`);
+      continue;
+    }
+    const record = await runScenario(scenario, state.backend, state.capabilities, {
+      timing,
+      signal,
+      onStep: (detail) => progress.step(subject, detail, index / runs.length),
+    });
+    signal.throwIfAborted();
+    records.push(record);
+    if (record.verdict === 'claim-violated') progress.note(`VIOLATION: ${subject}: ${record.explanation}`);
+  }
+  return records;
+}
+
+function judgeRun(results: Omit<Results, 'verdict'>): Verdict {
+  const violations = [
+    ...results.semantics.flatMap((entry) =>
+      entry.violated.map((title) => `${entry.backend}: conformance: ${title}`),
+    ),
+    ...results.faults
+      .filter((fault) => fault.verdict === 'claim-violated')
+      .map((fault) => `${fault.backend}: ${fault.title}: ${fault.explanation}`),
+  ];
+  const incomplete = [
+    ...results.faults
+      .filter((fault) => fault.verdict === 'error')
+      .map((fault) => `${fault.backend}: ${fault.title}: ${fault.error}`),
+    ...results.benchmarks.flatMap((bench) => bench.errors.map((error) => `${bench.backend}: ${error}`)),
+    ...results.notes.filter((note) => /could not run|failed/.test(note)),
+  ];
+  return { exitCode: violations.length > 0 ? 1 : incomplete.length > 0 ? 3 : 0, violations, incomplete };
+}
+
+/** The whole `dlock compare` run: semantics, benchmarks, fault scenarios. Writes nothing itself. */
+export async function compare(
+  options: CompareOptions,
+  signal: AbortSignal,
+  progress: Progress,
+): Promise<Results> {
+  const startedAt = new Date();
+  progress.stage('discovering backends', 1, 4);
+  const discovery = await discoverBackends();
+  const notes = [...discovery.notes];
+  const available = discovery.backends.map((backend) => backend.name);
+  const unknown = options.backends?.filter((name) => !available.includes(name)) ?? [];
+  if (unknown.length > 0) {
+    throw new InvalidArgumentError('--backends', unknown.join(','), `some of: ${available.join(', ')}`);
+  }
+  const states: BackendState[] = discovery.backends
+    .filter((backend) => options.backends === null || options.backends.includes(backend.name))
+    .map((backend) => ({
+      backend,
+      capabilities: null,
+      unavailable:
+        backend.placement !== 'in-process' &&
+        !canStart(backend.placement) &&
+        !options.endpoints.has(backend.placement)
+          ? `${backend.placement} is not installed on this machine (scripts/setup.sh installs it)`
+          : undefined,
+    }));
+  for (const state of states) {
+    if (state.unavailable) notes.push(`${state.backend.name}: skipped: ${state.unavailable}`);
+  }
+  for (const note of notes) progress.note(`note: ${note}`);
+
+  progress.stage('semantics', 2, 4);
+  const semantics = await collectSemantics(
+    states.map((state) => state.backend),
+    {
+      from: options.semanticsFrom,
+      runDir: join(stateDir(), 'conformance'),
+      signal,
+      onStep: (backend, detail) => progress.step(backend, detail),
+    },
+  );
+  notes.push(...semantics.notes);
+
+  progress.stage('benchmarks', 3, 4);
+  const { benchmarks, peers } = await runBenchmarks(states, options, signal, progress, notes);
+
+  progress.stage('fault scenarios', 4, 4);
+  const faults = await runFaults(states, options, signal, progress, notes);
+  progress.done();
+
+  const backends: BackendRecord[] = states.map(({ backend, capabilities }) => ({
+    name: backend.name,
+    origin: backend.origin,
+    packageName: backend.packageName,
+    placement: backend.placement,
+    serverCount: backend.serverCount,
+    capabilities,
+  }));
+  const cpuList = cpus();
+  const partial: Omit<Results, 'verdict'> = {
+    schema: RESULTS_SCHEMA,
+    startedAt: startedAt.toISOString(),
+    finishedAt: new Date().toISOString(),
+    machine: {
+      node: process.version,
+      platform: process.platform,
+      arch: process.arch,
+      cpus: cpuList.length,
+      cpuModel: cpuList[0]?.model.trim() ?? 'unknown',
+    },
+    options: {
+      backends: options.backends,
+      durationSeconds: options.durationSeconds,
+      contenders: options.contenders,
+      scenarios: options.scenarios,
+      semanticsFrom: options.semanticsFrom,
+    },
+    notes,
+    backends,
+    semantics: semantics.records,
+    semanticsTable: semantics.table,
+    benchmarks,
+    peers,
+    faults,
+  };
+  return { ...partial, verdict: judgeRun(partial) };
+}
+
+/** Ensures the report directory exists; returns the paths of the three report files. */
+export function reportPaths(out: string): { dir: string; html: string; markdown: string; json: string } {
+  mkdirSync(out, { recursive: true });
+  return {
+    dir: out,
+    html: join(out, 'index.html'),
+    markdown: join(out, 'report.md'),
+    json: join(out, 'results.json'),
+  };
+}

@@ -1,0 +1,150 @@
+/**
+ * A lock contender in its own process, so fault scenarios can SIGKILL or SIGSTOP it like a real
+ * service. Started by the lab (testkit startNodeProcess) with one JSON argument (ContenderConfig).
+ *
+ * stdout, one event per line: ready | waiting | acquired <token> | read <token> | wrote <token> |
+ * lost <token> | released <token> | error <code> <message> | unhandled <message> | done
+ * stdin commands: go (start contending) | stop (finish the current hold, close, exit)
+ */
+import { createInterface } from 'node:readline';
+import type { BackendDescriptor, Lease, LockProvider } from '@dlock/core';
+import type { ResourceRequest } from './resource.js';
+
+export interface ContenderConfig {
+  /** Module exporting `dlockBackend` (a package name or a file URL). */
+  readonly module: string;
+  readonly endpoints: readonly string[];
+  readonly key: string;
+  readonly ttlMs: number;
+  readonly resourceUrl: string;
+  readonly name: string;
+  readonly writesPerHold: number;
+  /** Time between reading and writing the resource: the window a process pause lands in. */
+  readonly workMs: number;
+  readonly maxHolds: number;
+  /** Added to this process's wall clock (Date.now), to model a client whose clock is off. */
+  readonly clockSkewMs: number;
+  readonly connectTimeoutMs: number;
+  /** Session-based backends: how long a silent (crashed, paused) contender keeps its locks. */
+  readonly sessionTimeoutMs: number;
+}
+
+const say = (line: string) => process.stdout.write(`${line}\n`);
+const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
+const describeError = (error: unknown) =>
+  `${(error as { code?: string })?.code ?? 'ERROR'} ${error instanceof Error ? error.message : String(error)}`
+    .replace(/\s+/g, ' ')
+    .slice(0, 300);
+
+async function tell(
+  config: ContenderConfig,
+  request: ResourceRequest,
+): Promise<{ version: number; fencedVersion: number }> {
+  const response = await fetch(`${config.resourceUrl}/event`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    body: JSON.stringify(request),
+  });
+  if (!response.ok) throw new Error(`resource answered ${response.status}: ${await response.text()}`);
+  return (await response.json()) as { version: number; fencedVersion: number };
+}
+
+async function holdAndWrite(config: ContenderConfig, lease: Lease, hold: string): Promise<void> {
+  const token = lease.token.toString();
+  // The grant time on the machine's clock (not Date.now, which may be skewed on purpose) orders grants.
+  await tell(config, { type: 'begin', hold, token, acquiredAt: performance.timeOrigin + performance.now() });
+  for (let write = 0; write < config.writesPerHold; write++) {
+    if (lease.signal.aborted) {
+      say(`lost ${token}`);
+      return;
+    }
+    const seen = await tell(config, { type: 'read', hold, token });
+    say(`read ${token}`);
+    // Deliberately no second look at lease.signal after this pause: a process paused here (GC, SIGSTOP)
+    // wakes up and writes, believing it still holds the lock. That is the case fencing exists for.
+    await sleep(config.workMs);
+    await tell(config, {
+      type: 'write',
+      hold,
+      token,
+      basedOn: seen.version,
+      basedOnFenced: seen.fencedVersion,
+    });
+    say(`wrote ${token}`);
+  }
+  if (!lease.signal.aborted) await tell(config, { type: 'end', hold, token });
+}
+
+async function contend(
+  config: ContenderConfig,
+  provider: LockProvider,
+  stopping: AbortSignal,
+): Promise<void> {
+  for (let holds = 0; holds < config.maxHolds && !stopping.aborted; ) {
+    say('waiting');
+    let lease: Lease;
+    try {
+      lease = await provider.acquire(config.key, { ttlMs: config.ttlMs, signal: stopping });
+    } catch (error) {
+      if (stopping.aborted) return;
+      say(`error ${describeError(error)}`);
+      await sleep(100);
+      continue;
+    }
+    holds++;
+    say(`acquired ${lease.token}`);
+    try {
+      await holdAndWrite(config, lease, `${config.name}#${holds}`);
+    } catch (error) {
+      say(`error ${describeError(error)}`);
+    }
+    await lease.release().catch((error: unknown) => say(`error ${describeError(error)}`));
+    say(`released ${lease.token}`);
+  }
+}
+
+async function main(): Promise<void> {
+  const config = JSON.parse(process.argv[2] ?? '') as ContenderConfig;
+  if (config.clockSkewMs !== 0) {
+    const trueNow = Date.now.bind(Date);
+    Date.now = () => trueNow() + config.clockSkewMs;
+  }
+  process.on('unhandledRejection', (reason) => say(`unhandled ${describeError(reason)}`));
+  const { dlockBackend } = (await import(config.module)) as { dlockBackend: BackendDescriptor };
+  const provider = await dlockBackend.createProvider(config.endpoints, {
+    identity: config.name,
+    connectTimeoutMs: config.connectTimeoutMs,
+    sessionTimeoutMs: config.sessionTimeoutMs,
+  });
+  const stop = new AbortController();
+  let started: (() => void) | undefined;
+  const go = new Promise<void>((resolve) => {
+    started = resolve;
+  });
+  const commands = createInterface({ input: process.stdin });
+  commands.on('line', (line) => {
+    if (line.trim() === 'go') started?.();
+    if (line.trim() === 'stop') {
+      stop.abort(new Error('stopped by the lab'));
+      started?.();
+    }
+  });
+  // The lab went away without telling us: stop rather than contend forever.
+  commands.on('close', () => {
+    stop.abort(new Error('stdin closed'));
+    started?.();
+  });
+  say('ready');
+  await go;
+  await contend(config, provider, stop.signal);
+  await provider.close().catch((error: unknown) => say(`error ${describeError(error)}`));
+  say('done');
+}
+
+main().then(
+  () => process.exit(0),
+  (error: unknown) => {
+    say(`error ${describeError(error)}`);
+    process.exit(1);
+  },
+);

@@ -1,0 +1,3 @@
+import { leaderKilled } from './leader-killed.js';
+
+export const etcdLeaderKilled = leaderKilled('etcd', 'etcd');

@@ -1,0 +1,56 @@
+import { maybeNextLine } from './contenders.js';
+import {
+  type FaultScenario,
+  countLines,
+  crossProcess,
+  duration,
+  expiryPhrase,
+  holderMidWrite,
+  plural,
+} from './scenario.js';
+
+/** How long the frozen holder sleeps between its read and its write: the pause lands in this window. */
+const VICTIM_WORK_MS = 400;
+
+/**
+ * The classic process pause: the holder checks its lease, is frozen (SIGSTOP — a GC pause, a VM
+ * migration) past its ttl or session, and wakes up (SIGCONT) to write as if it still held the lock.
+ * No lock service can prevent that write; only a resource that checks fencing tokens can refuse it.
+ */
+export const holderPause: FaultScenario = {
+  id: 'holder-pause',
+  title: 'Holder paused past its ttl/session (SIGSTOP … SIGCONT)',
+  appliesTo: crossProcess,
+  claim: () => 'fenced',
+
+  async run(context) {
+    const { holder, others } = await holderMidWrite(context, { writesPerHold: 8, workMs: VICTIM_WORK_MS });
+    holder.pause();
+    const pausedAt = performance.now();
+    context.step('holder frozen (SIGSTOP), waiting for a takeover');
+    const takeover = maybeNextLine(others, /^wrote /, context.timing.takeoverTimeoutMs, context.signal);
+    for (const other of others) other.go();
+    const successor = await takeover;
+    if (successor) context.observe('takeoverMs', performance.now() - pausedAt);
+    context.observe('pausedMs', performance.now() - pausedAt);
+    holder.resume();
+    context.step('holder resumed (SIGCONT)');
+    await context.sleep(context.timing.windowMs);
+    context.observe('holdsByOthers', countLines(others, /^acquired /));
+  },
+
+  explain({ backend, capabilities, verdict, metrics, observations, findings }) {
+    const frozen = `The holder was frozen (SIGSTOP) after checking its lease and before writing; ${
+      observations.takeoverMs === undefined
+        ? `nobody else got the lock within ${duration(observations.pausedMs)}, so ${expiryPhrase(capabilities)} outlived the pause`
+        : `${expiryPhrase(capabilities)} ran out and another contender took the lock ${duration(observations.takeoverMs)} into the pause`
+    }.`;
+    if (observations.takeoverMs === undefined) {
+      return `${frozen} Nothing overlapped this time (${findings}), but a longer pause would have had the same effect as in the other backends.`;
+    }
+    if (capabilities.fencing === 'monotonic') {
+      return `${frozen} When it woke up it wrote anyway (${plural(metrics.overlaps, 'overlapping hold')}, ${plural(metrics.lostUpdates, 'lost update')} on an unprotected resource — no lock can stop a paused process), but its token was lower than one the resource had already seen: a fencing resource rejects ${plural(metrics.staleWrites, 'stale write')} and loses ${plural(metrics.lostUpdatesWithFencing, 'update')}. ${verdict === 'held' ? `Pass ${backend.name}'s token to the resource and this case is covered.` : 'Here fencing did not protect the resource: a claimed guarantee failed.'}`;
+    }
+    return `${frozen} When it woke up it wrote anyway: ${findings}. ${backend.name} issues no fencing tokens, so the resource cannot tell the late write from a current one — use a backend with monotonic fencing when a pause must not corrupt data.`;
+  },
+};

@@ -1,0 +1,3 @@
+import { leaderKilled } from './leader-killed.js';
+
+export const zookeeperLeaderKilled = leaderKilled('zookeeper', 'ZooKeeper');

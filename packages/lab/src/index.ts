@@ -1,0 +1,10 @@
+export { SafetyChecker, type ResourceEvent, type ResourceVersions } from './checker.js';
+export { compare, type CompareOptions, parseCompareOptions } from './compare.js';
+export { discoverBackends, type Discovery, type LabBackend } from './discovery.js';
+export { faultScenarios } from './faults/index.js';
+export type { FaultScenario, ScenarioContext, ScenarioOutcome } from './faults/scenario.js';
+export { readResultsJson } from './report/json.js';
+export { renderMarkdownReport, renderReadmeTable } from './report/markdown.js';
+export { type JsonSchema, loadResultsSchema, validateAgainstSchema } from './report/validate.js';
+export { SharedResource } from './resource.js';
+export * from './results.js';

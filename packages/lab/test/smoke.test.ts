@@ -1,0 +1,136 @@
+import { type ChildProcess, spawn } from 'node:child_process';
+import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, describe, expect, it } from 'vitest';
+import { labPackageDir, stateDir } from '../src/paths.js';
+import { loadResultsSchema, validateAgainstSchema } from '../src/report/validate.js';
+import type { Results } from '../src/results.js';
+
+const CLI = join(labPackageDir, 'dist', 'cli.js');
+const scratch = mkdtempSync(join(tmpdir(), 'dlock-lab-smoke-'));
+
+interface Run {
+  readonly code: number | null;
+  readonly stdout: string;
+  readonly stderr: string;
+  readonly pid: number;
+}
+
+function startCli(args: string[]): { child: ChildProcess; done: Promise<Run> } {
+  const child = spawn(process.execPath, [CLI, ...args], { cwd: scratch, stdio: ['ignore', 'pipe', 'pipe'] });
+  let stdout = '';
+  let stderr = '';
+  child.stdout?.on('data', (chunk) => {
+    stdout += chunk;
+  });
+  child.stderr?.on('data', (chunk) => {
+    stderr += chunk;
+  });
+  const done = new Promise<Run>((resolve) =>
+    child.on('close', (code) => resolve({ code, stdout, stderr, pid: child.pid ?? -1 })),
+  );
+  return { child, done };
+}
+
+/** Work directories and processes the testkit created on behalf of the CLI process `pid`. */
+function leftoversOf(pid: number): string[] {
+  const dirs = readdirSync(tmpdir()).filter((entry) => entry.startsWith(`dlock-testkit-${pid}-`));
+  const processes = readdirSync('/proc')
+    .filter((entry) => /^\d+$/.test(entry))
+    .filter((entry) => {
+      try {
+        return readFileSync(`/proc/${entry}/cmdline`, 'utf8').includes(`dlock-testkit-${pid}-`);
+      } catch {
+        return false;
+      }
+    });
+  return [...dirs.map((dir) => `dir ${dir}`), ...processes.map((proc) => `process ${proc}`)];
+}
+
+/** Reuse the conformance reports the test command wrote; read-only, so the smoke never runs the kit. */
+function semanticsDir(): string {
+  const shared = process.env.DLOCK_CONFORMANCE_DIR ?? join(stateDir(), 'conformance');
+  return existsSync(shared) ? shared : scratch;
+}
+
+afterAll(() => {
+  rmSync(scratch, { recursive: true, force: true });
+});
+
+describe('dlock compare (smoke)', () => {
+  it('runs every discovered backend briefly and writes a self-contained report that matches the schema', async () => {
+    const out = join(scratch, 'report');
+    const { done } = startCli([
+      'compare',
+      '--duration',
+      '1',
+      '--contenders',
+      '1,4',
+      '--scenarios',
+      'holder-pause,restart-without-persistence',
+      '--out',
+      out,
+      '--semantics-from',
+      semanticsDir(),
+    ]);
+    const run = await done;
+    const detail = `exit ${run.code}\n--- stdout ---\n${run.stdout}\n--- stderr ---\n${run.stderr}`;
+    expect(run.code, detail).toBe(0);
+    for (const file of ['index.html', 'report.md', 'results.json'])
+      expect(existsSync(join(out, file)), file).toBe(true);
+
+    const results = JSON.parse(readFileSync(join(out, 'results.json'), 'utf8')) as Results;
+    expect(validateAgainstSchema(results, loadResultsSchema())).toEqual([]);
+    expect(results.benchmarks.map((bench) => bench.backend)).toEqual(
+      expect.arrayContaining(['memory', 'setnx-getset']),
+    );
+    expect(results.faults.length).toBeGreaterThan(0);
+    expect(results.faults.filter((fault) => fault.verdict === 'claim-violated')).toEqual([]);
+
+    const html = readFileSync(join(out, 'index.html'), 'utf8');
+    expect(html.match(/\b(?:src|href)\s*=\s*["']?\s*(?:https?:)?\/\//gi) ?? []).toEqual([]);
+    expect(html).not.toMatch(/<script|<link|@import/i);
+    expect(html).toContain('<svg');
+
+    expect(leftoversOf(run.pid)).toEqual([]);
+
+    const table = startCli(['readme-table', join(out, 'results.json')]);
+    const printed = await table.done;
+    expect(printed.code).toBe(0);
+    expect(printed.stdout).toMatch(/^\| backend \|/);
+  }, 150_000);
+
+  it('stops everything on Ctrl-C: no server process, no temp dir, exit 130', async () => {
+    const { child, done } = startCli([
+      'compare',
+      '--backends',
+      'setnx-getset',
+      '--duration',
+      '30',
+      '--scenarios',
+      'none',
+      '--out',
+      join(scratch, 'interrupted'),
+      '--semantics-from',
+      scratch,
+    ]);
+    const deadline = Date.now() + 30_000;
+    let stderr = '';
+    child.stderr?.on('data', (chunk) => {
+      stderr += chunk;
+    });
+    while (!/floor/.test(stderr) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+    expect(stderr).toMatch(/floor/);
+    child.kill('SIGINT');
+    const run = await done;
+    expect(run.code).toBe(130);
+    expect(leftoversOf(run.pid)).toEqual([]);
+  }, 60_000);
+
+  it('rejects bad options with a usage error', async () => {
+    const run = await startCli(['compare', '--duration', 'soon']).done;
+    expect(run.code).toBe(2);
+    expect(run.stderr).toContain('invalid --duration: "soon"');
+  });
+});
