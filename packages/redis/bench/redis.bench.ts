@@ -10,6 +10,7 @@ import { Mutex } from 'redis-semaphore';
 import { RedisConnection } from '../src/connection.js';
 import { RedisLockDriver } from '../src/driver.js';
 import { createRedisProvider } from '../src/index.js';
+import { acquireScript, releaseScript } from '../src/scripts.js';
 import { ReleaseWakeups } from '../src/wakeups.js';
 
 const UNCONTENDED_ROUNDS = 20;
@@ -62,9 +63,13 @@ async function roundTrips(url: string): Promise<{ busy: Histogram; idle: Histogr
  * called directly (no core provider around it) to show which layer costs what. Interleaved in rounds,
  * order rotating, so drift in the machine's load hits all three alike.
  */
-async function uncontended(url: string): Promise<Record<'floor' | 'dlock' | 'driver', Histogram>> {
+async function uncontended(
+  url: string,
+): Promise<Record<'floor' | 'protocol' | 'dlock' | 'driver', Histogram>> {
   const raw = newClient(url);
   const sha = (await raw.script('LOAD', compareAndDelete)) as string;
+  await raw.script('LOAD', acquireScript.source);
+  await raw.script('LOAD', releaseScript.source);
   const provider = createRedisProvider({ url });
   const driverClient = newClient(url);
   const driver = new RedisLockDriver({
@@ -86,7 +91,7 @@ async function uncontended(url: string): Promise<Record<'floor' | 'dlock' | 'dri
     ttlMs: LOCK_TTL_MS,
     signal: new AbortController().signal,
   };
-  const results = { floor: histogram(), dlock: histogram(), driver: histogram() };
+  const results = { floor: histogram(), protocol: histogram(), dlock: histogram(), driver: histogram() };
   const passes: Array<[keyof typeof results, () => Promise<void>]> = [
     [
       'floor',
@@ -94,6 +99,30 @@ async function uncontended(url: string): Promise<Record<'floor' | 'dlock' | 'dri
         const value = randomBytes(16).toString('hex');
         await raw.set('bench:floor', value, 'PX', LOCK_TTL_MS, 'NX');
         await raw.evalsha(sha, 1, 'bench:floor', value);
+      },
+    ],
+    [
+      // dlock's own two scripts (fencing counter, identity in the value) from a bare client: what the
+      // protocol costs before any client-side code, so the rest of the gap can be attributed.
+      'protocol',
+      async () => {
+        const owner = `bench:${randomBytes(16).toString('hex')}:`;
+        const [, token] = (await raw.evalsha(
+          acquireScript.sha1,
+          2,
+          'bench:protocol',
+          '{bench:protocol}:fence',
+          owner,
+          LOCK_TTL_MS,
+          ':bench',
+        )) as [number, string];
+        await raw.evalsha(
+          releaseScript.sha1,
+          1,
+          'bench:protocol',
+          `${owner}${token}:bench`,
+          'bench:protocol:released',
+        );
       },
     ],
     [
@@ -263,7 +292,7 @@ async function main(): Promise<void> {
     server = await startRedis();
     const { url } = server;
     const rtt = await roundTrips(url);
-    const { floor, dlock, driver } = await uncontended(url);
+    const { floor, protocol, dlock, driver } = await uncontended(url);
     const dlockHandoffs = await dlockHandoff(url);
     const pollingHandoffs = await pollingHandoff(url);
     const dlockContended = await dlockContention(url);
@@ -277,6 +306,7 @@ async function main(): Promise<void> {
       '',
       `uncontended acquire+release, ${floor.totalCount} each:`,
       `  floor (SET NX PX + EVALSHA c-a-d):    ${fmt(ms(floor, 50))} / ${fmt(ms(floor, 99))}`,
+      `  dlock's scripts from a bare client:   ${fmt(ms(protocol, 50))} / ${fmt(ms(protocol, 99))}  (${(ms(protocol, 50) / ms(floor, 50)).toFixed(2)}x floor at p50)`,
       `  dlock (acquire + release):            ${fmt(ms(dlock, 50))} / ${fmt(ms(dlock, 99))}`,
       `  dlock / floor:                        ${(ms(dlock, 50) / ms(floor, 50)).toFixed(2)}x at p50, ${(ms(dlock, 99) / ms(floor, 99)).toFixed(2)}x at p99`,
       `  Redis driver alone (no core):         ${fmt(ms(driver, 50))} / ${fmt(ms(driver, 99))}  (${(ms(driver, 50) / ms(floor, 50)).toFixed(2)}x floor at p50)`,
