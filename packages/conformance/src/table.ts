@@ -24,7 +24,7 @@ export function renderSemanticsTable(reports: readonly ConformanceReport[]): str
   const rule = `|---|${reports.map(() => '---').join('|')}|`;
   const capabilityRows = (['fencing', 'fairness', 'wakeup', 'expiry'] as const).map(
     (capability) =>
-      `| *${capability}* (declared) | ${reports.map((r) => r.capabilities[capability]).join(' | ')} |`,
+      `| ${capability} (declared) | ${reports.map((r) => r.capabilities[capability]).join(' | ')} |`,
   );
   const rows = ids.map(({ id, title }) => {
     const cells = reports.map((report) => {

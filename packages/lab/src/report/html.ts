@@ -63,7 +63,7 @@ td.ok { color: #11733a; font-weight: 600; } td.bad { color: #fff; background: #b
 .verdict { padding: 10px 14px; border-radius: 6px; background: #eef7f0; border: 1px solid #b7dec2; white-space: pre-line; }
 .verdict.failed { background: #fdecea; border-color: #f1b0aa; }
 .charts { display: grid; grid-template-columns: repeat(auto-fit, minmax(560px, 1fr)); gap: 18px; }
-figure { margin: 0; } figcaption { color: #5a6375; font-size: 13px; }
+figure { margin: 0; min-width: 0; } figure svg { max-width: 100%; height: auto; } figcaption { color: #5a6375; font-size: 13px; }
 dl.explanations dt { font-weight: 600; margin-top: 10px; } dl.explanations dd { margin: 2px 0 0 0; }
 `;
 
