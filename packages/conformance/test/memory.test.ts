@@ -8,5 +8,5 @@ describeLockProvider('memory', async () => createMemoryProvider({ store }), {
   marginMs: 250,
   forceRelease: async (key) => store.forceRelease(key),
   residue: async (key) => store.residue(key),
-  heldAtRawKey: async (key) => store.residue(key).some((entry) => entry.startsWith('owner:')),
+  heldAtRawKey: async (key) => store.residue(key).some((entry) => entry.startsWith('holder:')),
 });

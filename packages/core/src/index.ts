@@ -8,13 +8,51 @@ export type {
   Grant,
   HolderInfo,
   Lease,
+  LeaseDriver,
   LockDriver,
   LockProvider,
   LockRequest,
+  PermitAcquireOptions,
+  PermitHolder,
+  PermitLease,
+  PermitRequest,
+  PermitTryAcquireOptions,
+  ReadWriteDriver,
+  ReadWriteHolder,
+  ReadWriteLease,
+  ReadWriteLock,
+  ReadWriteMode,
+  ReadWriteRequest,
+  ReadWriteSide,
+  Semaphore,
+  SemaphoreDriver,
+  SemaphoreOptions,
   TryAcquireOptions,
 } from './contract.js';
 export {
+  type AcquireMessage,
+  type AcquireOutcome,
+  type CleanupMessage,
+  type ElectorTermMessage,
+  type ExtendMessage,
+  type LeaseKind,
+  type LostMessage,
+  type LostReason,
+  type ReleasedMessage,
+  type ReleaseFailedMessage,
+  channelNames,
+} from './diagnostics.js';
+export {
+  type RetryPolicy,
+  type RetryPolicyOptions,
+  defaultRetryPolicy,
+  isTransient,
+  resolveRetryPolicy,
+} from './retry.js';
+export { MAX_SEMAPHORE_LIMIT } from './semaphore.js';
+export {
   BackendUnavailableError,
+  type BackendUnavailableOptions,
   InvalidArgumentError,
   LockError,
   type LockErrorCode,
@@ -22,14 +60,21 @@ export {
   LockTimeoutError,
   NotHeldError,
   ProviderClosedError,
+  SemaphoreLimitMismatchError,
+  UnsupportedError,
 } from './errors.js';
-export { createLockProvider, type ProviderOptions } from './provider.js';
+export { type BackendParts, createLockProvider, type ProviderOptions } from './provider.js';
 export {
   renewInBackground,
+  runWithLease,
   withLock,
+  withPermit,
+  withReadLock,
+  withWriteLock,
   type Renewal,
   type RenewalOptions,
   type WithLockOptions,
+  type WithPermitOptions,
 } from './renewal.js';
 export {
   createMemoryDriver,

@@ -136,7 +136,7 @@ async function uncontended(
       'driver',
       async () => {
         const attempt = await driver.attempt(request, undefined);
-        if (!attempt.acquired) throw new Error('bench:driver was not free');
+        if (attempt.outcome !== 'granted') throw new Error('bench:driver was not free');
         await driver.release(request.key, attempt.grant);
       },
     ],

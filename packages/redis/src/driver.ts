@@ -107,6 +107,11 @@ export function driftMs(ttlMs: number): number {
 
 export class RedisLockDriver implements LockDriver<RedisGrantHandle, RedisTicket> {
   readonly backend = 'redis';
+
+  get address(): string {
+    return this.#connection.address;
+  }
+
   readonly capabilities = redisCapabilities;
   readonly limits = { minTtlMs: 10, maxKeyBytes: 4096 };
   readonly #connection: RedisConnection;
@@ -159,9 +164,9 @@ export class RedisLockDriver implements LockDriver<RedisGrantHandle, RedisTicket
     if (taken !== 1) {
       const holderTtlMs = Number(tokenOrTtl);
       if (!ticket)
-        return { acquired: false, ticket: this.#wakeups.ticket(layout.releaseChannel, holderTtlMs) };
+        return { outcome: 'busy', ticket: this.#wakeups.ticket(layout.releaseChannel, holderTtlMs) };
       this.#wakeups.sawHolder(ticket, holderTtlMs);
-      return { acquired: false, ticket };
+      return { outcome: 'busy', ticket };
     }
     if (ticket) this.#wakeups.drop(ticket);
     const validUntil = sentAt + request.ttlMs - driftMs(request.ttlMs);
@@ -171,7 +176,7 @@ export class RedisLockDriver implements LockDriver<RedisGrantHandle, RedisTicket
       abortOnConnectionLoss(live, this.#connection.closedError());
     }
     return {
-      acquired: true,
+      outcome: 'granted',
       grant: {
         token: BigInt(tokenOrTtl),
         validUntil,

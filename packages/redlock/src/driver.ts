@@ -57,6 +57,7 @@ export interface RedlockDriverConfig {
  */
 export class RedlockDriver implements LockDriver<RedlockHandle, RedlockTicket> {
   readonly backend = 'redlock';
+  readonly address: string;
   readonly capabilities = redlockCapabilities;
   readonly limits = { minTtlMs: 10, maxKeyBytes: 4096 };
   readonly #config: RedlockDriverConfig;
@@ -69,6 +70,7 @@ export class RedlockDriver implements LockDriver<RedlockHandle, RedlockTicket> {
     this.#redlock = new OwnerValueRedlock(config.nodes.map((node) => node.client));
     this.#addresses = new Map(config.nodes.map((node) => [node.client, node.address]));
     this.#quorum = Math.floor(config.nodes.length / 2) + 1;
+    this.address = config.nodes.map((node) => node.address).join(',');
   }
 
   async attempt(
@@ -96,7 +98,7 @@ export class RedlockDriver implements LockDriver<RedlockHandle, RedlockTicket> {
       await this.#releaseOnce(request.key, lock).catch(() => {});
       return this.#notAcquired(ticket, true);
     }
-    return { acquired: true, grant: { token: 0n, validUntil, handle: { lock } } };
+    return { outcome: 'granted', grant: { token: 0n, validUntil, handle: { lock } } };
   }
 
   async waitForChange(
@@ -212,7 +214,7 @@ export class RedlockDriver implements LockDriver<RedlockHandle, RedlockTicket> {
   #notAcquired(ticket: RedlockTicket | undefined, collided: boolean): Attempt<RedlockHandle, RedlockTicket> {
     const next = ticket ?? { subscription: undefined, released: false, collided: false, wake: undefined };
     next.collided = collided;
-    return { acquired: false, ticket: next };
+    return { outcome: 'busy', ticket: next };
   }
 
   /**
