@@ -1,2 +1,11 @@
-export { describeLockProvider, type ConformanceOptions } from './describe.js';
+export { describeLockProvider } from './describe.js';
+export type {
+  ConformanceOptions,
+  Guarantee,
+  KitContext,
+  NetworkFaults,
+  NetworkHooks,
+  ResidueKind,
+  Section,
+} from './kit.js';
 export * from './results.js';
