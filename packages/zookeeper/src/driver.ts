@@ -395,7 +395,8 @@ export class ZooKeeperLockDriver implements LockDriver<LockNode, LockNode> {
         this.#held.delete(session);
         for (const node of held) node.markLost(`its ZooKeeper session ${session.name} ${session.whyLost}`);
         // Whatever the farewell did not delete went with the session (or goes at its expiry).
-        session.closed.then(() => this.#created.delete(session));
+        const forget = () => this.#created.delete(session);
+        session.closed.then(forget, forget);
       },
       { once: true },
     );
