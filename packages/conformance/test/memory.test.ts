@@ -7,6 +7,6 @@ describeLockProvider('memory', async () => createMemoryProvider({ store }), {
   ttlMs: 300,
   marginMs: 250,
   forceRelease: async (key) => store.forceRelease(key),
-  residue: async (key) => store.residue(key),
+  residue: async (key, kind) => store.residue(key, kind === 'read-write' ? 'rw' : kind),
   heldAtRawKey: async (key) => store.residue(key).some((entry) => entry.startsWith('holder:')),
 });
