@@ -7,6 +7,7 @@ import { lockGuarantees } from './sections/lock.js';
 import { networkGuarantees } from './sections/network.js';
 import { readWriteGuarantees } from './sections/read-write.js';
 import { semaphoreGuarantees } from './sections/semaphore.js';
+import { soakGuarantees } from './sections/soak.js';
 import { sleep } from './timing.js';
 
 /**
@@ -93,6 +94,7 @@ export function describeLockProvider(
       ...networkGuarantees(kit),
       ...semaphoreGuarantees(kit),
       ...readWriteGuarantees(kit),
+      ...soakGuarantees(kit),
     ];
     for (const guarantee of guarantees) {
       const section = guarantee.section ?? 'lock';
