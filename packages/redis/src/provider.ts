@@ -9,7 +9,9 @@ import {
 import { type Cluster, Redis } from 'ioredis';
 import { RedisConnection } from './connection.js';
 import { type ConnectionLossPolicy, RedisLockDriver } from './driver.js';
+import { RedisReadWriteDriver } from './read-write.js';
 import type { RedisClient } from './scripts.js';
+import { RedisSemaphoreDriver } from './semaphore.js';
 import { ReleaseWakeups } from './wakeups.js';
 
 export interface RedisProviderOptions extends Omit<ProviderOptions, 'election'> {
@@ -136,15 +138,19 @@ export function createRedisProvider(options: RedisProviderOptions): LockProvider
   }
 
   const cluster = isCluster(connection.client);
-  const driver = new RedisLockDriver({
+  const driverOptions = {
     connection,
     wakeups: new ReleaseWakeups(createSubscriber),
     keyPrefix,
     cluster,
     onConnectionLoss,
-  });
+  };
+  const driver = new RedisLockDriver(driverOptions);
   try {
-    return createLockProvider(driver, providerOptions);
+    return createLockProvider(driver, providerOptions, {
+      semaphoreDriver: new RedisSemaphoreDriver(driverOptions),
+      readWriteDriver: new RedisReadWriteDriver(driverOptions),
+    });
   } catch (error) {
     // Bad provider options: do not leave the client this call created behind.
     void connection.close();
