@@ -145,8 +145,8 @@ return 0
 
 /**
  * Release a holder, give up a place in line, or undo a grant whose reply was lost: all by owner, so it
- * is idempotent. ARGV: 1 owner, 2 wake-up channel. Publishes on the channel when waiters remain and
- * something changed for them. Returns 1 when the owner had an entry, 0 otherwise.
+ * is idempotent. ARGV: 1 owner, 2 wake-up channel. Publishes on the channel when permits or a place
+ * came free (RedLock nodes keep no queue, so the script cannot tell whether anyone waits). Returns 1 when the owner had an entry, 0 otherwise.
  */
 export const permitLeaveScript = lua(`${PRELUDE}
 local now = math.floor(server_time_us() / 1000)
@@ -162,7 +162,7 @@ if entry then
   changed = true
 end
 settle(now)
-if changed and redis.call('ZCARD', KEYS[3]) > 0 then
+if changed then
   redis.call('PUBLISH', ARGV[2], 'released')
 end
 if entry then return 1 end
