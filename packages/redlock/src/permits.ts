@@ -117,7 +117,9 @@ export abstract class RedlockPermitDriver<Request extends LockRequest>
     const answers = await this.#onNodes(
       (node) =>
         runScript(node.client, permitAcquireScript, permitKeys(layout), args) as Promise<[number, number]>,
-      (granted) => granted >= this.#quorum,
+      // Settle at a majority for, or once no majority for is possible and a majority has answered
+      // (a refusal then never waits for hung nodes).
+      (granted, refused) => granted >= this.#quorum || refused > this.#config.nodes.length - this.#quorum,
       ([status]) => status === PERMIT_GRANTED,
     );
     const granted = answers.filter(
@@ -270,24 +272,28 @@ export abstract class RedlockPermitDriver<Request extends LockRequest>
 
   /**
    * Runs `call` on every node at once. Resolves with the answers so far as soon as `decided(for,
-   * against)` holds (a majority one way), or once every node has answered or failed; each node's
-   * commands are bounded by its connection's command timeout.
+   * refused)` holds (answers for and against, not counting failures), or once every node has answered
+   * or failed; each node's commands are bounded by its connection's command timeout.
    */
   #onNodes<T>(
     call: (node: RedisNode) => Promise<T>,
-    decided: (votesFor: number, votesAgainst: number) => boolean,
+    decided: (votesFor: number, refused: number) => boolean,
     isFor: (value: T) => boolean,
   ): Promise<NodeAnswer<T>[]> {
     const { nodes } = this.#config;
     return new Promise((resolve) => {
       const answers: NodeAnswer<T>[] = [];
       let votesFor = 0;
+      let refused = 0;
       let settled = false;
       const record = (answer: NodeAnswer<T>) => {
         if (settled) return;
         answers.push(answer);
-        if ('value' in answer && isFor(answer.value)) votesFor++;
-        if (answers.length === nodes.length || decided(votesFor, answers.length - votesFor)) {
+        if ('value' in answer) {
+          if (isFor(answer.value)) votesFor++;
+          else refused++;
+        }
+        if (answers.length === nodes.length || decided(votesFor, refused)) {
           settled = true;
           resolve([...answers]);
         }
