@@ -51,6 +51,22 @@ local function settle(now)
   redis.call('PEXPIRE', KEYS[2], keep)
   redis.call('PEXPIRE', KEYS[3], keep)
 end
+-- Wakes only the waiters at the head of the queue whose permits now fit (they may go; the rest sleep
+-- on: no herd). Each waiter takes at least one permit, so at most 'free' of them can fit.
+local function admit(channel)
+  local free = tonumber(redis.call('HGET', KEYS[1], '.limit') or '0')
+    - tonumber(redis.call('HGET', KEYS[1], '.held') or '0')
+  if free <= 0 then return end
+  local owners = {}
+  for _, owner in ipairs(redis.call('ZRANGE', KEYS[3], 0, math.min(free, 1000) - 1)) do
+    local waiting = redis.call('HGET', KEYS[1], owner)
+    local permits = waiting and tonumber(string.match(waiting, '^w:(%d+)')) or 0
+    if permits > free then break end
+    free = free - permits
+    owners[#owners + 1] = owner
+  end
+  if #owners > 0 then redis.call('PUBLISH', channel, 'admit:' .. table.concat(owners, ',')) end
+end
 `;
 
 /**
@@ -110,9 +126,7 @@ if held + ahead + permits <= limit then
   redis.call('ZADD', KEYS[2], ms(now + tonumber(ARGV[4])), owner)
   settle(now)
   -- Waiters behind may fit too: let them try now rather than at their next re-check.
-  if held < limit and redis.call('ZCARD', KEYS[3]) > 0 then
-    redis.call('PUBLISH', ARGV[7], 'granted')
-  end
+  if held < limit and redis.call('ZCARD', KEYS[3]) > 0 then admit(ARGV[7]) end
   return {1, token}
 end
 if place_ms > 0 then
@@ -145,8 +159,9 @@ return 0
 
 /**
  * Release a holder, give up a place in line, or undo a grant whose reply was lost: all by owner, so it
- * is idempotent. ARGV: 1 owner, 2 wake-up channel. Publishes on the channel when permits or a place
- * came free (RedLock nodes keep no queue, so the script cannot tell whether anyone waits). Returns 1 when the owner had an entry, 0 otherwise.
+ * is idempotent. ARGV: 1 owner, 2 wake-up channel. With a queue, publishes `admit:<owner>,...` naming
+ * the waiters at its head that now fit; without one (RedLock nodes keep none, so the script cannot
+ * tell who waits) publishes `released` when permits came free, which wakes every waiter. Returns 1 when the owner had an entry, 0 otherwise.
  */
 export const permitLeaveScript = lua(`${PRELUDE}
 local now = math.floor(server_time_us() / 1000)
@@ -162,7 +177,9 @@ if entry then
   changed = true
 end
 settle(now)
-if changed then
+if redis.call('ZCARD', KEYS[3]) > 0 then
+  admit(ARGV[2])
+elseif changed then
   redis.call('PUBLISH', ARGV[2], 'released')
 end
 if entry then return 1 end

@@ -108,6 +108,14 @@ export function decodeHolders(reply: unknown): Array<PermitEntry & { readonly ow
   return holders.sort((a, b) => (a.token < b.token ? -1 : a.token > b.token ? 1 : 0));
 }
 
+/**
+ * Whether a wake-up message concerns `owner`: an `admit:` notice names the waiters at the head of the
+ * queue that may go now (the others sleep on); any other notice wakes everyone.
+ */
+function admits(owner: string): (message: string) => boolean {
+  return (message) => !message.startsWith('admit:') || message.includes(owner);
+}
+
 /** Whether a failure is Redis' own error reply (the script did not run), not a lost reply. */
 function isReplyError(error: unknown): boolean {
   const cause = error instanceof Error ? error.cause : undefined;
@@ -194,7 +202,7 @@ export abstract class RedisPermitDriver<Request extends LockRequest>
       const untilExpiryMs = Number(value) < 0 ? PLACE_REFRESH_MS : Math.min(Number(value), PLACE_REFRESH_MS);
       const next = ticket ?? { owner, wake: undefined };
       if (next.wake) this.#wakeups.sawHolder(next.wake, untilExpiryMs);
-      else next.wake = this.#wakeups.ticket(layout.channel, untilExpiryMs);
+      else next.wake = this.#wakeups.ticket(layout.channel, untilExpiryMs, admits(owner));
       return { outcome: 'busy', ticket: next };
     }
     if (ticket?.wake) this.#wakeups.drop(ticket.wake);

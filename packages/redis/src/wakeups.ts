@@ -7,6 +7,8 @@ import type { RedisClient } from './scripts.js';
  */
 export interface RedisTicket {
   readonly channel: string;
+  /** Whether a message on the channel concerns this waiter (default: every message does). */
+  readonly accepts?: (message: string) => boolean;
   changed: boolean;
   holderExpiresAt: number | undefined;
   listening: boolean;
@@ -37,9 +39,10 @@ export class ReleaseWakeups {
     this.#createSubscriber = createSubscriber;
   }
 
-  ticket(channel: string, holderTtlMs: number): RedisTicket {
+  ticket(channel: string, holderTtlMs: number, accepts?: (message: string) => boolean): RedisTicket {
     const ticket: RedisTicket = {
       channel,
+      accepts,
       changed: false,
       holderExpiresAt: undefined,
       listening: false,
@@ -130,8 +133,10 @@ export class ReleaseWakeups {
     const subscriber = this.#createSubscriber();
     // Errors surface as failed subscriptions (the waiters fall back to polling); the event must be handled.
     subscriber.on('error', () => {});
-    subscriber.on('message', (channel: string) => {
-      for (const ticket of this.#channels.get(channel)?.tickets ?? []) markChanged(ticket);
+    subscriber.on('message', (channel: string, message: string) => {
+      for (const ticket of this.#channels.get(channel)?.tickets ?? []) {
+        if (!ticket.accepts || ticket.accepts(message)) markChanged(ticket);
+      }
     });
     subscriber.on('ready', () => {
       if (this.#subscriberWasReady) this.#afterReconnect(subscriber);

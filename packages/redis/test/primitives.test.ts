@@ -101,6 +101,39 @@ describe('redis semaphore and read-write lock: layout and protocol', () => {
     }
   });
 
+  it('a release wakes only the waiter at the head of the queue (no herd), which gets the permit', async () => {
+    const name = 'no-herd';
+    const semaphore = redis.provider().semaphore(name, { limit: 1 });
+    // Loads both scripts into the server's cache, so each call below is one EVALSHA.
+    await (await semaphore.acquire({ ttlMs: 10_000 })).release();
+    const held = await semaphore.acquire({ ttlMs: 10_000 });
+    const order: number[] = [];
+    const waiters = Array.from({ length: 5 }, () => redis.provider());
+    const granted = waiters.map(async (provider, index) => {
+      await sleep(index * 40);
+      const lease = await provider.semaphore(name, { limit: 1 }).acquire({ ttlMs: 10_000, waitMs: 10_000 });
+      order.push(index);
+      return lease;
+    });
+    expect(
+      await eventually(
+        async () => (await redis.raw().zcard(permitLayout(name, '', 'semaphore').queueKey)) === 5,
+        5_000,
+      ),
+    ).toBe(true);
+    await sleep(100);
+    // Within 300 ms of the release (before any waiter's 1 s place refresh): the release itself and the
+    // head waiter's one attempt (then it stops listening), not one attempt per waiter.
+    const sent = await clientCommands(async () => {
+      await held.release();
+      await sleep(300);
+    });
+    expect(sent).toEqual(['evalsha', 'evalsha', 'unsubscribe']);
+    expect(order).toEqual([0]);
+    for (let i = 0; i < waiters.length; i++) await (await granted[i]!).release();
+    expect(order).toEqual([0, 1, 2, 3, 4]);
+  });
+
   it("a SIGKILLed waiter's place in line lapses by the server clock, and the waiters behind it move on", async () => {
     const name = 'crashed-waiter';
     const layout = permitLayout(name, '', 'semaphore');
