@@ -186,11 +186,14 @@ if entry then return 1 end
 return 0
 `);
 
-/** Read-only. Returns the live holders as a flat list: owner, entry, owner, entry, ... */
+/**
+ * Read-only. Returns the stored limit ('0' when none), then the live holders: limit, owner, entry,
+ * owner, entry, ...
+ */
 export const permitHoldersScript = lua(`
 local t = redis.call('TIME')
 local now = math.floor((tonumber(t[1]) * 1000000 + tonumber(t[2])) / 1000)
-local out = {}
+local out = {redis.call('HGET', KEYS[1], '.limit') or '0'}
 for _, owner in ipairs(redis.call('ZRANGEBYSCORE', KEYS[2], '(' .. string.format('%.0f', now), '+inf')) do
   local entry = redis.call('HGET', KEYS[1], owner)
   if entry and string.sub(entry, 1, 1) == 'h' then

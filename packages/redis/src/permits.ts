@@ -97,15 +97,19 @@ export function permitAcquireArgs(
   ];
 }
 
-/** The holders script's flat reply (owner, entry, ...) as entries, oldest grant (lowest token) first. */
-export function decodeHolders(reply: unknown): Array<PermitEntry & { readonly owner: string }> {
-  const flat = reply as string[];
+/** The holders script's reply: the stored limit (0 when none) and the live holders, oldest grant first. */
+export function decodeHolders(reply: unknown): {
+  readonly limit: number;
+  readonly holders: Array<PermitEntry & { readonly owner: string }>;
+} {
+  const [limit, ...flat] = reply as string[];
   const holders: Array<PermitEntry & { owner: string }> = [];
   for (let i = 0; i + 1 < flat.length; i += 2) {
     const entry = decodePermitEntry(flat[i + 1]!);
     if (entry) holders.push({ owner: flat[i]!, ...entry });
   }
-  return holders.sort((a, b) => (a.token < b.token ? -1 : a.token > b.token ? 1 : 0));
+  holders.sort((a, b) => (a.token < b.token ? -1 : a.token > b.token ? 1 : 0));
+  return { limit: Number(limit), holders };
 }
 
 /**
@@ -252,7 +256,7 @@ export abstract class RedisPermitDriver<Request extends LockRequest>
     const reply = await this.#connection.run('holders', (client) =>
       runScript(client, permitHoldersScript, permitKeys(this.#layout(key)), []),
     );
-    return decodeHolders(reply);
+    return decodeHolders(reply).holders;
   }
 
   /** The connection and the subscriber belong to the lock driver, which closes them. */

@@ -36,25 +36,31 @@ import type { ReleaseNotices, ReleaseSubscription } from './wakeups.js';
 export const redlockPermitCapabilities: Capabilities = {
   ...redlockCapabilities,
   safety:
-    `${redlockCapabilities.safety} Permits and read/write leases are held on a majority of nodes, each node ` +
-    'admitting by its own count and its own clock. There is no queue (fairness none): a FIFO order would ' +
-    'need the nodes to agree on one order of waiters, and RedLock nodes never talk to each other; per-node ' +
-    'queues would order waiters differently on each node and could leave every waiter short of a majority. ' +
-    'So waiters race when permits free up, and for a read-write lock a stream of readers can starve a writer.',
+    `${redlockCapabilities.safety} A permit of a semaphore of limit L is held on q = floor(N·L/(L+1)) + 1 ` +
+    'of the N nodes (a majority for L = 1; all 5 of 5 nodes for L >= 4), each node admitting by its own ' +
+    'count and clock: any L+1 sets of q nodes share a node, which admits at most L, so more than L holders ' +
+    'at once need a node to forget (a plain majority would let up to floor(N·L/majority) hold at once). ' +
+    'The price is availability: a semaphore tolerates only N − q nodes down. A read or write lease needs a ' +
+    'majority: any two majorities share a node, and no node admits a writer beside anyone. There is no ' +
+    'queue (fairness none): a FIFO order would need the nodes to agree on one order of waiters, and RedLock ' +
+    'nodes never talk to each other; per-node queues would order waiters differently on each node and could ' +
+    'leave every waiter short of a quorum. So waiters race when permits free up, and for a read-write lock ' +
+    'a stream of readers can starve a writer.',
 };
 
-/** A permit held on a majority: the owner value written on each node. */
+/** A permit held on a quorum of nodes: the owner value written on each node, and that quorum. */
 export interface RedlockPermitHandle {
   readonly owner: string;
+  readonly quorum: number;
 }
 
 /** A waiter's state between attempts: its release-notice subscription and what woke it. */
 export interface RedlockPermitTicket {
   subscription: ReleaseSubscription | undefined;
   released: boolean;
-  /** The last attempt won some nodes but not a majority (or too late): retry after a short random delay. */
+  /** The last attempt won some nodes but not a quorum (or too late): retry after a short random delay. */
   collided: boolean;
-  /** When, by the busy replies, a majority of nodes could have room again (local ms), if known. */
+  /** When, by the busy replies, a quorum of nodes could have room again (local ms), if known. */
   freeAt: number | undefined;
   wake: (() => void) | undefined;
 }
@@ -72,9 +78,9 @@ type NodeAnswer<T> =
 
 /**
  * Semaphores and read-write locks over RedLock's independent nodes, as redis-semaphore's
- * RedlockSemaphore does: @dlock/redis' permit scripts run on every node with one owner value; a grant
- * needs a majority within the validity window (ttl − drift − the time the majority took), and a
- * failed majority is undone on every node by owner value, in the background. No queue and no
+ * RedlockSemaphore: @dlock/redis' permit scripts run on every node with one owner value; a grant needs
+ * a quorum (quorumFor) within the validity window (ttl − drift − the time the quorum took), and a
+ * failed quorum is undone on every node by owner value, in the background. No queue and no
  * fencing counter on the nodes (capabilities: fairness and fencing 'none', token 0n).
  */
 export abstract class RedlockPermitDriver<Request extends LockRequest>
@@ -100,16 +106,38 @@ export abstract class RedlockPermitDriver<Request extends LockRequest>
 
   protected abstract limitMismatch(request: Request, storedLimit: number): Error;
 
+  /**
+   * How many nodes must admit a request of `limit` so that no more than the limit can hold at once
+   * while no node forgets: any limit + 1 grants must share a node, which admits at most `limit`, so
+   * q > N·limit/(limit + 1). For limit 1 that is a majority, as for a lock. (A majority alone lets
+   * floor(N·limit/majority) hold at once: for 5 nodes and limit 4, six.)
+   */
+  protected quorumFor(limit: number): number {
+    const nodes = this.#config.nodes.length;
+    return Math.min(nodes, Math.floor((nodes * limit) / (limit + 1)) + 1);
+  }
+
+  /** A majority of the nodes. */
+  protected get majority(): number {
+    return this.#quorum;
+  }
+
   async attempt(
     request: Request,
     ticket: RedlockPermitTicket | undefined,
   ): Promise<Attempt<RedlockPermitHandle, RedlockPermitTicket>> {
     const layout = this.#layout(request.key);
+    // This attempt answers every notice so far: one release publishes on each node, and the copies
+    // arriving after the first must not cause another attempt each.
+    if (ticket) ticket.released = false;
     // A new owner per attempt: the undo of a failed attempt runs in the background and must never
     // delete what a later attempt obtained.
     const owner = newPermitOwner();
     const durationMs = Math.ceil(request.ttlMs);
-    const args = permitAcquireArgs(owner, this.ask(request), request, layout, {
+    const ask = this.ask(request);
+    const quorum = this.quorumFor(ask.limit);
+    const nodes = this.#config.nodes.length;
+    const args = permitAcquireArgs(owner, ask, request, layout, {
       queued: false,
       fenced: false,
     });
@@ -117,20 +145,21 @@ export abstract class RedlockPermitDriver<Request extends LockRequest>
     const answers = await this.#onNodes(
       (node) =>
         runScript(node.client, permitAcquireScript, permitKeys(layout), args) as Promise<[number, number]>,
-      // Settle at a majority for, or once no majority for is possible and a majority has answered
-      // (a refusal then never waits for hung nodes).
-      (granted, refused) => granted >= this.#quorum || refused > this.#config.nodes.length - this.#quorum,
+      // Settle at a quorum for, or once no quorum for is possible (a refusal then never waits for
+      // hung nodes).
+      (granted, refused) => granted >= quorum || refused > nodes - quorum,
       ([status]) => status === PERMIT_GRANTED,
     );
     const granted = answers.filter(
       (answer) => 'value' in answer && answer.value[0] === PERMIT_GRANTED,
     ).length;
-    if (granted >= this.#quorum) {
+    if (granted >= quorum) {
       const validUntil = this.#validUntil(startedAt, durationMs);
-      if (validUntil > now())
-        return { outcome: 'granted', grant: { token: 0n, validUntil, handle: { owner } } };
+      if (validUntil > now()) {
+        return { outcome: 'granted', grant: { token: 0n, validUntil, handle: { owner, quorum } } };
+      }
     }
-    // Not a majority in time: undo on every node, including those that failed or have not answered yet
+    // Not a quorum in time: undo on every node, including those that failed or have not answered yet
     // (a timed-out script may still have run), without making the caller wait for them.
     if (
       granted > 0 ||
@@ -139,12 +168,18 @@ export abstract class RedlockPermitDriver<Request extends LockRequest>
     ) {
       this.#undo(layout, owner);
     }
-    const votes = this.#votes(answers, granted, ([status]) => status !== PERMIT_GRANTED);
-    if (quorumUnreachable(votes)) throw unavailableError(votes, `acquiring "${request.key}"`);
+    const votes = this.#votes(answers, granted, ([status]) => status !== PERMIT_GRANTED, quorum);
+    if (quorumUnreachable(votes)) {
+      throw unavailableError(
+        votes,
+        `acquiring "${request.key}" (limit ${ask.limit} needs ${quorum} of ${nodes} nodes)`,
+      );
+    }
     const mismatches = answers.flatMap((answer) =>
       'value' in answer && answer.value[0] === PERMIT_LIMIT_MISMATCH ? [answer.value[1]] : [],
     );
-    if (mismatches.length >= this.#quorum) throw this.limitMismatch(request, mismatches[0]!);
+    // So many nodes store another limit that this request can never reach its quorum.
+    if (mismatches.length > nodes - quorum) throw this.limitMismatch(request, mismatches[0]!);
     const next = ticket ?? {
       subscription: undefined,
       released: false,
@@ -153,7 +188,7 @@ export abstract class RedlockPermitDriver<Request extends LockRequest>
       wake: undefined,
     };
     next.collided = granted > 0;
-    next.freeAt = this.#freeAt(answers);
+    next.freeAt = this.#freeAt(answers, quorum);
     return { outcome: 'busy', ticket: next };
   }
 
@@ -202,24 +237,27 @@ export abstract class RedlockPermitDriver<Request extends LockRequest>
   async extend(key: string, grant: Grant<RedlockPermitHandle>, ttlMs: number): Promise<number> {
     const durationMs = Math.ceil(ttlMs);
     const keys = permitKeys(this.#layout(key));
+    const { quorum } = grant.handle;
+    const nodes = this.#config.nodes.length;
     const startedAt = now();
     const answers = await this.#onNodes(
       (node) =>
         runScript(node.client, permitExtendScript, keys, [grant.handle.owner, durationMs]) as Promise<number>,
-      (extended, refused) => extended >= this.#quorum || refused >= this.#quorum,
+      (extended, refused) => extended >= quorum || refused > nodes - quorum,
       (extended) => extended === 1,
     );
     const extended = answers.filter((answer) => 'value' in answer && answer.value === 1).length;
-    if (extended >= this.#quorum) return this.#validUntil(startedAt, durationMs);
-    const votes = this.#votes(answers, extended, (value) => value !== 1);
-    if (votes.refused >= this.#quorum) {
+    if (extended >= quorum) return this.#validUntil(startedAt, durationMs);
+    const votes = this.#votes(answers, extended, (value) => value !== 1, quorum);
+    // So many nodes no longer hold the entry that no quorum can ever confirm it.
+    if (votes.refused > nodes - quorum) {
       throw new LockLostError(
         key,
         `${votes.refused} of ${votes.nodes} nodes no longer hold this owner's entry (it expired or was deleted)`,
       );
     }
-    // Neither a majority for nor against: ownership is unknown, not lost.
-    throw unavailableError(votes, `extending "${key}" could not confirm a majority`);
+    // Neither a quorum for nor enough against: ownership is unknown, not lost.
+    throw unavailableError(votes, `extending "${key}" could not confirm ${quorum} of ${nodes} nodes`);
   }
 
   /** Deletes the entry on every node and waits for all of them (bounded by the command timeout). */
@@ -230,7 +268,10 @@ export abstract class RedlockPermitDriver<Request extends LockRequest>
     if (quorumUnreachable(votes)) throw unavailableError(votes, `releasing "${key}"`);
   }
 
-  /** The owners a majority of nodes agrees hold an entry (by each node's clock). */
+  /**
+   * The owners that hold an entry on as many nodes as their grant needed (by each node's clock; the
+   * quorum from the largest limit the nodes store).
+   */
   protected async holderEntries(key: string): Promise<PermitEntry[]> {
     const keys = permitKeys(this.#layout(key));
     const answers = await this.#onNodes(
@@ -241,15 +282,18 @@ export abstract class RedlockPermitDriver<Request extends LockRequest>
     const votes = this.#votes(answers, 0, () => true);
     if (quorumUnreachable(votes)) throw unavailableError(votes, `reading the holders of "${key}"`);
     const seen = new Map<string, { entry: PermitEntry; count: number }>();
+    let limit = 1;
     for (const answer of answers) {
       if (!('value' in answer)) continue;
-      for (const { owner, ...entry } of answer.value) {
+      limit = Math.max(limit, answer.value.limit);
+      for (const { owner, ...entry } of answer.value.holders) {
         const known = seen.get(owner) ?? { entry, count: 0 };
         known.count++;
         seen.set(owner, known);
       }
     }
-    return [...seen.values()].filter(({ count }) => count >= this.#quorum).map(({ entry }) => entry);
+    const quorum = this.quorumFor(limit);
+    return [...seen.values()].filter(({ count }) => count >= quorum).map(({ entry }) => entry);
   }
 
   async close(): Promise<void> {
@@ -308,18 +352,23 @@ export abstract class RedlockPermitDriver<Request extends LockRequest>
     });
   }
 
-  #votes<T>(answers: NodeAnswer<T>[], granted: number, isRefusal: (value: T) => boolean): Votes {
+  #votes<T>(
+    answers: NodeAnswer<T>[],
+    granted: number,
+    isRefusal: (value: T) => boolean,
+    quorum = this.#quorum,
+  ): Votes {
     let refused = 0;
     const failed: Array<{ address: string; error: Error }> = [];
     for (const answer of answers) {
       if ('error' in answer) failed.push({ address: answer.node.address, error: answer.error });
       else if (isRefusal(answer.value)) refused++;
     }
-    return { nodes: this.#config.nodes.length, quorum: this.#quorum, granted, refused, failed };
+    return { nodes: this.#config.nodes.length, quorum, granted, refused, failed };
   }
 
-  /** When a majority of nodes could have room by their busy replies (a grant counts as room now). */
-  #freeAt(answers: NodeAnswer<[number, number]>[]): number | undefined {
+  /** When a quorum of nodes could have room by their busy replies (a grant counts as room now). */
+  #freeAt(answers: NodeAnswer<[number, number]>[], quorum: number): number | undefined {
     const waits = answers
       .flatMap((answer) => {
         if (!('value' in answer)) return [];
@@ -328,7 +377,7 @@ export abstract class RedlockPermitDriver<Request extends LockRequest>
         return status === PERMIT_BUSY && value >= 0 ? [value] : [];
       })
       .sort((a, b) => a - b);
-    const quorumWait = waits[this.#quorum - 1];
+    const quorumWait = waits[quorum - 1];
     // +1 ms: an entry is gone only once its expiry has passed.
     return quorumWait === undefined ? undefined : now() + quorumWait + 1;
   }

@@ -22,6 +22,14 @@ export class RedlockReadWriteDriver
     return readWriteAsk(request);
   }
 
+  /**
+   * A majority: a writer conflicts with every other lease one pair at a time, and any two majorities
+   * share a node, which never admits a writer beside anyone.
+   */
+  protected override quorumFor(): number {
+    return this.majority;
+  }
+
   protected limitMismatch(request: ReadWriteRequest, storedLimit: number): Error {
     // Every dlock client uses the same limit: another one means something else wrote these keys.
     return new BackendUnavailableError(

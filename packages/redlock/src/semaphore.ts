@@ -8,10 +8,11 @@ import type { PermitAsk } from '@dlock/redis/primitives';
 import { RedlockPermitDriver, type RedlockPermitHandle, type RedlockPermitTicket } from './permits.js';
 
 /**
- * A counting semaphore on a majority of independent nodes (issue 14), as redis-semaphore's
- * RedlockSemaphore: each node keeps @dlock/redis' permit table; a permit is held where a majority of
- * nodes admitted it. The limit is stored on each node while the semaphore is in use; a majority of
- * nodes storing another limit is SemaphoreLimitMismatchError.
+ * A counting semaphore on independent nodes (issue 14), after redis-semaphore's RedlockSemaphore: each
+ * node keeps @dlock/redis' permit table; a permit is held where enough nodes admitted it that no more
+ * than `limit` can hold at once (RedlockPermitDriver.quorumFor: a majority only for limit 1). The
+ * limit is stored on each node while the semaphore is in use; so many nodes storing another limit that
+ * no quorum is possible is SemaphoreLimitMismatchError.
  */
 export class RedlockSemaphoreDriver
   extends RedlockPermitDriver<PermitRequest>

@@ -55,31 +55,62 @@ afterAll(async () => {
 });
 
 describe('RedLock semaphore and read-write lock on five nodes', () => {
-  it('hold on a majority: every node stores the permit, and 2 of 5 nodes killed change nothing', async () => {
-    const name = freshName('majority');
+  it('hold on their quorum: every node stores the permit; 2 of 5 nodes killed stop a limit-2 semaphore but not the rest', async () => {
+    const name = freshName('quorum');
     const provider = open();
     const permit = await provider.semaphore(name, { limit: 2 }).acquire({ ttlMs: 10_000 });
     expect(permit.token).toBe(0n);
-    // The grant settles at the majority; the slowest nodes store it a moment later.
+    // The grant settles at its quorum; the slowest nodes store it a moment later.
     expect(await eventually(async () => (await stateOn(operator, name)).every((n) => n === 1), 2_000)).toBe(
       true,
     );
     await permit.release();
     expect(await stateOn(operator, name)).toEqual([0, 0, 0, 0, 0]);
 
-    await Promise.all([cluster.nodes[3]!.kill(), cluster.nodes[4]!.kill()]);
+    // Limit 2 needs 4 of 5 nodes: one node down is tolerated, two are not.
+    await cluster.nodes[4]!.kill();
     const other = open();
     const a = await provider.semaphore(name, { limit: 2 }).acquire({ ttlMs: 10_000, waitMs: 5_000 });
     const b = await other.semaphore(name, { limit: 2 }).acquire({ ttlMs: 10_000, waitMs: 5_000 });
     expect(await other.semaphore(name, { limit: 2 }).tryAcquire({ ttlMs: 10_000 })).toBeNull();
-    expect((await other.semaphore(name, { limit: 2 }).holders()).map((h) => h.identity)).toHaveLength(2);
-    await a.release();
-    const c = await other.semaphore(name, { limit: 2 }).acquire({ ttlMs: 10_000, waitMs: 5_000 });
+    expect(await other.semaphore(name, { limit: 2 }).holders()).toHaveLength(2);
+    await Promise.all([a.release(), b.release()]);
+    await cluster.nodes[3]!.kill();
+    await expect(provider.semaphore(name, { limit: 2 }).tryAcquire({ ttlMs: 10_000 })).rejects.toThrow(
+      /limit 2 needs 4 of 5 nodes/,
+    );
+    // A mutex-like semaphore and the read-write lock need only a majority.
+    const only = await provider.semaphore(`${name}-1`, { limit: 1 }).acquire({ ttlMs: 10_000 });
+    expect(await other.semaphore(`${name}-1`, { limit: 1 }).tryAcquire({ ttlMs: 10_000 })).toBeNull();
+    await only.release();
     const write = other.readWriteLock(name).write.acquire({ ttlMs: 10_000, waitMs: 5_000 });
     const read = await provider.readWriteLock(name).read.acquire({ ttlMs: 10_000 });
     await read.release();
     await (await write).release();
-    await Promise.all([b.release(), c.release()]);
+  });
+
+  it('never admits more than the limit, also where a majority per permit would (10 contenders, limit 2)', async () => {
+    const name = freshName('limit');
+    const contenders = Array.from({ length: 10 }, () => open());
+    let inside = 0;
+    let most = 0;
+    let acquisitions = 0;
+    const deadline = performance.now() + 2_000;
+    await Promise.all(
+      contenders.map(async (provider) => {
+        const semaphore = provider.semaphore(name, { limit: 2 });
+        while (performance.now() < deadline) {
+          const lease = await semaphore.acquire({ ttlMs: 10_000, waitMs: 10_000 });
+          most = Math.max(most, ++inside);
+          acquisitions++;
+          await new Promise((resolve) => setTimeout(resolve, Math.random() * 2));
+          inside--;
+          await lease.release();
+        }
+      }),
+    );
+    expect(acquisitions).toBeGreaterThan(20);
+    expect(most).toBeLessThanOrEqual(2);
   });
 
   it('3 of 5 nodes killed: BackendUnavailableError naming them, within the connect timeout', async () => {
