@@ -2,55 +2,28 @@
 // peer of issue 14), measured in the same run on one local redis-server.
 // Run: pnpm --filter @dlock/redis bench:semaphore   (bounded: about 15 s; numbers depend on the machine)
 import { randomBytes } from 'node:crypto';
-import { setTimeout as sleep } from 'node:timers/promises';
 import type { LockProvider } from '@dlock/core';
 import { type RedisServer, startRedis, stopAll } from '@dlock/testkit';
-import { type Histogram, build } from 'hdr-histogram-js';
 import { Redis } from 'ioredis';
 import { Semaphore } from 'redis-semaphore';
 import { createRedisProvider } from '../src/index.js';
 import { permitKeys, permitLayout } from '../src/permit-layout.js';
 import { permitAcquireScript, permitLeaveScript } from '../src/permit-scripts.js';
 import { runScript } from '../src/scripts.js';
+import {
+  CONTENTION_MS,
+  type Contended,
+  FLOOR_ACQUIRE,
+  HOLD_MS,
+  Latencies,
+  contention,
+} from './semaphore-measure.js';
 
 const ROUNDS = 10;
 const PER_ROUND = 200;
 const CONTENDERS = 32;
 const LIMIT = 4;
-const CONTENTION_MS = 3_000;
-const HOLD_MS = 1;
 const TTL_MS = 10_000;
-
-/**
- * The floor: the least a server-clock semaphore can do in the same two round trips, acquire = one
- * script (drop expired entries by TIME, count, add), release = ZREM.
- */
-const floorAcquire = `
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
-if redis.call('ZCARD', KEYS[1]) < tonumber(ARGV[1]) then
-  redis.call('ZADD', KEYS[1], now + tonumber(ARGV[3]), ARGV[2])
-  return 1
-end
-return 0`;
-
-/** Milliseconds, recorded at microsecond resolution. */
-class Latencies {
-  readonly histogram: Histogram = build({ lowestDiscernibleValue: 1, numberOfSignificantValueDigits: 3 });
-  add(ms: number): void {
-    this.histogram.recordValue(Math.max(1, Math.round(ms * 1_000)));
-  }
-  at(percentile: number): number {
-    return this.histogram.getValueAtPercentile(percentile) / 1_000;
-  }
-  get max(): number {
-    return this.histogram.maxValue / 1_000;
-  }
-  get count(): number {
-    return this.histogram.totalCount;
-  }
-}
 
 function connect(url: string): Redis {
   const client = new Redis(url);
@@ -63,7 +36,7 @@ type Cycle = () => Promise<void>;
 /** acquire + release on a free semaphore, each variant in turn, order rotating every round. */
 async function uncontended(url: string): Promise<Record<'floor' | 'scripts' | 'dlock' | 'peer', Latencies>> {
   const floorClient = connect(url);
-  const floorSha = (await floorClient.script('LOAD', floorAcquire)) as string;
+  const floorSha = (await floorClient.script('LOAD', FLOOR_ACQUIRE)) as string;
   const scriptsClient = connect(url);
   const layout = permitLayout('bench:scripts', '', 'semaphore');
   const provider = createRedisProvider({ url });
@@ -124,40 +97,6 @@ async function uncontended(url: string): Promise<Record<'floor' | 'scripts' | 'd
   await provider.close();
   for (const client of [floorClient, scriptsClient, peerClient]) client.disconnect();
   return results;
-}
-
-interface Contended {
-  readonly acquisitions: number;
-  readonly waits: Latencies;
-  readonly mostInside: number;
-}
-
-/**
- * CONTENDERS loops acquire → hold HOLD_MS → release on one semaphore of LIMIT permits for
- * CONTENTION_MS; `waits` is how long each acquire took. `mostInside` checks the limit held.
- */
-async function contention(acquirers: Array<() => Promise<() => Promise<void>>>): Promise<Contended> {
-  const waits = new Latencies();
-  let acquisitions = 0;
-  let inside = 0;
-  let mostInside = 0;
-  const deadline = performance.now() + CONTENTION_MS;
-  await Promise.all(
-    acquirers.map(async (acquire) => {
-      while (performance.now() < deadline) {
-        const started = performance.now();
-        const release = await acquire();
-        waits.add(performance.now() - started);
-        inside++;
-        mostInside = Math.max(mostInside, inside);
-        acquisitions++;
-        await sleep(HOLD_MS);
-        inside--;
-        await release();
-      }
-    }),
-  );
-  return { acquisitions, waits, mostInside };
 }
 
 async function dlockContention(url: string): Promise<Contended> {

@@ -3,37 +3,31 @@
 // Bounded in count and time. Run with:   pnpm --filter @dlock/redlock bench:semaphore
 import { randomBytes } from 'node:crypto';
 import { startRedisNodes } from '@dlock/testkit';
-import hdr from 'hdr-histogram-js';
 import { Redis } from 'ioredis';
 import { RedlockSemaphore } from 'redis-semaphore';
+// The floor script, latency recording and contention loop are the redis semaphore bench's (one copy),
+// compiled by this bench's package script.
+import {
+  CONTENTION_MS,
+  FLOOR_ACQUIRE,
+  HOLD_MS,
+  Latencies,
+  contention,
+} from '../../redis/bench/dist/bench/semaphore-measure.js';
 import { createRedlockProvider } from '../dist/index.js';
 
 const ROUNDS = 8;
 const PER_ROUND = 150;
 const LIMIT = 4;
 const CONTENDERS = 32;
-const CONTENTION_MS = 3_000;
-const HOLD_MS = 1;
+/** How many of the 5 nodes a limit-4 permit needs (the provider's rule: floor(N·L/(L+1)) + 1). */
+const GRANT_QUORUM = Math.floor((5 * LIMIT) / (LIMIT + 1)) + 1;
 const TTL_MS = 10_000;
 
-/** The floor: per node, drop expired entries by the server clock, count, add; release is ZREM. */
-const FLOOR_ACQUIRE = `
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
-if redis.call('ZCARD', KEYS[1]) < tonumber(ARGV[1]) then
-  redis.call('ZADD', KEYS[1], now + tonumber(ARGV[3]), ARGV[2])
-  return 1
-end
-return 0`;
-
-const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
-const latencies = () => hdr.build({ lowestDiscernibleValue: 1, numberOfSignificantValueDigits: 3 });
-const add = (h, ms) => h.recordValue(Math.max(1, Math.round(ms * 1_000)));
-const f = (micros) => (micros / 1_000).toFixed(3).padStart(9);
-const row = (label, h, floor) =>
-  `  ${label.padEnd(38)}${f(h.getValueAtPercentile(50))}${f(h.getValueAtPercentile(99))}${f(h.maxValue)}` +
-  (floor ? `   ${(h.getValueAtPercentile(50) / floor.getValueAtPercentile(50)).toFixed(2)}x floor at p50` : '');
+const f = (ms) => ms.toFixed(3).padStart(9);
+const row = (label, l, floor) =>
+  `  ${label.padEnd(38)}${f(l.at(50))}${f(l.at(99))}${f(l.max)}` +
+  (floor ? `   ${(l.at(50) / floor.at(50)).toFixed(2)}x floor at p50` : '');
 const connectAll = (urls) =>
   urls.map((url) => {
     const client = new Redis(url, { commandTimeout: 2_000, maxRetriesPerRequest: 0 });
@@ -62,32 +56,9 @@ function majority(promises, count) {
   });
 }
 
-async function contention(acquirers) {
-  const waits = latencies();
-  let acquisitions = 0;
-  let inside = 0;
-  let mostInside = 0;
-  const deadline = performance.now() + CONTENTION_MS;
-  await Promise.all(
-    acquirers.map(async (acquire) => {
-      while (performance.now() < deadline) {
-        const started = performance.now();
-        const release = await acquire();
-        add(waits, performance.now() - started);
-        acquisitions++;
-        mostInside = Math.max(mostInside, ++inside);
-        await sleep(HOLD_MS);
-        inside--;
-        await release();
-      }
-    }),
-  );
-  return { acquisitions, waits, mostInside };
-}
-
 const contendedRow = (label, c) =>
   `  ${label.padEnd(30)}${String(Math.round(c.acquisitions / (CONTENTION_MS / 1_000))).padStart(6)}/s` +
-  `${f(c.waits.getValueAtPercentile(50))}${f(c.waits.getValueAtPercentile(99))}${f(c.waits.maxValue)}   most inside: ${c.mostInside}`;
+  `${f(c.waits.at(50))}${f(c.waits.at(99))}${f(c.waits.max)}   most inside: ${c.mostInside}`;
 
 const cluster = await startRedisNodes(5);
 const opened = [];
@@ -103,19 +74,22 @@ try {
       const owner = randomBytes(16).toString('hex');
       await majority(
         floorClients.map((client, i) => client.evalsha(shas[i], 1, 'bench:floor', LIMIT, owner, TTL_MS)),
-        3,
+        GRANT_QUORUM,
       );
       await Promise.allSettled(floorClients.map((client) => client.zrem('bench:floor', owner)));
     },
     dlock: async () => (await semaphore.acquire({ ttlMs: TTL_MS })).release(),
     peer: async () => {
-      const peer = new RedlockSemaphore(peerClients, 'bench:peer', LIMIT, { lockTimeout: TTL_MS, refreshInterval: 0 });
+      const peer = new RedlockSemaphore(peerClients, 'bench:peer', LIMIT, {
+        lockTimeout: TTL_MS,
+        refreshInterval: 0,
+      });
       await peer.acquire();
       await peer.release();
     },
   };
   const names = Object.keys(cycles);
-  const results = Object.fromEntries(names.map((name) => [name, latencies()]));
+  const results = Object.fromEntries(names.map((name) => [name, new Latencies()]));
   for (const name of names) for (let i = 0; i < 50; i++) await cycles[name]();
   for (let round = 0; round < ROUNDS; round++) {
     for (let offset = 0; offset < names.length; offset++) {
@@ -123,7 +97,7 @@ try {
       for (let i = 0; i < PER_ROUND; i++) {
         const started = performance.now();
         await cycles[name]();
-        add(results[name], performance.now() - started);
+        results[name].add(performance.now() - started);
       }
     }
   }
@@ -157,15 +131,17 @@ try {
     [
       `five redis-server nodes on 127.0.0.1, node ${process.version}; latencies in ms`,
       '',
-      `uncontended acquire+release (limit ${LIMIT}), ${results.floor.totalCount} each:         p50      p99      max`,
-      row('floor (majority of EVALSHA, ZREM on all)', results.floor),
+      `uncontended acquire+release (limit ${LIMIT}), ${results.floor.count} each:         p50      p99      max`,
+      row(`floor (EVALSHA on ${GRANT_QUORUM} of 5, ZREM on all)`, results.floor),
       row('dlock redlock semaphore', results.dlock, results.floor),
-      row('redis-semaphore RedlockSemaphore 5.8', results.peer, results.floor),
+      row('redis-semaphore RedlockSemaphore 5.8 *', results.peer, results.floor),
       '',
       `${CONTENDERS} contenders, limit ${LIMIT}, hold ${HOLD_MS} ms, ${CONTENTION_MS / 1_000} s (wait = acquire call):`,
       `  ${''.padEnd(30)}throughput      p50      p99      max`,
       contendedRow('dlock (pub/sub, no queue)', dlockContended),
       contendedRow('redis-semaphore (10 ms poll)', peerContended),
+      '',
+      '* grants on a majority (3 of 5) of nodes, which lets up to 6 hold a limit-4 semaphore at once.',
     ].join('\n'),
   );
 } finally {
