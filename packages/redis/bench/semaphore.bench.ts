@@ -61,7 +61,7 @@ async function uncontended(url: string): Promise<Record<'floor' | 'scripts' | 'd
         layout.channel,
         1,
       ]);
-      await runScript(scriptsClient, permitLeaveScript, keys, [owner, layout.channel]);
+      await runScript(scriptsClient, permitLeaveScript, keys, [owner, layout.channel, 1]);
     },
     dlock: async () => {
       const lease = await semaphore.acquire({ ttlMs: TTL_MS });

@@ -159,7 +159,7 @@ return 0
 
 /**
  * Release a holder, give up a place in line, or undo a grant whose reply was lost: all by owner, so it
- * is idempotent. ARGV: 1 owner, 2 wake-up channel. With a queue, publishes `admit:<owner>,...` naming
+ * is idempotent. ARGV: 1 owner, 2 wake-up channel, 3 '0' to publish nothing (else '1'). With a queue, publishes `admit:<owner>,...` naming
  * the waiters at its head that now fit; without one (RedLock nodes keep none, so the script cannot
  * tell who waits) publishes `released` when permits came free, which wakes every waiter. Returns 1 when the owner had an entry, 0 otherwise.
  */
@@ -177,7 +177,10 @@ if entry then
   changed = true
 end
 settle(now)
-if redis.call('ZCARD', KEYS[3]) > 0 then
+if ARGV[3] == '0' then
+  -- The undo of a failed RedLock quorum: its contenders retry by themselves, and a notice would only
+  -- send every waiter into the same race again.
+elseif redis.call('ZCARD', KEYS[3]) > 0 then
   admit(ARGV[2])
 elseif changed then
   redis.call('PUBLISH', ARGV[2], 'released')

@@ -265,7 +265,7 @@ export abstract class RedisPermitDriver<Request extends LockRequest>
   async #leave(key: string, owner: string): Promise<void> {
     const layout = this.#layout(key);
     await this.#connection.run('release', (client) =>
-      runScript(client, permitLeaveScript, permitKeys(layout), [owner, layout.channel]),
+      runScript(client, permitLeaveScript, permitKeys(layout), [owner, layout.channel, 1]),
     );
   }
 

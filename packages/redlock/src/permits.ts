@@ -263,7 +263,7 @@ export abstract class RedlockPermitDriver<Request extends LockRequest>
   /** Deletes the entry on every node and waits for all of them (bounded by the command timeout). */
   async release(key: string, grant: Grant<RedlockPermitHandle>): Promise<void> {
     const layout = this.#layout(key);
-    const answers = await this.#leaveEverywhere(layout, grant.handle.owner);
+    const answers = await this.#leaveEverywhere(layout, grant.handle.owner, true);
     const votes = this.#votes(answers, 0, () => true);
     if (quorumUnreachable(votes)) throw unavailableError(votes, `releasing "${key}"`);
   }
@@ -301,14 +301,16 @@ export abstract class RedlockPermitDriver<Request extends LockRequest>
   }
 
   #undo(layout: PermitLayout, owner: string): void {
-    const undo = this.#leaveEverywhere(layout, owner).finally(() => this.#undos.delete(undo));
+    // Silent: the contenders of a split vote retry by themselves; a notice would wake every waiter
+    // into the same race again.
+    const undo = this.#leaveEverywhere(layout, owner, false).finally(() => this.#undos.delete(undo));
     this.#undos.add(undo);
   }
 
-  #leaveEverywhere(layout: PermitLayout, owner: string): Promise<NodeAnswer<unknown>[]> {
+  #leaveEverywhere(layout: PermitLayout, owner: string, notify: boolean): Promise<NodeAnswer<unknown>[]> {
     const keys = permitKeys(layout);
     return this.#onNodes(
-      (node) => runScript(node.client, permitLeaveScript, keys, [owner, layout.channel]),
+      (node) => runScript(node.client, permitLeaveScript, keys, [owner, layout.channel, notify ? 1 : 0]),
       () => false,
       () => true,
     );
