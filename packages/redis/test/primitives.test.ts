@@ -96,7 +96,10 @@ describe('redis semaphore and read-write lock: layout and protocol', () => {
     ];
     for (const acquire of acquires) {
       let lease: Awaited<ReturnType<(typeof acquires)[number]>> | undefined;
-      expect(await clientCommands(async () => (lease = await acquire()))).toEqual(['evalsha']);
+      const acquiring = clientCommands(async () => {
+        lease = await acquire();
+      });
+      expect(await acquiring).toEqual(['evalsha']);
       expect(await clientCommands(() => lease!.release())).toEqual(['evalsha']);
     }
   });
