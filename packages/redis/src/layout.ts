@@ -13,6 +13,13 @@ export interface RedisKeyLayout {
   readonly releaseChannel: string;
 }
 
+/**
+ * The default `keyPrefix`. Locks live in a namespace of their own, so a lock name can never land on an
+ * application's key (issue 12 #9), and the lock keys, counters and channels can be found, scanned and
+ * granted by ACL (`~dlock:*`) as one group. `keyPrefix: ''` is the `redlock` library's layout.
+ */
+export const DEFAULT_KEY_PREFIX = 'dlock:';
+
 const FENCE_SUFFIX = ':fence';
 const RELEASE_CHANNEL_SUFFIX = ':released';
 const VALUE_PATTERN = /^dlock1:([0-9a-f]{32}):(\d+):([\s\S]*)$/;

@@ -7,6 +7,10 @@ import { redisFixture } from './servers.js';
 const redis = redisFixture();
 beforeAll(() => redis.start());
 
+/** Connect timeout of the providers behind the fault proxy: the long-outage case lasts twice this. */
+const PROXIED_CONNECT_TIMEOUT_MS = 1_000;
+
+// keyPrefix '' (the redlock layout), so that the raw-key probe sees the key exactly as given.
 describeLockProvider('redis', async () => redis.provider({ keyPrefix: '' }), {
   ttlMs: 600,
   marginMs: 400,
@@ -30,4 +34,12 @@ describeLockProvider('redis', async () => redis.provider({ keyPrefix: '' }), {
   unreachable: async () =>
     createRedisProvider({ url: `redis://127.0.0.1:${await freePort()}`, connectTimeoutMs: 500 }),
   connectTimeoutMs: 500,
+  network: {
+    connectTimeoutMs: PROXIED_CONNECT_TIMEOUT_MS,
+    connect: async ({ retry } = {}) =>
+      redis.proxied({ keyPrefix: '', connectTimeoutMs: PROXIED_CONNECT_TIMEOUT_MS, retry }),
+    flushScriptCache: async () => {
+      await redis.raw().script('FLUSH');
+    },
+  },
 });
