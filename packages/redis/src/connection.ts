@@ -104,7 +104,8 @@ export class RedisConnection {
    *   may have been applied. The reply, should it still come, is dropped: what a command obtained is
    *   undone by what was sent (the owner prefix), through core's withdraw, on this same connection —
    *   Redis runs one connection's commands in order, so a clean-up always runs after the command it
-   *   cleans up. A new connection runs nothing the old one had not run before it closed.
+   *   cleans up; after a close, what the server had received on the old connection is run (or dropped)
+   *   before the client's reconnect back-off is over, and nothing is replayed on the new one.
    */
   async run<T>(
     operation: string,

@@ -58,7 +58,12 @@ const URL_ONLY_OPTIONS = ['username', 'password', 'tls'] as const;
 
 /**
  * A dlock provider on one Redis node (or a Sentinel-managed primary, or a Cluster): one round trip per
- * attempt, a per-key fencing counter, pub/sub wake-ups. See the package README for the key layout.
+ * attempt, a per-key fencing counter, pub/sub wake-ups, and attempts whose reply was lost adopted or
+ * undone by their owner prefix (issue 11). See the package README for the key layout.
+ *
+ * Throws InvalidArgumentError (naming the field) for bad options. Its operations reject
+ * BackendUnavailableError when the server cannot be used (after core's retries, see `retry`), and
+ * KeyConflictError when a lock key holds application data.
  */
 export function createRedisProvider(options: RedisProviderOptions): LockProvider {
   if (typeof options !== 'object' || options === null) {

@@ -64,6 +64,33 @@ describe('issue 11 #1: an acquire whose reply is lost (300 ms command timeout)',
     await next!.release();
   });
 
+  it.each([3_000, 300])(
+    'a lost reply, then a 1 s outage (connectTimeoutMs %i): the lock is free within ~1 s of the server being reachable again',
+    async (connectTimeoutMs) => {
+      const { provider, faults } = await redis.proxied({ commandTimeoutMs: 300, connectTimeoutMs });
+      const key = `lost-reply-outage-${connectTimeoutMs}`;
+      await warmUp(provider);
+      const dropped = faults.dropNextReply();
+      const outcome = settled(provider.tryAcquire(key, { ttlMs: 30_000 }));
+      await dropped;
+      faults.outage(1_000);
+      await faults.whenListening();
+      const reachableAt = performance.now();
+      const raw = redis.raw();
+      // Polled on a direct connection: the lock the lost attempt took, until its withdrawal lands.
+      expect(
+        await eventually(async () => (await raw.exists(lockKeyOf(key))) === 0, 1_000 + SLACK_MS, 10),
+      ).toBe(true);
+      const goneMs = performance.now() - reachableAt;
+      console.info(
+        `[redis] connectTimeoutMs ${connectTimeoutMs}: reachable again → orphan gone ${goneMs.toFixed(1)} ms`,
+      );
+      expect((await outcome).error).toBeInstanceOf(BackendUnavailableError);
+      // The reconnect back-off (≤ 500 ms), and with a short connect timeout one retry back-off (≤ 1 s).
+      expect(goneMs).toBeLessThan(1_500 + SLACK_MS);
+    },
+  );
+
   it('tryAcquire against a paused server rejects after its command timeout; the late grant is deleted on resume', async () => {
     const provider = redis.urlProvider({ commandTimeoutMs: 300 });
     const key = 'paused-try';
