@@ -1,9 +1,8 @@
 import { sleep } from '@dlock/conformance';
 import { LockTimeoutError } from '@dlock/core';
-import type { Redis } from 'ioredis';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { createRedisProvider, redisKeyLayout } from '../src/index.js';
-import { redisFixture } from './servers.js';
+import { listenerCount, redisFixture } from './servers.js';
 
 // Issue 12 #5/#6 on Redis: waiters that come and go must not leave subscriptions, listeners or
 // handles behind. (The shared churn soak for every backend lives in the conformance kit.)
@@ -13,10 +12,6 @@ beforeAll(() => redis.start());
 
 const ACQUIRES = 2_000;
 const AT_ONCE = 20;
-
-function listenerCount(client: Redis): number {
-  return client.eventNames().reduce((sum, name) => sum + client.listenerCount(name), 0);
-}
 
 function activeResources(): Record<string, number> {
   const counts: Record<string, number> = {};

@@ -95,3 +95,8 @@ export async function settled<T>(
     (error: unknown) => ({ value: undefined, error, elapsedMs: performance.now() - started }),
   );
 }
+
+/** Every listener on `client`, over all its events: a leak of one per request shows here. */
+export function listenerCount(client: Redis): number {
+  return client.eventNames().reduce((sum, name) => sum + client.listenerCount(name), 0);
+}
