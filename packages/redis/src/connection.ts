@@ -140,7 +140,8 @@ export class RedisConnection {
       try {
         command(this.client).then(onReply, (error: unknown) => fail(this.#failure(operation, error)));
       } catch (error) {
-        fail(this.#failure(operation, error));
+        // Thrown before ioredis queued anything: not sent.
+        fail(this.#unavailable(operation, describe(error), error));
       }
     });
   }
