@@ -4,6 +4,7 @@ import {
   type Capabilities,
   type Grant,
   type HolderInfo,
+  type KeyConflictError,
   type LockDriver,
   LockLostError,
   type LockRequest,
@@ -11,7 +12,7 @@ import {
   pause,
 } from '@dlock/core';
 import { type RedisConnection, mayHaveBeenApplied } from './connection.js';
-import { KeyConflictError } from './errors.js';
+import { type KeyConflictFound, keyConflict } from './errors.js';
 import { decodeLockValue, lockValueParts, redisKeyLayout, validateLockKey } from './layout.js';
 import { acquireScript, extendScript, holderScript, releaseScript, runScript } from './scripts.js';
 import type { ReleaseWakeups, WaitState } from './wakeups.js';
@@ -295,6 +296,9 @@ function newTicket(identity: string): RedisTicket {
   return { owner: head, tail, unresolved: false, inFlight: 0, wait: undefined };
 }
 
-function conflict(key: string, [, redisKey, type, ttlMs, preview]: ConflictReply): KeyConflictError {
-  return new KeyConflictError(key, redisKey, { type, ttlMs: Number(ttlMs), preview });
+function conflict(
+  key: string,
+  [, redisKey, type, ttlMs, preview]: ConflictReply,
+): KeyConflictError<KeyConflictFound> {
+  return keyConflict(key, redisKey, { type, ttlMs: Number(ttlMs), preview });
 }

@@ -1,6 +1,6 @@
 import { LockError, LockLostError } from '@dlock/core';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { DEFAULT_KEY_PREFIX, KeyConflictError, redisKeyLayout } from '../src/index.js';
+import { DEFAULT_KEY_PREFIX, KeyConflictError, type KeyConflictFound, redisKeyLayout } from '../src/index.js';
 import { lockKeyOf, redisFixture, settled } from './servers.js';
 
 // Issue 12 #9: a lock name that lands on application data. Such a key never frees up the way a lock
@@ -23,10 +23,14 @@ describe('a lock key that holds application data', () => {
       const { error, elapsedMs } = await settled(call());
       expect(error).toBeInstanceOf(KeyConflictError);
       expect(error).toBeInstanceOf(LockError);
-      expect((error as KeyConflictError).code).toBe('INVALID_ARGUMENT');
-      expect((error as KeyConflictError).key).toBe('orders:1');
-      expect((error as KeyConflictError).redisKey).toBe('orders:1');
-      expect((error as KeyConflictError).found).toEqual({ type: 'string', ttlMs: -1, preview: '{"x":1}' });
+      expect((error as KeyConflictError<KeyConflictFound>).code).toBe('KEY_CONFLICT');
+      expect((error as KeyConflictError<KeyConflictFound>).key).toBe('orders:1');
+      expect((error as KeyConflictError<KeyConflictFound>).backendKey).toBe('orders:1');
+      expect((error as KeyConflictError<KeyConflictFound>).found).toEqual({
+        type: 'string',
+        ttlMs: -1,
+        preview: '{"x":1}',
+      });
       expect((error as Error).message).toMatch(/"orders:1".*a string with no expiry, value "\{\\"x\\":1\}"/);
       expect((error as Error).message).toMatch(/keyPrefix/);
       // Not a wait: one round trip (generous bound for a busy machine).
@@ -54,7 +58,7 @@ describe('a lock key that holds application data', () => {
     for (const [key, expected] of cases) {
       const { error } = await settled(provider.acquire(key, { waitMs: 5_000 }));
       expect(error, key).toBeInstanceOf(KeyConflictError);
-      const { found } = error as KeyConflictError;
+      const { found } = error as KeyConflictError<KeyConflictFound>;
       expect(found.type, key).toBe(expected.type);
       expect(found.preview, key).toBe(expected.preview);
       expect(found.ttlMs < 0, key).toBe(expected.persistent);
@@ -65,7 +69,7 @@ describe('a lock key that holds application data', () => {
   it('a long value is shown by its first 64 bytes only', async () => {
     await redis.raw().set('conflict-long', 'x'.repeat(10_000));
     const { error } = await settled(redis.provider({ keyPrefix: '' }).tryAcquire('conflict-long'));
-    expect((error as KeyConflictError).found.preview).toBe('x'.repeat(64));
+    expect((error as KeyConflictError<KeyConflictFound>).found.preview).toBe('x'.repeat(64));
     expect((error as Error).message.length).toBeLessThan(600);
   });
 
@@ -76,7 +80,7 @@ describe('a lock key that holds application data', () => {
     await raw.set(fenceKey, 'not a number');
     const { error } = await settled(provider.acquire('counter-clash', { waitMs: 1_000 }));
     expect(error).toBeInstanceOf(KeyConflictError);
-    expect((error as KeyConflictError).redisKey).toBe(fenceKey);
+    expect((error as KeyConflictError<KeyConflictFound>).backendKey).toBe(fenceKey);
     expect(await raw.get(fenceKey)).toBe('not a number');
     expect(await raw.exists(lockKey)).toBe(0);
   });
