@@ -13,6 +13,13 @@ export interface RedisKeyLayout {
   readonly releaseChannel: string;
 }
 
+/**
+ * The default `keyPrefix`. Locks live in a namespace of their own, so a lock name can never land on an
+ * application's key (issue 12 #9), and the lock keys, counters and channels can be found, scanned and
+ * granted by ACL (`~dlock:*`) as one group. `keyPrefix: ''` is the `redlock` library's layout.
+ */
+export const DEFAULT_KEY_PREFIX = 'dlock:';
+
 const FENCE_SUFFIX = ':fence';
 /** Endings of the counter and of the semaphore and read-write keys (permit-layout.ts): no lock key may have them. */
 const RESERVED_SUFFIX = /:(fence|(semaphore|rwlock)(:expiry|:queue)?)$/;

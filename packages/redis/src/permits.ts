@@ -9,7 +9,7 @@ import {
   now,
   pause,
 } from '@dlock/core';
-import type { RedisConnection } from './connection.js';
+import { type RedisConnection, mayHaveBeenApplied } from './connection.js';
 import {
   type LiveGrant,
   LiveGrants,
@@ -33,7 +33,7 @@ import {
   permitLeaveScript,
 } from './permit-scripts.js';
 import { runScript } from './scripts.js';
-import type { RedisTicket, ReleaseWakeups } from './wakeups.js';
+import type { ReleaseWakeups, WaitState } from './wakeups.js';
 
 /**
  * How long a waiter keeps its place in line without another attempt (server-clock ms). A waiter
@@ -58,7 +58,7 @@ export interface PermitHandle {
  */
 export interface PermitTicket {
   readonly owner: string;
-  wake: RedisTicket | undefined;
+  wake: WaitState | undefined;
 }
 
 /** What one request asks of the permit table. */
@@ -120,12 +120,6 @@ function admits(owner: string): (message: string) => boolean {
   return (message) => !message.startsWith('admit:') || message.includes(owner);
 }
 
-/** Whether a failure is Redis' own error reply (the script did not run), not a lost reply. */
-function isReplyError(error: unknown): boolean {
-  const cause = error instanceof Error ? error.cause : undefined;
-  return cause instanceof Error && cause.name === 'ReplyError';
-}
-
 /**
  * The driver behind the Redis semaphore and the Redis read-write lock: a permit table per name (see
  * permit-layout.ts), one script per operation. A subclass says which table and how many permits of
@@ -181,22 +175,23 @@ export abstract class RedisPermitDriver<Request extends LockRequest>
     if (ticket?.wake) this.#wakeups.beforeAttempt(ticket.wake);
     const epoch = this.#connection.epoch;
     const sentAt = now();
-    let sent = false;
     let reply: [number, string | number];
     try {
-      reply = await this.#connection.run('acquire', (client) => {
-        sent = true;
-        return runScript(
-          client,
-          permitAcquireScript,
-          permitKeys(layout),
-          permitAcquireArgs(owner, this.ask(request), request, layout, { queued: true, fenced: true }),
-        ) as Promise<[number, string | number]>;
-      });
+      reply = await this.#connection.run(
+        'acquire',
+        (client) =>
+          runScript(
+            client,
+            permitAcquireScript,
+            permitKeys(layout),
+            permitAcquireArgs(owner, this.ask(request), request, layout, { queued: true, fenced: true }),
+          ) as Promise<[number, string | number]>,
+        request.signal,
+      );
     } catch (error) {
-      // Sent and not refused by Redis: the script may have run. The ticket keeps the owner, so the next
+      // Written and unanswered: the script may have run. The ticket keeps the owner, so the next
       // attempt adopts whatever it obtained and withdraw undoes it.
-      if (!sent || isReplyError(error)) throw error;
+      if (!mayHaveBeenApplied(error)) throw error;
       return { outcome: 'unknown', ticket: ticket ?? { owner, wake: undefined }, cause: error as Error };
     }
     const [status, value] = reply;
@@ -206,7 +201,7 @@ export abstract class RedisPermitDriver<Request extends LockRequest>
       const untilExpiryMs = Number(value) < 0 ? PLACE_REFRESH_MS : Math.min(Number(value), PLACE_REFRESH_MS);
       const next = ticket ?? { owner, wake: undefined };
       if (next.wake) this.#wakeups.sawHolder(next.wake, untilExpiryMs);
-      else next.wake = this.#wakeups.ticket(layout.channel, untilExpiryMs, admits(owner));
+      else next.wake = this.#wakeups.waiter(layout.channel, untilExpiryMs, admits(owner));
       return { outcome: 'busy', ticket: next };
     }
     if (ticket?.wake) this.#wakeups.drop(ticket.wake);

@@ -1,12 +1,20 @@
 import { describeLockProvider } from '@dlock/conformance';
 import { freePort } from '@dlock/testkit';
+import type { Redis } from 'ioredis';
 import { beforeAll } from 'vitest';
 import { createRedisProvider, permitLayout, redisKeyLayout } from '../src/index.js';
-import { redisFixture } from './servers.js';
+import { listenerCount, redisFixture } from './servers.js';
 
 const redis = redisFixture();
 beforeAll(() => redis.start());
 
+/** The soak's server probe: one connection, made once (a new one per probe would count itself). */
+let observer: Redis | undefined;
+
+/** Connect timeout of the providers behind the fault proxy: the long-outage case lasts twice this. */
+const PROXIED_CONNECT_TIMEOUT_MS = 1_000;
+
+// keyPrefix '' (the redlock layout), so that the raw-key probe sees the key exactly as given.
 describeLockProvider('redis', async () => redis.provider({ keyPrefix: '' }), {
   ttlMs: 600,
   marginMs: 400,
@@ -41,4 +49,32 @@ describeLockProvider('redis', async () => redis.provider({ keyPrefix: '' }), {
   unreachable: async () =>
     createRedisProvider({ url: `redis://127.0.0.1:${await freePort()}`, connectTimeoutMs: 500 }),
   connectTimeoutMs: 500,
+  // Churn soak (issue 12 #6): client listeners on each provider's command connection; the server's
+  // subscribed channels, connections and keys (fencing counters of the soak's keys exist from its
+  // warm-up on, so a growing key count is a leaked lock or counter).
+  soak: {
+    client: (providers) => ({
+      'client listeners': providers.reduce(
+        (sum, provider) => sum + listenerCount(redis.clientOf(provider)),
+        0,
+      ),
+    }),
+    server: async () => {
+      observer ??= redis.raw();
+      const raw = observer;
+      return {
+        'subscribed channels': ((await raw.pubsub('CHANNELS')) as string[]).length,
+        connections: ((await raw.client('LIST')) as string).trim().split('\n').length,
+        keys: await raw.dbsize(),
+      };
+    },
+  },
+  network: {
+    connectTimeoutMs: PROXIED_CONNECT_TIMEOUT_MS,
+    connect: async ({ retry } = {}) =>
+      redis.proxied({ keyPrefix: '', connectTimeoutMs: PROXIED_CONNECT_TIMEOUT_MS, retry }),
+    flushScriptCache: async () => {
+      await redis.raw().script('FLUSH');
+    },
+  },
 });

@@ -28,7 +28,7 @@ async function clientCommands(work: () => Promise<unknown>): Promise<string[]> {
 
 describe('redis semaphore and read-write lock: layout and protocol', () => {
   it('keeps them under their own keys, apart from the lock of the same name, with one shared fencing counter', async () => {
-    const provider = redis.provider();
+    const provider = redis.provider({ keyPrefix: '' });
     const raw = redis.raw();
     const lock = await provider.acquire('jobs', { ttlMs: 10_000 });
     const permit = await provider.semaphore('jobs', { limit: 2 }).acquire({ ttlMs: 10_000 });
@@ -72,7 +72,7 @@ describe('redis semaphore and read-write lock: layout and protocol', () => {
     expect(permitLayout('x', '', 'semaphore').stateKey).not.toBe(
       permitLayout('{x}', '', 'semaphore').stateKey,
     );
-    const provider = redis.provider();
+    const provider = redis.provider({ keyPrefix: '' });
     const plain = await provider.semaphore('x', { limit: 1 }).acquire({ ttlMs: 10_000 });
     const braced = await provider.semaphore('{x}', { limit: 1 }).tryAcquire({ ttlMs: 10_000 });
     expect(braced).not.toBeNull();
@@ -86,7 +86,7 @@ describe('redis semaphore and read-write lock: layout and protocol', () => {
   });
 
   it('an uncontended acquire is one script call (one round trip), and so is its release', async () => {
-    const provider = redis.provider();
+    const provider = redis.provider({ keyPrefix: '' });
     const semaphore = provider.semaphore('one-trip', { limit: 3 });
     // Warm up: the first call loads the script into the server's cache (EVALSHA → NOSCRIPT → EVAL).
     await (await semaphore.acquire({ ttlMs: 10_000 })).release();
@@ -106,12 +106,12 @@ describe('redis semaphore and read-write lock: layout and protocol', () => {
 
   it('a release wakes only the waiter at the head of the queue (no herd), which gets the permit', async () => {
     const name = 'no-herd';
-    const semaphore = redis.provider().semaphore(name, { limit: 1 });
+    const semaphore = redis.provider({ keyPrefix: '' }).semaphore(name, { limit: 1 });
     // Loads both scripts into the server's cache, so each call below is one EVALSHA.
     await (await semaphore.acquire({ ttlMs: 10_000 })).release();
     const held = await semaphore.acquire({ ttlMs: 10_000 });
     const order: number[] = [];
-    const waiters = Array.from({ length: 5 }, () => redis.provider());
+    const waiters = Array.from({ length: 5 }, () => redis.provider({ keyPrefix: '' }));
     const granted = waiters.map(async (provider, index) => {
       await sleep(index * 40);
       const lease = await provider.semaphore(name, { limit: 1 }).acquire({ ttlMs: 10_000, waitMs: 10_000 });
@@ -140,14 +140,14 @@ describe('redis semaphore and read-write lock: layout and protocol', () => {
   it("a SIGKILLed waiter's place in line lapses by the server clock, and the waiters behind it move on", async () => {
     const name = 'crashed-waiter';
     const layout = permitLayout(name, '', 'semaphore');
-    const provider = redis.provider();
+    const provider = redis.provider({ keyPrefix: '' });
     const held = await provider.semaphore(name, { limit: 2 }).acquire({ ttlMs: 30_000 });
     // Wants both permits: it waits at the head of the queue, and nobody behind may overtake it.
     const waiter = startNodeProcess(waiterScript, [redis.server.url, name, '2', '2']);
     expect(await eventually(async () => (await redis.raw().zcard(layout.queueKey)) === 1, 10_000)).toBe(true);
     await waiter.kill();
     const killedAt = performance.now();
-    const behind = redis.provider().semaphore(name, { limit: 2 });
+    const behind = redis.provider({ keyPrefix: '' }).semaphore(name, { limit: 2 });
     expect(await behind.tryAcquire({ ttlMs: 10_000 })).toBeNull();
     const lease = await behind.acquire({ ttlMs: 10_000, waitMs: 10_000 });
     const waitedMs = performance.now() - killedAt;
@@ -160,13 +160,17 @@ describe('redis semaphore and read-write lock: layout and protocol', () => {
   it('an acquire whose reply was lost is adopted by its retry: the permit is held once, by the caller', async () => {
     const proxy = await startFaultProxy({ target: `127.0.0.1:${redis.server.port}` });
     try {
-      const provider = createRedisProvider({ url: proxy.url('redis'), onConnectionLoss: 'wait-for-ttl' });
+      const provider = createRedisProvider({
+        url: proxy.url('redis'),
+        keyPrefix: '',
+        onConnectionLoss: 'wait-for-ttl',
+      });
       const semaphore = provider.semaphore('lost-reply', { limit: 2 });
       await (await semaphore.acquire({ ttlMs: 10_000 })).release();
       const dropped = proxy.dropNextReply();
       const lease = await semaphore.acquire({ ttlMs: 10_000, waitMs: 10_000 });
       await dropped;
-      const holders = await redis.provider().semaphore('lost-reply', { limit: 2 }).holders();
+      const holders = await redis.provider({ keyPrefix: '' }).semaphore('lost-reply', { limit: 2 }).holders();
       expect(holders).toEqual([{ identity: lease.identity, token: lease.token, permits: 1 }]);
       await lease.release();
       expect(await semaphore.holders()).toEqual([]);
@@ -177,8 +181,8 @@ describe('redis semaphore and read-write lock: layout and protocol', () => {
   });
 
   it('a waiter that times out or aborts leaves no subscription and no place in line behind', async () => {
-    const provider = redis.provider();
-    const other = redis.provider();
+    const provider = redis.provider({ keyPrefix: '' });
+    const other = redis.provider({ keyPrefix: '' });
     const layout = permitLayout('leaves-nothing', '', 'rwlock');
     const write = await provider.readWriteLock('leaves-nothing').write.acquire({ ttlMs: 10_000 });
     const controller = new AbortController();

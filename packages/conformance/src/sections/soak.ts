@@ -72,7 +72,8 @@ export function soakGuarantees(kit: KitContext): Guarantee[] {
     {
       id: 'soak-churn',
       section: 'soak',
-      title: `a churn of acquire / time out / abort / release returns to its baseline (heap, listeners, watches, handles, keys)`,
+      title:
+        'a churn of acquire / time out / abort / release returns to its baseline (heap, listeners, watches, handles, keys)',
       skipReason: () => (soak ? undefined : 'no soak hooks were supplied for this backend'),
       timeoutMs: durationMs + 120_000,
       run: async () => {
