@@ -1,7 +1,7 @@
 import { type ConformanceOptions, type NetworkHooks, describeLockProvider } from '@dlock/conformance';
 import { freePort } from '@dlock/testkit';
 import type { DisconnectPolicy } from '../src/index.js';
-import { sleep, useStandaloneZooKeeper } from './support.js';
+import { serverWatchCount, sleep, useStandaloneZooKeeper } from './support.js';
 
 const ROOT = '/dlock-conformance';
 const SESSION_TIMEOUT_MS = 2_000;
@@ -52,4 +52,22 @@ describeLockProvider(
   async () => providers.open({ onDisconnect: 'session-timeout' }),
   options('session-timeout'),
 );
-describeLockProvider('zookeeper', async () => providers.open(), options('abort'));
+describeLockProvider('zookeeper', async () => providers.open(), {
+  ...options('abort'),
+  // Churn soak (issue 12 #6), under the default policy only (it is about leaks, not disconnects): the
+  // watcher functions node-zookeeper-client holds and dlock's shared watches per session, and the
+  // server's own watch count.
+  soak: {
+    client: (open) => {
+      const sessions = open.flatMap((provider) => providers.driver(provider).liveSessions());
+      let libraryWatchers = 0;
+      let sharedWatches = 0;
+      for (const session of sessions) {
+        libraryWatchers += session.libraryWatchers();
+        sharedWatches += session.watches.size;
+      }
+      return { 'library watchers': libraryWatchers, 'shared watches': sharedWatches };
+    },
+    server: async () => ({ 'server watches (wchs)': await serverWatchCount(zk.server) }),
+  },
+});
