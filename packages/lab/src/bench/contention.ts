@@ -1,10 +1,17 @@
 import { setImmediate as nextTurn } from 'node:timers/promises';
 import type { LockProvider } from '@dlock/core';
-import type { ContentionRecord } from '../results.js';
 import { deadlineSignal, pause } from './histogram.js';
 
 const BENCH_TTL_MS = 10_000;
 const ERROR_BACKOFF_MS = 50;
+
+/** One block of a contention level. */
+export interface ContentionBlock {
+  /** Acquire + release pairs completed before the deadline, per contender. */
+  readonly perContender: number[];
+  readonly seconds: number;
+  readonly errors: number;
+}
 
 /**
  * `contenders` loops of acquire + release for `budgetMs`, spread over `keys` keys and over the given
@@ -17,11 +24,10 @@ export async function measureContention(
   keyPrefix: string,
   budgetMs: number,
   parent: AbortSignal,
-): Promise<ContentionRecord & { errors: number }> {
+): Promise<ContentionBlock> {
   const { signal, clear } = deadlineSignal(budgetMs, parent);
-  const startedAt = performance.now();
-  const deadline = startedAt + budgetMs;
-  let operations = 0;
+  const deadline = performance.now() + budgetMs;
+  const perContender = Array.from({ length: contenders }, () => 0);
   let errors = 0;
   const loop = async (index: number) => {
     const provider = providers[index % providers.length] as LockProvider;
@@ -30,9 +36,9 @@ export async function measureContention(
       try {
         const lease = await provider.acquire(key, { ttlMs: BENCH_TTL_MS, signal });
         await lease.release();
-        if (performance.now() <= deadline) operations++;
+        if (performance.now() <= deadline) perContender[index] = (perContender[index] as number) + 1;
         // An in-process backend settles everything in microtasks; give timers (the deadline) a turn.
-        if (operations % 64 === 0) await nextTurn();
+        if ((perContender[index] as number) % 64 === 0) await nextTurn();
       } catch {
         if (signal.aborted) break;
         errors++;
@@ -46,13 +52,5 @@ export async function measureContention(
     clear();
   }
   parent.throwIfAborted();
-  const seconds = budgetMs / 1000;
-  return {
-    contenders,
-    keys,
-    operations,
-    seconds,
-    opsPerSecond: Math.round((operations / seconds) * 10) / 10,
-    errors,
-  };
+  return { perContender, seconds: budgetMs / 1000, errors };
 }

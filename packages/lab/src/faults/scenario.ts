@@ -6,7 +6,10 @@ import { formatMs } from '../report/tables.js';
 import { SharedResource } from '../resource.js';
 import type { CheckerMetrics, Claim, FaultRecord, FaultVerdict, ServerKind } from '../results.js';
 import { type ServerSet, startServerSet } from '../servers.js';
+import { plural } from '../words.js';
 import { type Contender, maybeNextLine, nextLine, spawnContender } from './contenders.js';
+
+export { plural };
 
 const SECOND_HOLDER_TIMEOUT_MS = 5_000;
 
@@ -89,9 +92,9 @@ export function judge(claim: Claim, capabilities: Capabilities, metrics: Checker
       return harm ? 'claim-violated' : 'held';
     case 'fenced':
       if (capabilities.fencing === 'monotonic') return 'held';
-      return harm ? 'known-violation' : 'not-reproduced';
+      return harm ? 'known-unsafe' : 'not-reproduced';
     case 'unsafe':
-      return harm ? 'known-violation' : 'not-reproduced';
+      return harm ? 'known-unsafe' : 'not-reproduced';
   }
 }
 
@@ -314,9 +317,4 @@ export function expiryPhrase(capabilities: Capabilities): string {
 /** "850 ms", "10.3 s", or "?" for an observation that was not made. */
 export function duration(ms: number | undefined): string {
   return ms === undefined ? '?' : formatMs(ms);
-}
-
-/** "1 overlapping hold", "3 overlapping holds". */
-export function plural(count: number, singular: string, pluralForm = `${singular}s`): string {
-  return `${count} ${count === 1 ? singular : pluralForm}`;
 }
