@@ -4,7 +4,7 @@ import { dirname, relative, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { InvalidArgumentError } from '@dlock/core';
 import { stopAll } from '@dlock/testkit';
-import { COMPARE_USAGE, compare, parseCompareOptions, reportPaths } from './compare.js';
+import { COMPARE_USAGE, compare, parseCompareOptions, planCompare, reportPaths } from './compare.js';
 import { DLOCK_COMMAND } from './paths.js';
 import { Progress } from './progress.js';
 import { renderHtmlReport } from './report/html.js';
@@ -47,6 +47,10 @@ async function writeReports(
 
 async function runCompare(argv: string[]): Promise<number> {
   const options = parseCompareOptions(argv);
+  if (options.dryRun) {
+    console.log(await planCompare(options));
+    return 0;
+  }
   const progress = new Progress();
   const interrupted = new AbortController();
   let interrupts = 0;

@@ -19,7 +19,7 @@ import {
   type ServerKind,
   type Verdict,
 } from './results.js';
-import { collectSemantics } from './semantics.js';
+import { backendsNeedingConformanceRun, collectSemantics } from './semantics.js';
 import { type ServerSet, canStart, externalServerSet, startServerSet } from './servers.js';
 import { serversLabel } from './words.js';
 
@@ -33,6 +33,8 @@ export interface CompareOptions {
   readonly scenarios: string[] | null;
   readonly out: string;
   readonly json: boolean;
+  /** Print what would run, and an estimate of how long, without starting anything. */
+  readonly dryRun: boolean;
   readonly semanticsFrom: string | null;
   /** Servers given on the command line, by kind: used for benchmarks instead of starting them. */
   readonly endpoints: ReadonlyMap<ServerKind, string[]>;
@@ -125,6 +127,7 @@ export const COMPARE_USAGE = `dlock compare [options]
   --scenarios <a,b|none>  fault scenarios to run (default: all that apply): ${faultScenarios.map((s) => s.id).join(', ')}
   --out <dir>             report directory (default: report)
   --json                  print results.json to stdout instead of the summary table
+  --dry-run               print what would run and about how long it takes; start nothing
   --semantics-from <dir>  read conformance reports from <dir> instead of running the kit
   --endpoints <kind=a,b>  benchmark against running servers (repeatable): ${ENDPOINT_FORMS}`;
 
@@ -139,6 +142,7 @@ export function parseCompareOptions(argv: string[]): CompareOptions {
       scenarios: { type: 'string' },
       out: { type: 'string' },
       json: { type: 'boolean' },
+      'dry-run': { type: 'boolean' },
       'semantics-from': { type: 'string' },
       endpoints: { type: 'string', multiple: true },
     },
@@ -182,6 +186,7 @@ export function parseCompareOptions(argv: string[]): CompareOptions {
     scenarios,
     out: resolve(values.out ?? 'report'),
     json: values.json ?? false,
+    dryRun: values['dry-run'] ?? false,
     semanticsFrom: values['semantics-from'] ? resolve(values['semantics-from']) : null,
     endpoints,
   };
@@ -290,7 +295,7 @@ async function runFaults(
       .map((state) => ({ scenario, state })),
   );
   const timing = {
-    windowMs: Math.min(6_000, Math.max(1_500, options.durationSeconds * 250)),
+    windowMs: scenarioWindowMs(options),
     ttlMs: SCENARIO_TTL_MS,
     sessionTimeoutMs: SESSION_TIMEOUT_MS,
     takeoverTimeoutMs: TAKEOVER_TIMEOUT_MS,
@@ -340,14 +345,60 @@ function judgeRun(results: Omit<Results, 'verdict'>): Verdict {
   return { exitCode: violations.length > 0 ? 1 : incomplete.length > 0 ? 3 : 0, violations, incomplete };
 }
 
-/** The whole `dlock compare` run: semantics, benchmarks, fault scenarios. Writes nothing itself. */
-export async function compare(
-  options: CompareOptions,
-  signal: AbortSignal,
-  progress: Progress,
-): Promise<Results> {
-  const startedAt = new Date();
-  progress.stage('discovering backends', 1, 4);
+/** Rough costs behind the dry run's estimate, from runs on a shared 2-core machine (seconds). */
+const ESTIMATE_S = {
+  serverSet: 3,
+  conformanceRun: 15,
+  failoverSampleOverhead: 1,
+  scenarioOverhead: 5,
+} as const;
+
+/** What `compare` would do with these options, and about how long it would take; starts nothing. */
+export async function planCompare(options: CompareOptions): Promise<string> {
+  const { states, notes } = await selectBackends(options);
+  const ready = states.filter((state) => !state.unavailable).map((state) => state.backend);
+  const sets = new Set(
+    ready
+      .filter((backend) => backend.placement !== 'in-process')
+      .map((b) => `${b.placement}:${b.serverCount}`),
+  );
+  const conformance = backendsNeedingConformanceRun(ready, {
+    from: options.semanticsFrom,
+    runDir: join(stateDir(), 'conformance'),
+  });
+  const scenarios = faultScenarios
+    .filter((scenario) => options.scenarios === null || options.scenarios.includes(scenario.id))
+    .flatMap((scenario) =>
+      ready
+        .filter((backend) => scenario.appliesTo(backend))
+        .map((backend) => `${scenario.id} · ${backend.name}`),
+    );
+  const windowS = scenarioWindowMs(options) / 1000;
+  const failoverS =
+    ready.filter((backend) => backend.contenderModule !== null && backend.placement !== 'in-process').length *
+    MIN_BLOCKS *
+    (SESSION_TIMEOUT_MS / 1000 + ESTIMATE_S.failoverSampleOverhead);
+  const seconds =
+    conformance.length * ESTIMATE_S.conformanceRun +
+    sets.size * ESTIMATE_S.serverSet +
+    ready.length * options.durationSeconds +
+    failoverS +
+    scenarios.length * (ESTIMATE_S.scenarioOverhead + windowS);
+  const minutes = Math.max(1, Math.round(seconds / 60));
+  return [
+    'dlock compare would run (--dry-run: nothing started):',
+    `  backends: ${ready.map((backend) => backend.name).join(', ') || 'none'}`,
+    ...notes.map((note) => `  note: ${note}`),
+    `  conformance kit runs: ${conformance.map((backend) => backend.name).join(', ') || 'none (fresh reports found)'}`,
+    `  benchmarks: ${options.durationSeconds} s per backend in ${options.rounds} interleaved rounds, contenders ${options.contenders.join(', ')}`,
+    `  fault scenarios (${scenarios.length}): ${scenarios.join(', ') || 'none'}`,
+    `  report: ${options.out}`,
+    `  estimated time on a 2-core machine: about ${minutes} min`,
+  ].join('\n');
+}
+
+/** The backends to run, with the reason each one that cannot run here is skipped. */
+async function selectBackends(options: CompareOptions): Promise<{ states: BackendState[]; notes: string[] }> {
   const discovery = await discoverBackends();
   const notes = [...discovery.notes];
   const available = discovery.backends.map((backend) => backend.name);
@@ -370,6 +421,23 @@ export async function compare(
   for (const state of states) {
     if (state.unavailable) notes.push(`${state.backend.name}: skipped: ${state.unavailable}`);
   }
+  return { states, notes };
+}
+
+/** How long contenders run before and after a fault: scales with --duration, within 1.5 s – 6 s. */
+function scenarioWindowMs(options: CompareOptions): number {
+  return Math.min(6_000, Math.max(1_500, options.durationSeconds * 250));
+}
+
+/** The whole `dlock compare` run: semantics, benchmarks, fault scenarios. Writes nothing itself. */
+export async function compare(
+  options: CompareOptions,
+  signal: AbortSignal,
+  progress: Progress,
+): Promise<Results> {
+  const startedAt = new Date();
+  progress.stage('discovering backends', 1, 4);
+  const { states, notes } = await selectBackends(options);
   for (const note of notes) progress.note(`note: ${note}`);
 
   progress.stage('semantics', 2, 4);

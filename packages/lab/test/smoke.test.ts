@@ -6,6 +6,7 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { labPackageDir, stateDir } from '../src/paths.js';
 import { validateResults } from '../src/report/validate.js';
 import type { Results } from '../src/results.js';
+import { chromiumMissing, inspectReportInBrowser } from './browser.js';
 
 const CLI = join(labPackageDir, 'dist', 'cli.js');
 const scratch = mkdtempSync(join(tmpdir(), 'dlock-lab-smoke-'));
@@ -92,6 +93,14 @@ describe('dlock compare (smoke)', () => {
     expect(html.match(/\b(?:src|href)\s*=\s*["']?\s*(?:https?:)?\/\//gi) ?? []).toEqual([]);
     expect(html).not.toMatch(/<script|<link|@import/i);
     expect(html).toContain('<svg');
+    if (!chromiumMissing) {
+      const { problems, charts } = await inspectReportInBrowser(
+        join(out, 'index.html'),
+        join(out, 'screenshots'),
+      );
+      expect(problems).toEqual([]);
+      expect(charts).toBeGreaterThanOrEqual(4);
+    }
 
     expect(leftoversOf(run.pid)).toEqual([]);
 
@@ -128,9 +137,27 @@ describe('dlock compare (smoke)', () => {
     expect(leftoversOf(run.pid)).toEqual([]);
   }, 60_000);
 
-  it('rejects bad options with a usage error', async () => {
+  it('rejects bad options with a usage error that names a command that works', async () => {
     const run = await startCli(['compare', '--duration', 'soon']).done;
     expect(run.code).toBe(2);
     expect(run.stderr).toContain('invalid --duration: "soon"');
+    expect(run.stderr).toContain('run `pnpm dlock help` for usage');
+  });
+
+  it('checks --endpoints before anything starts, naming the flag, the value and what is allowed', async () => {
+    const startedAt = performance.now();
+    const run = await startCli(['compare', '--endpoints', 'redis=notaurl']).done;
+    expect(run.code).toBe(2);
+    expect(run.stderr).toContain(
+      'invalid --endpoints: "redis=notaurl" (allowed: redis addresses like redis=redis://127.0.0.1:6379 ("notaurl" is not one))',
+    );
+    expect(run.stderr).not.toMatch(/\[1\/4/);
+    expect(performance.now() - startedAt).toBeLessThan(15_000);
+    const zookeeper = await startCli(['compare', '--endpoints', 'zookeeper=http://127.0.0.1:2181']).done;
+    expect(zookeeper.stderr).toContain('zookeeper addresses like zookeeper=127.0.0.1:2181');
+    const unknown = await startCli(['compare', '--endpoints', 'mysql=127.0.0.1:3306']).done;
+    expect(unknown.stderr).toContain(
+      'invalid --endpoints: "mysql=127.0.0.1:3306" (allowed: <kind>=<address,...>',
+    );
   });
 });

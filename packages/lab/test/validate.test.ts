@@ -2,101 +2,8 @@ import { describe, expect, it } from 'vitest';
 import { figureOf } from '../src/bench/blocks.js';
 import { LatencyRecorder } from '../src/bench/histogram.js';
 import { checkConsistency, validateAgainstSchema, validateResults } from '../src/report/validate.js';
-import { RESULTS_SCHEMA, type Results } from '../src/results.js';
-
-/** A small, structurally complete results file: one backend, one peer, one fault. */
-function sampleResults(): Results {
-  const latency = { samples: 30, p50Ms: figureOf([0.2, 0.21, 0.25]), p99Ms: 0.9, maxMs: 1.2 };
-  return {
-    schema: RESULTS_SCHEMA,
-    startedAt: '2026-11-30T10:00:00.000Z',
-    finishedAt: '2026-11-30T10:05:00.000Z',
-    machine: { node: 'v20.20.2', platform: 'linux', arch: 'x64', cpus: 2, cpuModel: 'test cpu' },
-    options: {
-      backends: null,
-      durationSeconds: 10,
-      rounds: 3,
-      contenders: [1, 8],
-      scenarios: null,
-      semanticsFrom: null,
-    },
-    notes: [],
-    backends: [
-      {
-        name: 'redis',
-        origin: 'package',
-        packageName: '@dlock/redis',
-        placement: 'redis',
-        serverCount: 1,
-        capabilities: {
-          fencing: 'monotonic',
-          fairness: 'none',
-          wakeup: 'push',
-          expiry: 'ttl',
-          safety: 'one node',
-        },
-      },
-    ],
-    semantics: [],
-    semanticsTable: '',
-    benchmarks: [
-      {
-        backend: 'redis',
-        uncontended: { ...latency, distribution: [{ percentile: 50, ms: 0.21 }] },
-        floor: { ...latency, protocol: 'SET NX PX + compare-and-delete script' },
-        ratioToFloorP50: figureOf([1, 1.1, 1.2]),
-        contention: [
-          {
-            contenders: 8,
-            keys: 1,
-            operations: 900,
-            seconds: 0.9,
-            opsPerSecond: figureOf([900, 1000, 1100]),
-            busiestShare: 0.3,
-          },
-        ],
-        handoff: latency,
-        failover: { takeoverMs: figureOf([840, 850, 860]), expiryMs: 1000 },
-        errors: [],
-      },
-    ],
-    peers: [
-      {
-        ...latency,
-        name: 'redlock (library)',
-        label: 'redlock (library) · redis',
-        placement: 'redis',
-        serverCount: 1,
-        floorP50Ms: 0.21,
-        ratioToFloorP50: figureOf([0.9, 1, 1.1]),
-      },
-    ],
-    faults: [
-      {
-        scenario: 'holder-pause',
-        title: 'Holder paused',
-        backend: 'redis',
-        claim: 'fenced',
-        verdict: 'held',
-        metrics: {
-          holds: 10,
-          writes: 30,
-          overlaps: 1,
-          staleWrites: 2,
-          lostUpdates: 1,
-          lostUpdatesWithFencing: 0,
-          tokenRegressions: 0,
-        },
-        observations: {},
-        explanation: 'The holder was frozen.',
-        durationMs: 4000,
-        error: null,
-        diagnostics: [],
-      },
-    ],
-    verdict: { exitCode: 0, violations: [], incomplete: [] },
-  };
-}
+import type { Results } from '../src/results.js';
+import { sampleResults } from './fixtures.js';
 
 describe('results.json validation', () => {
   it('accepts a complete, consistent results file', () => {
@@ -121,7 +28,7 @@ describe('results.json validation', () => {
 
   it('refuses a median of fewer than three blocks', () => {
     const results = sampleResults();
-    const bench = results.benchmarks[0] as Results['benchmarks'][number];
+    const bench = results.benchmarks[1] as Results['benchmarks'][number];
     const onlyOne = {
       ...bench,
       failover: { takeoverMs: { median: 850, min: 850, max: 850, blocks: 1, noisy: false }, expiryMs: 1000 },
@@ -133,7 +40,7 @@ describe('results.json validation', () => {
 
   it('requires p50 ≤ p99 ≤ max and a median inside its spread', () => {
     const results = sampleResults();
-    const bench = results.benchmarks[0] as Results['benchmarks'][number];
+    const bench = results.benchmarks[1] as Results['benchmarks'][number];
     const handoff = { samples: 30, p50Ms: figureOf([1, 2, 3]), p99Ms: 8.631, maxMs: 8.628 };
     const skewed = { ...figureOf([1, 2, 3]), median: 5 };
     expect(
@@ -154,7 +61,7 @@ describe('results.json validation', () => {
     );
     expect(checkConsistency({ ...results, faults: [renamed], peers: [peer, peer] })).toEqual([
       'peer redlock (library) · redis: label used twice',
-      'holder-pause · redis: verdict "known-violation" is not one of held, claim-violated, known-unsafe, not-reproduced, error',
+      'holder-crash · redis: verdict "known-violation" is not one of held, claim-violated, known-unsafe, not-reproduced, error',
     ]);
   });
 

@@ -1,4 +1,4 @@
-import type { BenchmarkRecord, FaultRecord, Figure, Results } from '../results.js';
+import { type BenchmarkRecord, FAULT_VERDICTS, type Figure, type Results } from '../results.js';
 import { contentionLevel, serversLabel } from '../words.js';
 
 /** A table as data, rendered to markdown, HTML or the terminal by the caller. */
@@ -196,9 +196,10 @@ export function faultTable(results: Results): Table {
 export function faultSummary(results: Results, backend: string): string {
   const faults = results.faults.filter((fault) => fault.backend === backend);
   if (faults.length === 0) return '—';
-  const counts = new Map<FaultRecord['verdict'], number>();
-  for (const fault of faults) counts.set(fault.verdict, (counts.get(fault.verdict) ?? 0) + 1);
-  return [...counts].map(([verdict, count]) => `${count} ${verdict}`).join(', ');
+  return FAULT_VERDICTS.flatMap((verdict) => {
+    const count = faults.filter((fault) => fault.verdict === verdict).length;
+    return count > 0 ? [`${count} ${verdict}`] : [];
+  }).join(', ');
 }
 
 /** The one-line-per-backend overview: the terminal summary and the README table. */
