@@ -35,7 +35,7 @@ describe('results.json validation', () => {
     };
     const problems = validateResults({ ...results, benchmarks: [onlyOne] });
     expect(problems.join('\n')).toMatch(/failover|blocks/);
-    expect(() => figureOf([1, 2])).toThrow(/at least 3 blocks/);
+    expect(() => figureOf([1, 2])).toThrow(/needs at least 3/);
   });
 
   it('requires p50 ≤ p99 ≤ max and a median inside its spread', () => {

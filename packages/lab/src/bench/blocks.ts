@@ -12,7 +12,9 @@ const round = (value: number) => Math.round(value * 1000) / 1000;
  */
 export function figureOf(values: readonly number[]): Figure {
   if (values.length < MIN_BLOCKS) {
-    throw new Error(`a figure needs at least ${MIN_BLOCKS} blocks, got ${values.length}`);
+    throw new Error(
+      `only ${values.length} of the blocks completed; a figure needs at least ${MIN_BLOCKS} (see the other errors of this backend)`,
+    );
   }
   const sorted = [...values].sort((a, b) => a - b);
   const middle = sorted.length >> 1;

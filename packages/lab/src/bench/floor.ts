@@ -95,7 +95,13 @@ async function zooKeeperFloor(endpoints: readonly string[], key: string): Promis
   if (!zookeeper) return undefined;
   const client = zookeeper.createClient(endpoints.join(','), { sessionTimeout: 4_000, retries: 0 });
   const connected = new Promise<void>((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error('ZooKeeper did not connect')), CONNECT_TIMEOUT_MS);
+    const timer = setTimeout(
+      () =>
+        reject(
+          new Error(`ZooKeeper at ${endpoints.join(',')} did not connect within ${CONNECT_TIMEOUT_MS} ms`),
+        ),
+      CONNECT_TIMEOUT_MS,
+    );
     client.once('connected', () => {
       clearTimeout(timer);
       resolve();
