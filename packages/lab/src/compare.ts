@@ -1,5 +1,5 @@
 import { mkdirSync } from 'node:fs';
-import { cpus } from 'node:os';
+import { cpus, loadavg } from 'node:os';
 import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { type Capabilities, InvalidArgumentError } from '@dlock/core';
@@ -436,6 +436,7 @@ export async function compare(
   progress: Progress,
 ): Promise<Results> {
   const startedAt = new Date();
+  const loadAtStart = Math.round((loadavg()[0] ?? 0) * 100) / 100;
   progress.stage('discovering backends', 1, 4);
   const { states, notes } = await selectBackends(options);
   for (const note of notes) progress.note(`note: ${note}`);
@@ -478,6 +479,7 @@ export async function compare(
       arch: process.arch,
       cpus: cpuList.length,
       cpuModel: cpuList[0]?.model.trim() ?? 'unknown',
+      loadAverage: { atStart: loadAtStart, atEnd: Math.round((loadavg()[0] ?? 0) * 100) / 100 },
     },
     options: {
       backends: options.backends,

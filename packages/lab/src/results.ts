@@ -34,6 +34,11 @@ export interface MachineInfo {
   readonly arch: string;
   readonly cpus: number;
   readonly cpuModel: string;
+  /**
+   * The 1-minute load average when the run started and when it finished. Above the core count, other
+   * processes competed for the machine and the figures' spreads widen.
+   */
+  readonly loadAverage: { readonly atStart: number; readonly atEnd: number };
 }
 
 export interface RunOptionsRecord {

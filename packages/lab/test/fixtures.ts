@@ -119,7 +119,14 @@ export function sampleResults(): Results {
     schema: RESULTS_SCHEMA,
     startedAt: '2026-11-30T10:00:00.000Z',
     finishedAt: '2026-11-30T10:05:00.000Z',
-    machine: { node: 'v20.20.2', platform: 'linux', arch: 'x64', cpus: 2, cpuModel: 'test cpu' },
+    machine: {
+      node: 'v20.20.2',
+      platform: 'linux',
+      arch: 'x64',
+      cpus: 2,
+      cpuModel: 'test cpu',
+      loadAverage: { atStart: 0.4, atEnd: 0.6 },
+    },
     options: {
       backends: null,
       durationSeconds: 10,

@@ -80,13 +80,15 @@ describe('the report', () => {
     const all = texts().join('\n');
     // The polling baseline leads under contention: barging, and the hand-off it costs.
     expect(all).toMatch(
-      /Most operations with 32 contenders on 1 key: setnx-getset .*busiest contender 60%.*\[barging\]\(#term-barging\)/,
+      /Most operations with 32 contenders on 1 key: setnx-getset: .*the busiest contender did 60% of the operations \(even: 3%\)\. .*\[barging\]\(#term-barging\)/,
     );
     expect(all).toMatch(/setnx-getset hands the lock over in 21\.0 ms/);
     // RedLock's fall with contenders, and why.
     expect(all).toMatch(
-      /redlock falls from 1,400 ops\/s with 1 contender on 1 key to 80 with 32 contenders on 1 key \(÷17\.5\)\. Each attempt is a round trip to all 5 nodes/,
+      /redlock: 80 \(76–84\) ops\/s with 32 contenders on 1 key, ÷17\.5 from 1,400 with 1 contender on 1 key;.*a round trip to all 5 nodes that needs a \[majority\]/,
     );
+    // FIFO backends: no herd, no barging, every operation a hand-off.
+    expect(all).toMatch(/zookeeper: .*It queues waiters in order \(\[FIFO\]\(#term-fifo\)\)/);
     // The floor: what it is, and a peer that beats it.
     expect(all).toMatch(/Below the floor in every round: .*peer redlock \(library\) · 5× redis ×0\.8/);
     // "fenced · held" with overlaps is not a contradiction.

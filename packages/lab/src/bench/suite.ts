@@ -288,7 +288,8 @@ export async function benchmarkGroup(
             member.providers,
             level.contenders,
             level.keys,
-            `${prefix}:${member.backend.name}:c${level.contenders}k${level.keys}`,
+            // A fresh key per block: waiters a previous block gave up on cannot be in this one's way.
+            `${prefix}:${member.backend.name}:c${level.contenders}k${level.keys}r${round}`,
             (budget * SHARE.contention) / levels.length / plan.rounds,
             signal,
           );

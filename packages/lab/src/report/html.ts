@@ -3,7 +3,7 @@ import { renderChartSvg } from './charts.js';
 import { type Block, buildReportDocument } from './document.js';
 import type { Chart } from './figures/index.js';
 import { escapeHtml, htmlWithLinks } from './links.js';
-import { verdictLine } from './markdown.js';
+import { runDescription, verdictLine } from './markdown.js';
 import type { Table } from './tables.js';
 
 /** A cell's class from its text: the fault result column and the conformance kit's verdict cells. */
@@ -105,7 +105,7 @@ export async function renderHtmlReport(
 </head>
 <body>
 <h1>dlock compare</h1>
-<p class="meta">${escapeHtml(results.startedAt)} · ${results.machine.cpus}× ${escapeHtml(results.machine.cpuModel)} · Node ${escapeHtml(results.machine.node)} · ${results.options.durationSeconds} s of benchmarks per backend in ${results.options.rounds} interleaved rounds. One run on one machine: figures from another machine, or another run here, differ within and beyond their spreads.</p>
+<p class="meta">${escapeHtml(results.startedAt)} · ${escapeHtml(runDescription(results))}. One run on one machine: figures from another machine, or another run here, differ within and beyond their spreads.</p>
 <div class="verdict${results.verdict.exitCode === 0 ? '' : ' failed'}">${escapeHtml(verdictLine(results))}</div>
 ${body.join('\n')}
 </body>

@@ -13,7 +13,7 @@ function findings(results: Results): string[] {
     return [
       `${bench.backend}: the next holder got the lock ${formatFigure(failover.takeoverMs)} after the kill, ${Math.round(ratio * 100)}% of its ${what} (${formatMs(failover.expiryMs)}). ${
         capabilities.expiry === 'session'
-          ? 'The server expires the dead client’s session, then the next waiter’s watch fires.'
+          ? `The server expires the dead client’s session${ratio > 1.05 ? ' — on its own schedule, so a little after the timeout —' : ''}, then the next waiter’s watch fires.`
           : 'The killed holder had already used part of its ttl when it died, so the rest of it is what the waiter waits out.'
       }`,
     ];

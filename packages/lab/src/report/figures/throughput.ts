@@ -18,13 +18,40 @@ const percent = (share: number) => `${Math.round(share * 100)}%`;
 /** How a backend's waiters learn that the lock is free, and what that does under contention. */
 function wakeupMechanism(capabilities: Capabilities, serverCount: number): string {
   if (capabilities.wakeup === 'poll') {
-    return `its waiters are ${term('polling', 'polling')}: a release wakes nobody, and the contender that just released usually takes the lock straight back (${term('barging')}) before a poller looks again`;
+    return `Its waiters are ${term('polling', 'polling')}: a release wakes nobody, and the contender that just released usually takes the lock straight back (${term('barging')}) before a poller looks again`;
   }
   if (capabilities.fairness === 'fifo') {
-    return `it queues waiters in order (${term('fifo', 'FIFO')}) and wakes only the next one: no ${term('herd')} and no ${term('barging')}, so under contention every operation is a ${term('handoff', 'hand-off')} to another client`;
+    return `It queues waiters in order (${term('fifo', 'FIFO')}) and wakes only the next one: no ${term('herd')} and no ${term('barging')}, so under contention every operation is a ${term('handoff', 'hand-off')} to another client`;
   }
   const nodes = serverCount > 1 ? ` on every one of its ${serverCount} nodes` : '';
-  return `every release wakes every waiter${nodes} (${term('push', 'push')}, a ${term('herd')}): all of them retry, one wins and the rest go back to waiting, while the releasing contender can also take the lock straight back (${term('barging')})`;
+  return `Every release wakes every waiter${nodes} (${term('push', 'push')}, a ${term('herd')}): all of them retry, one wins and the rest go back to waiting, while the releasing contender can also take the lock straight back (${term('barging')})`;
+}
+
+/** What happens to one backend between the fewest and the most contenders, and why. */
+function backendFinding(results: Results, bench: BenchmarkRecord, lowest: number, highest: number): string {
+  const many = at(bench, highest) as ContentionRecord;
+  const one = at(bench, lowest);
+  const capabilities = capabilitiesOf(results, bench.backend);
+  const nodes = serverCountOf(results, bench.backend);
+  const drop = one && many.opsPerSecond.median > 0 ? one.opsPerSecond.median / many.opsPerSecond.median : 0;
+  const parts = [
+    `${bench.backend}: ${formatRateFigure(many.opsPerSecond)} ops/s with ${contentionLevel(highest, 1)}${
+      drop >= 2 && one ? `, ÷${drop.toFixed(1)} from ${formatRate(one.opsPerSecond.median)} with ${contentionLevel(lowest, 1)}` : ''
+    }; the busiest contender did ${percent(many.busiestShare)} of the operations (even: ${percent(1 / highest)}).`,
+  ];
+  if (capabilities) parts.push(`${wakeupMechanism(capabilities, nodes)}.`);
+  if (nodes > 1 && drop >= 2) {
+    parts.push(
+      `And each attempt is a round trip to all ${nodes} nodes that needs a ${term('quorum', 'majority')}: with many contenders the votes split, nobody reaches a majority, and each contender undoes its partial locks on every node before it tries again — ${term('quorum', 'quorum round trips')} multiplied by the contenders.`,
+    );
+  }
+  const handoff = bench.handoff?.p50Ms.median;
+  if (capabilities?.fairness === 'fifo' && handoff) {
+    parts.push(
+      `So compare it with 1 ÷ its ${figure('handoff', 'hand-off')} p50 of ${formatFigure(bench.handoff?.p50Ms)}: ${formatRate(1000 / handoff)} per second.`,
+    );
+  }
+  return parts.join(' ');
 }
 
 function findings(results: Results): string[] {
@@ -36,57 +63,21 @@ function findings(results: Results): string[] {
   const contended = results.benchmarks
     .filter((bench) => networked(results, bench) && at(bench, highest))
     .sort((a, b) => (at(b, highest)?.opsPerSecond.median ?? 0) - (at(a, highest)?.opsPerSecond.median ?? 0));
-  const even = 1 / highest;
-  const describe = (bench: BenchmarkRecord) => {
-    const record = at(bench, highest) as ContentionRecord;
-    return `${bench.backend} ${formatRateFigure(record.opsPerSecond)} ops/s, busiest contender ${percent(record.busiestShare)} of all operations (even: ${percent(even)})`;
-  };
   const [fastest, second] = contended;
   if (fastest) {
-    const capabilities = capabilitiesOf(results, fastest.backend);
     const overlapping =
       second &&
       (at(second, highest)?.opsPerSecond.max ?? 0) >= (at(fastest, highest)?.opsPerSecond.min ?? Number.POSITIVE_INFINITY);
+    const polling = capabilitiesOf(results, fastest.backend)?.wakeup === 'poll';
     out.push(
-      `Most operations with ${contentionLevel(highest, 1)}${overlapping ? ' (within the spread of the next one)' : ''}: ${describe(fastest)}.${
-        capabilities ? ` Why: ${wakeupMechanism(capabilities, serverCountOf(results, fastest.backend))}.` : ''
-      }${
-        capabilities?.wakeup === 'poll'
+      `Most operations with ${contentionLevel(highest, 1)}${overlapping ? ' (though within the spread of the next one)' : ''}: ${backendFinding(results, fastest, lowest, highest)}${
+        polling
           ? ` Throughput is high because the lock rarely changes hands; the waiters pay for it, as its ${figure('handoff', 'hand-off')} shows. ${fastest.backend} is also unsafe (see its ${scenario('clock-skew', 'fault scenarios')}): fast is not the same as correct.`
           : ''
       }`,
     );
   }
-  for (const bench of contended.slice(1)) {
-    const capabilities = capabilitiesOf(results, bench.backend);
-    if (capabilities) {
-      out.push(`${describe(bench)}: ${wakeupMechanism(capabilities, serverCountOf(results, bench.backend))}.`);
-    }
-  }
-  for (const bench of contended) {
-    const one = at(bench, lowest);
-    const many = at(bench, highest);
-    if (!one || !many || many.opsPerSecond.median <= 0) continue;
-    const drop = one.opsPerSecond.median / many.opsPerSecond.median;
-    if (drop < 2) continue;
-    const nodes = serverCountOf(results, bench.backend);
-    const why =
-      nodes > 1
-        ? ` Each attempt is a round trip to all ${nodes} nodes and needs a ${term('quorum', 'majority')} of them: with many contenders the votes split, nobody reaches a majority, each contender undoes its partial locks on every node and waits to try again — ${term('quorum', 'quorum round trips')} multiplied by the contenders.`
-        : ' Each waiter that is woken and loses costs the server another request, and the requests of many contenders queue behind one another.';
-    out.push(
-      `${bench.backend} falls from ${formatRate(one.opsPerSecond.median)} ops/s with ${contentionLevel(lowest, 1)} to ${formatRate(many.opsPerSecond.median)} with ${contentionLevel(highest, 1)} (÷${drop.toFixed(1)}).${why}`,
-    );
-  }
-  const fifo = contended.filter((bench) => capabilitiesOf(results, bench.backend)?.fairness === 'fifo');
-  for (const bench of fifo) {
-    const handoff = bench.handoff?.p50Ms.median;
-    const record = at(bench, highest);
-    if (!handoff || !record) continue;
-    out.push(
-      `${bench.backend} is ${term('fifo', 'FIFO')}: with ${contentionLevel(highest, 1)} every operation is a hand-off to another client, so compare its ${formatRate(record.opsPerSecond.median)} ops/s with 1 ÷ its hand-off p50 of ${formatFigure(bench.handoff?.p50Ms)}: ${formatRate(1000 / handoff)} per second.`,
-    );
-  }
+  for (const bench of contended.slice(1)) out.push(backendFinding(results, bench, lowest, highest));
   const spread = results.benchmarks.flatMap((bench) => {
     const single = at(bench, highest);
     const keyed = at(bench, highest, highest);
