@@ -66,6 +66,8 @@ describe('dlock compare (smoke)', () => {
       'compare',
       '--duration',
       '1',
+      '--rounds',
+      '3',
       '--contenders',
       '1,4',
       '--scenarios',
@@ -108,7 +110,8 @@ describe('dlock compare (smoke)', () => {
     const printed = await table.done;
     expect(printed.code).toBe(0);
     expect(printed.stdout).toMatch(/^\| backend \|/);
-  }, 150_000);
+    // Every backend's servers, 3 failover kills each and two fault scenarios: minutes on a busy machine.
+  }, 300_000);
 
   it('stops everything on Ctrl-C: no server process, no temp dir, exit 130', async () => {
     const { child, done } = startCli([
