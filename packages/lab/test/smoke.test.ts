@@ -148,14 +148,12 @@ describe('dlock compare (smoke)', () => {
   });
 
   it('checks --endpoints before anything starts, naming the flag, the value and what is allowed', async () => {
-    const startedAt = performance.now();
     const run = await startCli(['compare', '--endpoints', 'redis=notaurl']).done;
     expect(run.code).toBe(2);
     expect(run.stderr).toContain(
       'invalid --endpoints: "redis=notaurl" (allowed: redis addresses like redis=redis://127.0.0.1:6379 ("notaurl" is not one))',
     );
     expect(run.stderr).not.toMatch(/\[1\/4/);
-    expect(performance.now() - startedAt).toBeLessThan(15_000);
     const zookeeper = await startCli(['compare', '--endpoints', 'zookeeper=http://127.0.0.1:2181']).done;
     expect(zookeeper.stderr).toContain('zookeeper addresses like zookeeper=127.0.0.1:2181');
     const unknown = await startCli(['compare', '--endpoints', 'mysql=127.0.0.1:3306']).done;
