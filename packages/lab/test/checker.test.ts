@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { SafetyChecker } from '../src/checker.js';
+import { judge, stalledPastDoubt } from '../src/faults/scenario.js';
 
 /** Plays one hold: begin, then read → write pairs, then end, each at the given resource times. */
 function hold(checker: SafetyChecker, id: string, token: bigint, acquiredAt: number, times: number[]): void {
@@ -81,5 +82,36 @@ describe('SafetyChecker', () => {
     // c was granted last with a smaller token: a regression (a failover that lost the counter).
     hold(checker, 'c#1', 1n, 30, [30, 31, 32]);
     expect(checker.metrics().tokenRegressions).toBe(1);
+  });
+});
+
+describe('judging a fault scenario', () => {
+  const redis = {
+    fencing: 'monotonic',
+    fairness: 'none',
+    wakeup: 'push',
+    expiry: 'ttl',
+    safety: '',
+  } as const;
+  const overlap = {
+    holds: 10,
+    writes: 30,
+    overlaps: 1,
+    staleWrites: 1,
+    lostUpdates: 1,
+    lostUpdatesWithFencing: 0,
+    tokenRegressions: 0,
+  };
+
+  it('calls an overlap under a safe claim a violation, unless the machine stalled a contender for half a lease', () => {
+    expect(judge('safe', redis, overlap)).toBe('claim-violated');
+    expect(stalledPastDoubt('claim-violated', redis, overlap, 120, 1_000)).toBe(false);
+    expect(stalledPastDoubt('claim-violated', redis, overlap, 600, 1_000)).toBe(true);
+  });
+
+  it('never excuses a fencing failure, however long the stall', () => {
+    const fencingLost = { ...overlap, lostUpdatesWithFencing: 1 };
+    expect(judge('fenced', redis, fencingLost)).toBe('claim-violated');
+    expect(stalledPastDoubt('claim-violated', redis, fencingLost, 5_000, 1_000)).toBe(false);
   });
 });

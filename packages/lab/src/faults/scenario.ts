@@ -81,12 +81,9 @@ export const crossProcess = (backend: LabBackend) =>
  * backends that declare monotonic fencing; for the others tokens carry no promise.
  */
 export function judge(claim: Claim, capabilities: Capabilities, metrics: CheckerMetrics): FaultVerdict {
-  const fencingFailed =
-    capabilities.fencing === 'monotonic' &&
-    (metrics.lostUpdatesWithFencing > 0 || metrics.tokenRegressions > 0);
   const harm = metrics.overlaps > 0 || metrics.lostUpdates > 0;
   // Monotonic fencing is promised in every scenario, also in the ones where mutual exclusion is not.
-  if (fencingFailed) return 'claim-violated';
+  if (fencingFailed(capabilities, metrics)) return 'claim-violated';
   switch (claim) {
     case 'safe':
       return harm ? 'claim-violated' : 'held';
@@ -96,6 +93,31 @@ export function judge(claim: Claim, capabilities: Capabilities, metrics: Checker
     case 'unsafe':
       return harm ? 'known-unsafe' : 'not-reproduced';
   }
+}
+
+/**
+ * Whether a violated mutual-exclusion claim is inconclusive: a holder the machine froze for half its
+ * lease or more can outlive the lease like a paused process, so the overlap says nothing about the
+ * backend. Fencing failures are never excused: tokens protect a resource whatever the pause.
+ */
+export function stalledPastDoubt(
+  verdict: FaultVerdict,
+  capabilities: Capabilities,
+  metrics: CheckerMetrics,
+  longestStallMs: number,
+  leaseMs: number,
+): boolean {
+  return (
+    verdict === 'claim-violated' && !fencingFailed(capabilities, metrics) && longestStallMs * 2 >= leaseMs
+  );
+}
+
+/** A backend that declares monotonic fencing let a stale holder's damage through, or a token went backwards. */
+function fencingFailed(capabilities: Capabilities, metrics: CheckerMetrics): boolean {
+  return (
+    capabilities.fencing === 'monotonic' &&
+    (metrics.lostUpdatesWithFencing > 0 || metrics.tokenRegressions > 0)
+  );
 }
 
 export interface ScenarioRunOptions {
@@ -185,7 +207,28 @@ export async function runScenario(
   const unhandled = contenders.reduce((sum, contender) => sum + contender.count(/^unhandled /), 0);
   if (unhandled > 0) observations.unhandledRejections = unhandled;
   const metrics = resource.checker.metrics();
-  const verdict: FaultVerdict = error === null ? judge(claim, capabilities, metrics) : 'error';
+  const stalls = contenders.flatMap((contender) =>
+    contender.lines.flatMap((line) => {
+      const match = /^stall (\d+)$/.exec(line);
+      return match ? [Number(match[1])] : [];
+    }),
+  );
+  const longestStallMs = Math.max(0, ...stalls);
+  if (longestStallMs > 0) observations.longestStallMs = longestStallMs;
+  let verdict: FaultVerdict = error === null ? judge(claim, capabilities, metrics) : 'error';
+  let inconclusive: string | null = null;
+  const leaseMs = capabilities.expiry === 'session' ? options.timing.sessionTimeoutMs : options.timing.ttlMs;
+  if (
+    verdict === 'claim-violated' &&
+    !fencingFailed(capabilities, metrics) &&
+    longestStallMs * 2 >= leaseMs
+  ) {
+    // A holder the machine froze for half its lease or more can outlive the lease like a paused
+    // process: the overlap says nothing about the backend. Fencing failures are never excused.
+    verdict = 'error';
+    error = `a contender process was stalled for ${longestStallMs} ms by the machine (its lease: ${leaseMs} ms)`;
+    inconclusive = `Inconclusive: ${error}, so this run cannot tell a backend fault from a holder that outlived its lease the way a paused process does. Run it again on a quieter machine.`;
+  }
   const findings = describeFindings(metrics, capabilities);
   const outcome: ScenarioOutcome = { backend, capabilities, claim, verdict, metrics, findings, observations };
   return {
@@ -196,7 +239,12 @@ export async function runScenario(
     verdict,
     metrics,
     observations,
-    explanation: error === null ? scenario.explain(outcome) : `The scenario could not run: ${error}`,
+    explanation:
+      error === null
+        ? scenario.explain(outcome)
+        : inconclusive
+          ? `${inconclusive} The checker saw ${findings}.`
+          : `The scenario could not run: ${error}`,
     durationMs: Math.round(performance.now() - startedAt),
     error,
     diagnostics: [...resource.checker.overlapDetails(3), ...contenderErrors(contenders)],

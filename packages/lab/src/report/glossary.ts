@@ -47,7 +47,7 @@ export const glossary: readonly GlossaryEntry[] = [
     id: 'verdict',
     term: 'result: held · claim-violated · known-unsafe · not-reproduced · error',
     definition:
-      'Whether the claim held. held: it did. claim-violated: it did not — a defect, and `dlock compare` exits 1. known-unsafe: an unsafe claim’s weakness showed, as expected. not-reproduced: it did not show this time, which proves nothing. error: the scenario could not run. A fenced claim that held can still show overlaps and lost updates: those are what an unprotected resource suffers; the promise is about a resource that checks tokens.',
+      'Whether the claim held. held: it did. claim-violated: it did not — a defect, and `dlock compare` exits 1. known-unsafe: an unsafe claim’s weakness showed, as expected. not-reproduced: it did not show this time, which proves nothing. error: the scenario could not run, or its result is inconclusive — a busy machine stalled a contender for half its lease or more, which looks exactly like a paused holder. A fenced claim that held can still show overlaps and lost updates: those are what an unprotected resource suffers; the promise is about a resource that checks tokens.',
     shownBy: [scenario('holder-pause')],
   },
   {
