@@ -154,6 +154,8 @@ async function main(): Promise<void> {
     started?.();
   });
   watchForStalls();
+  // The first request of a process loads its HTTP client; paying for that now keeps it out of a hold.
+  await fetch(`${config.resourceUrl}/ready`);
   say('ready');
   await go;
   await contend(config, provider, stop.signal);

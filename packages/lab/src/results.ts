@@ -186,6 +186,11 @@ export interface CheckerMetrics {
   readonly writes: number;
   /** Pairs of holds that overlap on the resource's clock: mutual-exclusion violations. */
   readonly overlaps: number;
+  /**
+   * Overlaps that began after the earlier holder's lease had run out (counted from its grant): that
+   * holder outlived its lease, as a paused or starved process does — what fencing tokens are for.
+   */
+  readonly overlapsPastLease: number;
   /** Writes carrying a token lower than one the resource had already seen: a fencing resource rejects them. */
   readonly staleWrites: number;
   /** Writes based on an outdated read: an unfenced resource silently loses an update. */

@@ -96,6 +96,7 @@ function fault(
       holds: 12,
       writes: 36,
       overlaps,
+      overlapsPastLease: 0,
       staleWrites: overlaps * 2,
       lostUpdates: overlaps,
       lostUpdatesWithFencing: 0,

@@ -96,20 +96,29 @@ export function judge(claim: Claim, capabilities: Capabilities, metrics: Checker
 }
 
 /**
- * Whether a violated mutual-exclusion claim is inconclusive: a holder the machine froze for half its
- * lease or more can outlive the lease like a paused process, so the overlap says nothing about the
- * backend. Fencing failures are never excused: tokens protect a resource whatever the pause.
+ * Why a violated mutual-exclusion claim is inconclusive, or undefined when it stands. A holder can
+ * outlive its lease without any fault of the backend — paused, or starved by a busy machine — and no
+ * lock prevents that (fencing does): so when every overlap began after the earlier holder's lease had
+ * run out, or the machine stalled a contender for half a lease or more, the overlap says nothing about
+ * the backend. Fencing failures are never excused: tokens protect a resource whatever the pause.
  */
-export function stalledPastDoubt(
+export function inconclusiveBecause(
   verdict: FaultVerdict,
   capabilities: Capabilities,
   metrics: CheckerMetrics,
   longestStallMs: number,
   leaseMs: number,
-): boolean {
-  return (
-    verdict === 'claim-violated' && !fencingFailed(capabilities, metrics) && longestStallMs * 2 >= leaseMs
-  );
+): string | undefined {
+  if (verdict !== 'claim-violated' || fencingFailed(capabilities, metrics)) return undefined;
+  if (metrics.overlaps > 0 && metrics.overlapsPastLease === metrics.overlaps) {
+    return `every overlapping hold began after the earlier holder's lease (${leaseMs} ms from its grant) had run out${
+      longestStallMs > 0 ? ` (the longest stall a contender reported: ${longestStallMs} ms)` : ''
+    }`;
+  }
+  if (longestStallMs * 2 >= leaseMs) {
+    return `a contender process was stalled for ${longestStallMs} ms by the machine (its lease: ${leaseMs} ms)`;
+  }
+  return undefined;
 }
 
 /** A backend that declares monotonic fencing let a stale holder's damage through, or a token went backwards. */
@@ -134,7 +143,8 @@ export async function runScenario(
   options: ScenarioRunOptions,
 ): Promise<FaultRecord> {
   const startedAt = performance.now();
-  const resource = new SharedResource();
+  const leaseMs = capabilities.expiry === 'session' ? options.timing.sessionTimeoutMs : options.timing.ttlMs;
+  const resource = new SharedResource({ leaseMs });
   const cleanups: Array<() => Promise<void>> = [];
   const contenders: Contender[] = [];
   // Named before the (concurrent) spawns resolve, so names — and hold ids — never collide.
@@ -217,17 +227,11 @@ export async function runScenario(
   if (longestStallMs > 0) observations.longestStallMs = longestStallMs;
   let verdict: FaultVerdict = error === null ? judge(claim, capabilities, metrics) : 'error';
   let inconclusive: string | null = null;
-  const leaseMs = capabilities.expiry === 'session' ? options.timing.sessionTimeoutMs : options.timing.ttlMs;
-  if (
-    verdict === 'claim-violated' &&
-    !fencingFailed(capabilities, metrics) &&
-    longestStallMs * 2 >= leaseMs
-  ) {
-    // A holder the machine froze for half its lease or more can outlive the lease like a paused
-    // process: the overlap says nothing about the backend. Fencing failures are never excused.
+  const doubt = inconclusiveBecause(verdict, capabilities, metrics, longestStallMs, leaseMs);
+  if (doubt) {
     verdict = 'error';
-    error = `a contender process was stalled for ${longestStallMs} ms by the machine (its lease: ${leaseMs} ms)`;
-    inconclusive = `Inconclusive: ${error}, so this run cannot tell a backend fault from a holder that outlived its lease the way a paused process does. Run it again on a quieter machine.`;
+    error = doubt;
+    inconclusive = `Inconclusive: ${doubt}, so this run cannot tell a backend fault from a holder that outlived its lease the way a paused process does. Run it again on a quieter machine.`;
   }
   const findings = describeFindings(metrics, capabilities);
   const outcome: ScenarioOutcome = { backend, capabilities, claim, verdict, metrics, findings, observations };
@@ -257,7 +261,13 @@ function describeFindings(metrics: CheckerMetrics, capabilities: Capabilities): 
   const add = (count: number, singular: string, pluralForm: string) => {
     if (count > 0) parts.push(plural(count, singular, pluralForm));
   };
-  add(metrics.overlaps, 'overlapping hold', 'overlapping holds');
+  add(
+    metrics.overlaps,
+    'overlapping hold',
+    metrics.overlapsPastLease > 0
+      ? `overlapping holds (${metrics.overlapsPastLease} after the earlier holder's lease had run out)`
+      : 'overlapping holds',
+  );
   add(metrics.lostUpdates, 'lost update', 'lost updates');
   if (capabilities.fencing === 'monotonic') {
     add(
