@@ -54,7 +54,7 @@ export const glossary: readonly GlossaryEntry[] = [
     id: 'overlap',
     term: 'overlaps · lost updates · stale writes · lost with fencing · token regressions',
     definition:
-      'What the checker counts on the shared counter. Overlaps: pairs of holds active at once on the counter’s own clock. Lost updates: writes based on a read another write had already superseded. Stale writes: requests with a token lower than one already seen (a fencing resource rejects them). Lost with fencing: lost updates a fencing resource would still have accepted. Token regressions: a grant whose token did not exceed an earlier grant’s.',
+      'What the checker counts on the shared counter. Overlaps: pairs of holds active at once on the counter’s own clock — “past the lease” when the later hold began after the earlier holder’s lease had run out, so the earlier holder had outlived its lease (paused, or starved by a busy machine). Lost updates: writes based on a read another write had already superseded. Stale writes: requests with a token lower than one already seen (a fencing resource rejects them). Lost with fencing: lost updates a fencing resource would still have accepted. Token regressions: a grant whose token did not exceed an earlier grant’s.',
     shownBy: [scenario('holder-pause'), scenario('restart-without-persistence')],
   },
   {
