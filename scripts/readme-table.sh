@@ -8,8 +8,14 @@ results=report/results.json
 if [ "${1:-}" = "--from" ]; then
   results="$2"
 else
-  bash scripts/compare.sh --out report "$@"
-  for arg in "$@"; do [ "$arg" = "--dry-run" ] && exit 0; done
+  status=0
+  bash scripts/compare.sh --out report "$@" || status=$?
+  for arg in "$@"; do [ "$arg" = "--dry-run" ] && exit "$status"; done
+  if [ "$status" != 0 ]; then
+    echo "readme-table: dlock compare exited $status (see report/index.html); README.md left as it was." >&2
+    echo "  To publish this run anyway: bash scripts/readme-table.sh --from report/results.json" >&2
+    exit "$status"
+  fi
 fi
 table="$(node packages/lab/bin/dlock.js readme-table "$results")"
 TABLE="$table" node -e '
