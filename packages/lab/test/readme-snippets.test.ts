@@ -43,7 +43,8 @@ const READMES = [
   'packages/lab/README.md',
 ];
 const ROOT = workspaceRoot();
-const RUN_TIMEOUT_MS = 120_000;
+// A shell line may build the workspace first (scripts/compare.sh): minutes on a busy machine.
+const RUN_TIMEOUT_MS = 360_000;
 /** Scratch space inside the lab package, so the snippets' `@dlock/*` imports resolve to this workspace. */
 const SCRATCH = join(labPackageDir, '.snippets');
 const ts = createRequire(join(ROOT, 'package.json'))('typescript') as typeof TypeScript;

@@ -111,7 +111,7 @@ describe('dlock compare (smoke)', () => {
     expect(printed.code).toBe(0);
     expect(printed.stdout).toMatch(/^\| backend \|/);
     // Every backend's servers, 3 failover kills each and two fault scenarios: minutes on a busy machine.
-  }, 300_000);
+  }, 480_000);
 
   it('stops everything on Ctrl-C: no server process, no temp dir, exit 130', async () => {
     const { child, done } = startCli([

@@ -39,6 +39,12 @@ export interface BenchPlan {
  * floor and the peer libraries. Each is split evenly over the rounds (and the levels or peers).
  */
 const SHARE = { uncontended: 0.2, contention: 0.45, handoff: 0.2, floor: 0.1, peers: 0.15 } as const;
+/**
+ * The shortest block worth measuring (ms): below this a block is mostly start-up (32 contenders
+ * arriving at once, a waiter subscribing) and its result is noise. A short --duration makes the run
+ * longer than asked rather than its figures meaningless.
+ */
+const MIN_BLOCK_MS = { latency: 100, contention: 400, handoff: 200 } as const;
 /** Separate clients shared by the contention loops: enough to contend for real, few enough for 2 cores. */
 const MAX_PROVIDERS = 8;
 const CONNECT_TIMEOUT_MS = 5_000;
@@ -215,7 +221,7 @@ export async function benchmarkGroup(
           `uncontended: ${subject.kind === 'floor' ? 'floor' : subject.name} (round ${round + 1}/${plan.rounds})`,
         );
         const recorder = await measureLatency(subject.operation, {
-          budgetMs: subject.budgetMs / plan.rounds,
+          budgetMs: Math.max(MIN_BLOCK_MS.latency, subject.budgetMs / plan.rounds),
           signal,
           warmup: round === 0 ? FIRST_BLOCK_WARMUP : BLOCK_WARMUP,
         });
@@ -290,7 +296,7 @@ export async function benchmarkGroup(
             level.keys,
             // A fresh key per block: waiters a previous block gave up on cannot be in this one's way.
             `${prefix}:${member.backend.name}:c${level.contenders}k${level.keys}r${round}`,
-            (budget * SHARE.contention) / levels.length / plan.rounds,
+            Math.max(MIN_BLOCK_MS.contention, (budget * SHARE.contention) / levels.length / plan.rounds),
             signal,
           );
           doneBlocks++;
@@ -328,7 +334,7 @@ export async function benchmarkGroup(
           first,
           second,
           `${prefix}:${member.backend.name}:handoff`,
-          (budget * SHARE.handoff) / plan.rounds,
+          Math.max(MIN_BLOCK_MS.handoff, (budget * SHARE.handoff) / plan.rounds),
           signal,
         );
         doneBlocks++;

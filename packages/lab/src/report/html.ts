@@ -11,6 +11,7 @@ function resultClass(text: string): string | undefined {
   if (text === 'held') return 'ok';
   if (text === 'VIOLATED' || text === 'claim-violated') return 'bad';
   if (text === 'known-unsafe') return 'warn';
+  if (text === 'error' || text === 'not-reproduced') return 'muted';
   return undefined;
 }
 
@@ -40,7 +41,7 @@ div.table { overflow-x: auto; }
 table { border-collapse: collapse; margin: 12px 0; font-size: 13px; width: 100%; }
 th, td { border: 1px solid #d8dde6; padding: 4px 8px; text-align: left; vertical-align: top; }
 th { background: #f3f5f9; } tbody tr:nth-child(even) { background: #fafbfd; }
-td.ok { color: #11733a; font-weight: 600; } td.bad { color: #fff; background: #b3261e; font-weight: 700; } td.warn { color: #8a4b00; font-weight: 600; }
+td.ok { color: #11733a; font-weight: 600; } td.bad { color: #fff; background: #b3261e; font-weight: 700; } td.warn { color: #8a4b00; font-weight: 600; } td.muted { color: #5a6375; font-style: italic; }
 .verdict { padding: 10px 14px; border-radius: 6px; background: #eef7f0; border: 1px solid #b7dec2; white-space: pre-line; }
 .verdict.failed { background: #fdecea; border-color: #f1b0aa; }
 figure { margin: 12px 0 18px; overflow-x: auto; } figure h5 { font-size: 14px; margin: 0 0 4px; }

@@ -116,7 +116,9 @@ export function contentionTable(results: Results): Table {
     rows: results.benchmarks.map((bench) => {
       const at = (contenders: number, keys: number) =>
         bench.contention.find((entry) => entry.contenders === contenders && entry.keys === keys);
-      const share = at(busiest, 1)?.busiestShare;
+      const record = at(busiest, 1);
+      // With fewer operations than two per contender, the busiest one's share says nothing.
+      const share = record && record.operations >= 2 * busiest ? record.busiestShare : undefined;
       return [
         bench.backend,
         ...levels.map((level) => formatRateFigure(at(level.contenders, level.keys)?.opsPerSecond)),
