@@ -1,7 +1,7 @@
 import type { Capabilities } from '@dlock/core';
 
 /**
- * The shape of report/results.json (`dlock.results/1`). schema/results.schema.json describes the same
+ * The shape of report/results.json (`dlock.results/2`). schema/results.schema.json describes the same
  * structure for other tools; change both together and bump the version when a field changes meaning.
  */
 export const RESULTS_SCHEMA = 'dlock.results/2';
