@@ -7,9 +7,13 @@ export type GuaranteeStatus = 'held' | 'violated' | 'skipped';
 export interface GuaranteeResult {
   readonly id: string;
   readonly title: string;
+  /** The kit section: 'lock', 'network', 'semaphore' or 'read-write' (absent in older reports: 'lock'). */
+  readonly section?: string;
   readonly status: GuaranteeStatus;
   /** Why it was skipped, or the failure message. */
   readonly detail?: string;
+  /** Figures the guarantee measured, in ms, by label (e.g. "reachable again → orphan gone"). */
+  readonly measurements?: Readonly<Record<string, number>>;
 }
 
 /** What one conformance run found for one backend: the data behind every semantics table. */

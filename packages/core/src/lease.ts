@@ -1,41 +1,66 @@
-import type { Grant, Lease, LockDriver } from './contract.js';
-import { LockLostError, NotHeldError } from './errors.js';
+import type { Grant, LeaseDriver, LockRequest, ReadWriteMode } from './contract.js';
+import { type LeaseKind, type LostReason, publish } from './diagnostics.js';
+import { BackendUnavailableError, LockLostError, NotHeldError } from './errors.js';
+import { type RetryPolicy, gaveUp, retryTransient } from './retry.js';
 import { now } from './timing.js';
 import { validateDuration } from './validation.js';
 
+/** What a lease needs from the provider that granted it. */
+export interface LeaseContext<Handle> {
+  readonly driver: LeaseDriver<LockRequest, Handle, unknown>;
+  readonly kind: LeaseKind;
+  readonly policy: RetryPolicy;
+  /** Stops release retries once the provider has closed (after its closeMs). */
+  readonly stopRetries: AbortSignal;
+  /** Called once the release is confirmed (the provider stops tracking the lease). */
+  readonly onReleased: (lease: DriverLease<Handle>) => void;
+}
+
 /**
- * The one Lease implementation every backend shares. It owns the lost-signal: the signal aborts when
- * the local validity window closes without an extension, when the driver reports the grant lost
- * (session expiry, dropped connection), or when an extension finds another owner.
+ * The one Lease implementation every backend and every primitive shares (a lock, a permit, a read or
+ * a write lease). It owns the lost-signal: the signal aborts when the local validity window closes
+ * without an extension, when the driver reports the grant lost (session expiry, dropped connection),
+ * or when an extension finds another owner — and never once release() has been called, so a released
+ * lease is never reported lost (issue 11: an extension in flight during release used to abort it).
+ *
+ * release() retries transient failures under the provider's retry policy while the validity window is
+ * open; a release that still fails can be called again and really sends again.
  */
-export class DriverLease<Handle> implements Lease {
+export class DriverLease<Handle> {
   readonly key: string;
   readonly identity: string;
   readonly token: bigint;
   readonly ttlMs: number;
-  readonly #driver: LockDriver<Handle, unknown>;
+  /** Semaphores: how many permits this lease takes. */
+  readonly permits: number | undefined;
+  /** Read-write locks: which side. */
+  readonly mode: ReadWriteMode | undefined;
+  readonly #context: LeaseContext<Handle>;
   readonly #grant: Grant<Handle>;
+  readonly #grantedAt = now();
   readonly #lost = new AbortController();
-  readonly #onFinished: (lease: DriverLease<Handle>) => void;
+  #validUntil: number;
   #expiryTimer: NodeJS.Timeout | undefined;
+  /** Set by the first release() call: from then on the lease is over for its holder. */
+  #releaseRequested = false;
+  #released = false;
   #release: Promise<void> | undefined;
   #detachBackendLost: (() => void) | undefined;
 
   constructor(
-    driver: LockDriver<Handle, unknown>,
-    key: string,
-    identity: string,
-    ttlMs: number,
+    context: LeaseContext<Handle>,
+    request: LockRequest & { readonly permits?: number; readonly mode?: ReadWriteMode },
     grant: Grant<Handle>,
-    onFinished: (lease: DriverLease<Handle>) => void,
   ) {
-    this.#driver = driver;
-    this.key = key;
-    this.identity = identity;
-    this.ttlMs = ttlMs;
+    this.#context = context;
+    this.key = request.key;
+    this.identity = request.identity;
+    this.ttlMs = request.ttlMs;
+    this.permits = request.permits;
+    this.mode = request.mode;
     this.token = grant.token;
     this.#grant = grant;
-    this.#onFinished = onFinished;
+    this.#validUntil = grant.validUntil;
     const backendLost = grant.lost;
     if (backendLost) {
       const onBackendLost = () =>
@@ -43,12 +68,11 @@ export class DriverLease<Handle> implements Lease {
           backendLost.reason instanceof LockLostError
             ? backendLost.reason
             : new LockLostError(
-                key,
-                `${driver.backend} session lost (${describeReason(backendLost.reason)})`,
-                {
-                  cause: backendLost.reason,
-                },
+                this.key,
+                `${context.driver.backend} session lost (${describeReason(backendLost.reason)})`,
+                { cause: backendLost.reason },
               ),
+          'session',
         );
       if (backendLost.aborted) onBackendLost();
       else {
@@ -58,37 +82,60 @@ export class DriverLease<Handle> implements Lease {
         this.#detachBackendLost = () => backendLost.removeEventListener('abort', onBackendLost);
       }
     }
-    this.#armExpiry(grant.validUntil);
+    this.#armExpiry();
   }
 
   get signal(): AbortSignal {
     return this.#lost.signal;
   }
 
+  /** True once release() has been called (whether or not the backend has confirmed it yet). */
   get released(): boolean {
-    return this.#release !== undefined;
+    return this.#releaseRequested;
   }
 
   async extend(ttlMs: number = this.ttlMs): Promise<void> {
-    validateDuration('ttlMs', ttlMs, this.#driver.limits.minTtlMs);
-    if (this.#release) throw new NotHeldError(this.key, 'extend');
+    const { driver } = this.#context;
+    validateDuration('ttlMs', ttlMs, driver.limits.minTtlMs);
+    if (this.#releaseRequested) throw new NotHeldError(this.key, 'extend');
     if (this.signal.aborted) throw this.signal.reason;
     let validUntil: number;
     try {
-      validUntil = await this.#driver.extend(this.key, this.#grant, ttlMs);
+      validUntil = await driver.extend(this.key, this.#grant, ttlMs);
     } catch (error) {
+      // Released meanwhile: whatever the extension found, the holder let go on purpose.
+      if (this.#releaseRequested) throw new NotHeldError(this.key, 'extend');
       // Another owner (or no owner) means the lock is gone for good; a transport error leaves the
       // lease valid until its window closes, and the caller (or the watchdog) may try again.
-      if (error instanceof LockLostError) this.#markLost(error);
+      if (error instanceof LockLostError) this.#markLost(error, 'taken-over');
+      publish.extendFailed(() => ({ ...this.#describe(), ttlMs, error }));
       throw error;
     }
-    if (this.#release) throw new NotHeldError(this.key, 'extend');
+    if (this.#releaseRequested) throw new NotHeldError(this.key, 'extend');
     if (this.signal.aborted) throw this.signal.reason;
-    this.#armExpiry(validUntil);
+    this.#validUntil = validUntil;
+    this.#armExpiry();
+    publish.extended(() => ({ ...this.#describe(), ttlMs }));
   }
 
   release(): Promise<void> {
-    this.#release ??= this.#releaseOnce();
+    if (this.#released) return Promise.resolve();
+    if (!this.#releaseRequested) {
+      this.#releaseRequested = true;
+      this.#clearExpiry();
+      this.#detachBackendLost?.();
+    }
+    this.#release ??= this.#releaseWithRetries().then(
+      () => {
+        this.#released = true;
+        this.#context.onReleased(this);
+      },
+      (error: unknown) => {
+        // A later release() call sends again.
+        this.#release = undefined;
+        throw error;
+      },
+    );
     return this.#release;
   }
 
@@ -98,30 +145,83 @@ export class DriverLease<Handle> implements Lease {
 
   /** For the provider's close(): the lease ends because its provider is going away. */
   markLost(reason: LockLostError): void {
-    this.#markLost(reason);
+    this.#markLost(reason, 'closed');
   }
 
-  async #releaseOnce(): Promise<void> {
-    this.#clearExpiry();
-    this.#detachBackendLost?.();
+  /**
+   * Retries transient failures while the validity window is open (after that the lock has lapsed at
+   * the backend, or will within the drift allowance, and one more try is all that is worth sending).
+   * Session-held leases have no window; their retries stop at the policy's cleanupMs, or sooner when
+   * the session is lost, since the driver's release then has nothing left to do.
+   */
+  async #releaseWithRetries(): Promise<void> {
+    const { driver, policy } = this.#context;
+    const startedAt = now();
+    let tries = 0;
+    let lastError: unknown;
     try {
-      await this.#driver.release(this.key, this.#grant);
-    } finally {
-      this.#onFinished(this);
+      await retryTransient(
+        policy,
+        {
+          maxRetryTimeMs: Math.min(this.#validUntil - startedAt, policy.cleanupMs),
+          signal: this.#context.stopRetries,
+          onFailure: (error, attempt) => {
+            tries = attempt;
+            lastError = error;
+          },
+        },
+        () => driver.release(this.key, this.#grant),
+      );
+    } catch (error) {
+      const failure =
+        error instanceof BackendUnavailableError && tries > 1
+          ? gaveUp(
+              driver.backend,
+              driver.address,
+              `release "${this.key}"`,
+              lastError,
+              tries,
+              now() - startedAt,
+            )
+          : error;
+      publish.releaseFailed(() => ({ ...this.#describe(), identity: this.identity, error: failure, tries }));
+      throw failure;
     }
+    publish.released(() => ({
+      ...this.#describe(),
+      identity: this.identity,
+      heldMs: now() - this.#grantedAt,
+      tries: tries + 1,
+    }));
   }
 
-  #armExpiry(validUntil: number): void {
+  #describe() {
+    return {
+      backend: this.#context.driver.backend,
+      key: this.key,
+      kind: this.#context.kind,
+      token: this.token,
+    };
+  }
+
+  #armExpiry(): void {
     this.#clearExpiry();
+    const validUntil = this.#validUntil;
     if (!Number.isFinite(validUntil)) return;
     const remaining = validUntil - now();
     if (remaining <= 0) {
-      this.#markLost(new LockLostError(this.key, 'the lease expired before it could be used or extended'));
+      this.#markLost(
+        new LockLostError(this.key, 'the lease expired before it could be used or extended'),
+        'expired',
+      );
       return;
     }
     this.#expiryTimer = setTimeout(
       () =>
-        this.#markLost(new LockLostError(this.key, `ttl of ${this.ttlMs} ms elapsed without an extension`)),
+        this.#markLost(
+          new LockLostError(this.key, `ttl of ${this.ttlMs} ms elapsed without an extension`),
+          'expired',
+        ),
       remaining,
     );
     // A lease timer alone must not keep a process alive that has nothing else to do.
@@ -133,10 +233,18 @@ export class DriverLease<Handle> implements Lease {
     this.#expiryTimer = undefined;
   }
 
-  #markLost(reason: LockLostError): void {
+  #markLost(error: LockLostError, reason: LostReason): void {
     this.#clearExpiry();
     this.#detachBackendLost?.();
-    if (!this.#lost.signal.aborted) this.#lost.abort(reason);
+    if (this.#lost.signal.aborted || this.#releaseRequested) return;
+    this.#lost.abort(error);
+    publish.lost(() => ({
+      ...this.#describe(),
+      identity: this.identity,
+      reason,
+      error,
+      heldMs: now() - this.#grantedAt,
+    }));
   }
 }
 

@@ -1,4 +1,3 @@
-import { setMaxListeners } from 'node:events';
 import type {
   AcquireOptions,
   Capabilities,
@@ -7,18 +6,20 @@ import type {
   LockDriver,
   LockProvider,
   LockRequest,
+  ReadWriteDriver,
+  ReadWriteLock,
+  Semaphore,
+  SemaphoreDriver,
+  SemaphoreOptions,
   TryAcquireOptions,
 } from './contract.js';
-import { InvalidArgumentError, LockLostError, LockTimeoutError, ProviderClosedError } from './errors.js';
-import { DriverLease } from './lease.js';
-import { defaultIdentity, ignore, now, pause, raceAbort } from './timing.js';
-import {
-  validateDuration,
-  validateIdentity,
-  validateKey,
-  validateOptionalDuration,
-  validateSignal,
-} from './validation.js';
+import { LeaseEngine, ProviderState } from './engine.js';
+import { InvalidArgumentError, LockLostError, ProviderClosedError, UnsupportedError } from './errors.js';
+import { DriverReadWriteLock } from './read-write.js';
+import { type RetryPolicyOptions, resolveRetryPolicy } from './retry.js';
+import { DriverSemaphore } from './semaphore.js';
+import { defaultIdentity, pause } from './timing.js';
+import { validateDuration, validateIdentity } from './validation.js';
 
 export interface ProviderOptions {
   /** A provider over the backend's native election layout, exposed as `provider.election`. */
@@ -32,51 +33,80 @@ export interface ProviderOptions {
   fallbackRecheckMs?: number;
   /** Identity used when `acquire` is given none. Default host:pid:random. */
   identity?: string;
+  /**
+   * How transient backend failures are retried (see RetryPolicy): fields given here override the
+   * backend's defaults one by one.
+   */
+  retry?: RetryPolicyOptions;
+  /**
+   * How long after `waitMs` an attempt already in flight may still complete (ms). After that the
+   * acquire rejects (LockTimeoutError, or BackendUnavailableError when the backend has not answered),
+   * and a grant that still arrives is released. Default 500 ms.
+   */
+  settleGraceMs?: number;
+}
+
+/** What a backend package supplies besides its lock driver. */
+export interface BackendParts {
+  /** The backend's semaphore driver; without one, `provider.semaphore()` throws UnsupportedError. */
+  semaphoreDriver?: SemaphoreDriver<unknown, unknown>;
+  /** The backend's read-write lock driver; without one, `provider.readWriteLock()` throws UnsupportedError. */
+  readWriteDriver?: ReadWriteDriver<unknown, unknown>;
+  /** The backend's retry defaults, fitted to its timeouts; `options.retry` overrides them. */
+  retryDefaults?: RetryPolicyOptions;
+  /** Why the primitives above are missing, for UnsupportedError (e.g. "use the provider itself"). */
+  unsupportedHint?: string;
 }
 
 /**
- * Turns a backend driver into a LockProvider. This is the only place that waits, times out, handles
- * abort, and tracks leases, so every backend behaves the same way at the edges.
+ * Turns a backend's drivers into a LockProvider. This is the only place that waits, retries, times
+ * out, handles abort, tracks leases and cleans up unknown outcomes, so every backend and every
+ * primitive behaves the same way at the edges. Throws InvalidArgumentError for bad options.
  */
 export function createLockProvider<Handle, Ticket>(
   driver: LockDriver<Handle, Ticket>,
   options: ProviderOptions = {},
+  parts: BackendParts = {},
 ): LockProvider {
-  return new DriverLockProvider(driver, options);
+  return new DriverLockProvider(driver, options, parts);
 }
 
-/** Reason for ending a request that completed normally (a shared instance: no allocation per request). */
-const requestFinished = new Error('the lock request finished');
+const settleGraceDefaultMs = 500;
 
 class DriverLockProvider<Handle, Ticket> implements LockProvider {
   readonly #driver: LockDriver<Handle, Ticket>;
-  readonly #defaultTtlMs: number;
-  readonly #fallbackRecheckMs: number;
-  readonly #identity: string;
+  readonly #state: ProviderState;
+  readonly #locks: LeaseEngine<LockRequest, Handle, Ticket>;
+  readonly #parts: BackendParts;
   readonly election: LockProvider | undefined;
   readonly watchHolder: ((key: string, signal: AbortSignal) => AsyncIterable<HolderInfo | null>) | undefined;
-  readonly #closing = new AbortController();
-  readonly #leases = new Set<DriverLease<Handle>>();
-  #closed: Promise<void> | undefined;
 
-  constructor(driver: LockDriver<Handle, Ticket>, options: ProviderOptions) {
+  constructor(driver: LockDriver<Handle, Ticket>, options: ProviderOptions, parts: BackendParts) {
     if (typeof options !== 'object' || options === null) {
       throw new InvalidArgumentError('options', options, 'an object');
     }
-    this.#driver = driver;
-    this.#defaultTtlMs = options.defaultTtlMs ?? 30_000;
-    validateDuration('defaultTtlMs', this.#defaultTtlMs, driver.limits.minTtlMs);
-    this.#fallbackRecheckMs = options.fallbackRecheckMs ?? 1_000;
-    validateDuration('fallbackRecheckMs', this.#fallbackRecheckMs, 1);
+    const defaultTtlMs = options.defaultTtlMs ?? 30_000;
+    validateDuration('defaultTtlMs', defaultTtlMs, driver.limits.minTtlMs);
+    const fallbackRecheckMs = options.fallbackRecheckMs ?? 1_000;
+    validateDuration('fallbackRecheckMs', fallbackRecheckMs, 1);
+    const settleGraceMs = options.settleGraceMs ?? settleGraceDefaultMs;
+    validateDuration('settleGraceMs', settleGraceMs, 0);
     validateIdentity(options.identity);
-    this.#identity = options.identity ?? defaultIdentity();
-    // Every pending acquire listens for close(): hundreds at once are normal, not a leak.
-    setMaxListeners(0, this.#closing.signal);
+    this.#driver = driver;
+    this.#parts = parts;
+    this.#state = new ProviderState({
+      policy: resolveRetryPolicy(parts.retryDefaults, options.retry),
+      defaultTtlMs,
+      fallbackRecheckMs,
+      settleGraceMs,
+      identity: options.identity ?? defaultIdentity(),
+    });
+    this.#locks = new LeaseEngine(driver, 'lock', this.#state);
     this.election = options.election;
     const watch = driver.watchHolder?.bind(driver);
     this.watchHolder = watch
       ? (key, signal) => {
-          this.#checkKey(key);
+          this.#locks.checkKey(key);
           return watch(key, signal);
         }
       : undefined;
@@ -99,110 +129,75 @@ class DriverLockProvider<Handle, Ticket> implements LockProvider {
   }
 
   async holder(key: string): Promise<HolderInfo | null> {
-    this.#checkKey(key);
-    if (this.#closed) throw new ProviderClosedError(this.backend);
-    return this.#driver.holder(key);
+    this.#locks.checkKey(key);
+    this.#locks.checkOpen();
+    const holder = await this.#driver.holder(key);
+    this.#state.reached = true;
+    return holder;
+  }
+
+  semaphore(name: string, options: SemaphoreOptions): Semaphore {
+    const driver = this.#parts.semaphoreDriver;
+    if (!driver) throw this.#unsupported('semaphores');
+    return new DriverSemaphore(new LeaseEngine(driver, 'permit', this.#state), name, options);
+  }
+
+  readWriteLock(name: string): ReadWriteLock {
+    const driver = this.#parts.readWriteDriver;
+    if (!driver) throw this.#unsupported('read-write locks');
+    return new DriverReadWriteLock(
+      new LeaseEngine(driver, 'read', this.#state),
+      new LeaseEngine(driver, 'write', this.#state),
+      name,
+    );
   }
 
   close(): Promise<void> {
-    this.#closed ??= this.#closeOnce();
-    return this.#closed;
+    this.#state.closed ??= this.#closeOnce();
+    return this.#state.closed;
   }
 
   [Symbol.asyncDispose](): Promise<void> {
     return this.close();
   }
 
-  async #closeOnce(): Promise<void> {
-    this.#closing.abort(new ProviderClosedError(this.backend));
-    await this.election?.close();
-    const leases = [...this.#leases];
-    for (const lease of leases) lease.markLost(new LockLostError(lease.key, 'its provider was closed'));
-    await Promise.allSettled(leases.map((lease) => lease.release()));
-    await this.#driver.close();
-  }
-
-  #checkKey(key: unknown): asserts key is string {
-    validateKey(key, this.#driver.limits.maxKeyBytes);
-    this.#driver.validateKey?.(key);
-  }
-
   async #acquire(key: string, options: AcquireOptions, mode: 'wait' | 'try'): Promise<Lease | null> {
-    if (typeof options !== 'object' || options === null) {
-      throw new InvalidArgumentError('options', options, 'an object');
-    }
-    this.#checkKey(key);
-    const ttlMs = options.ttlMs ?? this.#defaultTtlMs;
-    validateDuration('ttlMs', ttlMs, this.#driver.limits.minTtlMs);
-    validateOptionalDuration('waitMs', options.waitMs, 0);
-    validateSignal('signal', options.signal);
-    validateIdentity(options.identity);
-    if (this.#closed) throw new ProviderClosedError(this.backend);
-    options.signal?.throwIfAborted();
-
-    const waitMs = options.waitMs ?? Number.POSITIVE_INFINITY;
-    const deadline = now() + waitMs;
-    const giveUp = options.signal
-      ? AbortSignal.any([options.signal, this.#closing.signal])
-      : this.#closing.signal;
-    // The request's own signal also tells the driver that this request is over, whatever the outcome,
-    // so it can drop subscriptions or watches it kept for it.
-    const requestEnd = new AbortController();
-    const forwardGiveUp = () => requestEnd.abort(giveUp.reason);
-    giveUp.addEventListener('abort', forwardGiveUp, { once: true });
-    const request: LockRequest = {
-      key,
-      identity: options.identity ?? this.#identity,
-      ttlMs,
-      signal: requestEnd.signal,
-    };
-    let ticket: Ticket | undefined;
-    let granted = false;
-    try {
-      for (;;) {
-        const attempt = await raceAbort(this.#driver.attempt(request, ticket), giveUp, (late) => {
-          // The caller gave up while the attempt was in flight: undo whatever it obtained.
-          if (late.acquired) this.#driver.release(key, late.grant).catch(ignore);
-          else if (late.ticket !== undefined) this.#driver.withdraw(request, late.ticket).catch(ignore);
-        });
-        if (attempt.acquired) {
-          granted = true;
-          const lease = new DriverLease(this.#driver, key, request.identity, ttlMs, attempt.grant, (done) =>
-            this.#leases.delete(done),
-          );
-          this.#leases.add(lease);
-          return lease;
-        }
-        ticket = attempt.ticket ?? ticket;
-        if (mode === 'try') return null;
-        const remaining = deadline - now();
-        if (remaining <= 0) throw new LockTimeoutError(key, waitMs);
-        await this.#waitForChange(request, ticket, Math.min(this.#fallbackRecheckMs, remaining), giveUp);
-      }
-    } finally {
-      giveUp.removeEventListener('abort', forwardGiveUp);
-      if (!requestEnd.signal.aborted) requestEnd.abort(requestFinished);
-      if (!granted && ticket !== undefined) await this.#driver.withdraw(request, ticket).catch(ignore);
-    }
+    this.#locks.checkKey(key);
+    return this.#locks.acquire(key, options, mode, {});
   }
 
-  async #waitForChange(
-    request: LockRequest,
-    ticket: Ticket | undefined,
-    maxWaitMs: number,
-    giveUp: AbortSignal,
-  ) {
-    const change = this.#driver.waitForChange(request, ticket, maxWaitMs);
-    change.catch(ignore);
-    // The driver promises to settle within maxWaitMs; the guard covers one that does not.
-    let guard: NodeJS.Timeout | undefined;
-    const overdue = new Promise<void>((resolve) => {
-      guard = setTimeout(resolve, maxWaitMs + 50);
-    });
-    try {
-      await raceAbort(Promise.race([change, overdue]), giveUp);
-    } finally {
-      clearTimeout(guard);
-    }
+  #unsupported(what: string): UnsupportedError {
+    return new UnsupportedError(
+      this.backend,
+      what,
+      this.#parts.unsupportedHint ?? 'this backend package does not implement them',
+    );
+  }
+
+  /**
+   * Pending acquires reject first (their places in line are withdrawn); then held leases are released
+   * (retried within the policy's closeMs) and background clean-ups get the rest of closeMs; then the
+   * drivers close their connections.
+   */
+  async #closeOnce(): Promise<void> {
+    const state = this.#state;
+    state.closing.abort(new ProviderClosedError(this.backend));
+    const closeBy = new AbortController();
+    const outOfTime = pause(state.policy.closeMs, closeBy.signal);
+    await this.election?.close();
+    // Rejected acquires withdraw their places in line (and queue clean-ups) before they settle.
+    await Promise.race([Promise.allSettled([...state.pending]), outOfTime]);
+    const leases = [...state.leases];
+    for (const lease of leases) lease.markLost(new LockLostError(lease.key, 'its provider was closed'));
+    const releases = Promise.allSettled(leases.map((lease) => lease.release()));
+    await Promise.race([Promise.all([releases, Promise.allSettled([...state.cleanups])]), outOfTime]);
+    closeBy.abort();
+    state.cleanupsStopped.abort(new ProviderClosedError(this.backend));
+    const drivers = new Set<{ close(): Promise<void> }>([
+      ...(this.#parts.semaphoreDriver ? [this.#parts.semaphoreDriver] : []),
+      ...(this.#parts.readWriteDriver ? [this.#parts.readWriteDriver] : []),
+    ]);
+    await Promise.allSettled([...drivers].map((driver) => driver.close()));
+    await this.#driver.close();
   }
 }

@@ -419,6 +419,12 @@ class FlakyProvider implements LockProvider {
   holder(key: string) {
     return this.inner.holder(key);
   }
+  semaphore(name: string, options: Parameters<LockProvider['semaphore']>[1]) {
+    return this.inner.semaphore(name, options);
+  }
+  readWriteLock(name: string) {
+    return this.inner.readWriteLock(name);
+  }
   close() {
     return this.inner.close();
   }

@@ -68,6 +68,11 @@ const sessionEnded = (session: Session) =>
  */
 export class RevisionQueueDriver implements LockDriver<QueueEntry, QueueEntry> {
   readonly backend = BACKEND;
+
+  get address(): string {
+    return this.#connection.address;
+  }
+
   readonly capabilities = etcdCapabilities;
   /** Per-lock ttlMs is not used: the session lease governs. Keys: etcd accepts any bytes. */
   readonly limits = { minTtlMs: 1, maxKeyBytes: 4096 };
@@ -105,9 +110,9 @@ export class RevisionQueueDriver implements LockDriver<QueueEntry, QueueEntry> {
             lost: session.signal,
             handle: entry,
           };
-          return { acquired: true, grant };
+          return { outcome: 'granted', grant };
         }
-        return { acquired: false, ticket: entry };
+        return { outcome: 'busy', ticket: entry };
       } catch (error) {
         if (error instanceof EtcdLeaseInvalidError && !renewedSession) {
           // The server let the lease go before our loss timer said so (revoked by an operator, say).

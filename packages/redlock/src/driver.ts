@@ -21,10 +21,10 @@ import type { ReleaseNotices, ReleaseSubscription } from './wakeups.js';
  * The client's measure of a lease is cut by the drift allowance: clocks may run apart by driftFactor,
  * and Redis expires keys with 1 ms precision (the library adds the same 2 ms).
  */
-const EXPIRY_PRECISION_MS = 2;
+export const EXPIRY_PRECISION_MS = 2;
 
 /** After a split vote, the RedLock algorithm retries after a random delay so contenders fall out of step. */
-const COLLISION_BACKOFF_MS = 20;
+export const COLLISION_BACKOFF_MS = 20;
 
 /** A grant's library Lock; extend replaces it, because the library returns a new Lock per extension. */
 export interface RedlockHandle {
@@ -57,6 +57,7 @@ export interface RedlockDriverConfig {
  */
 export class RedlockDriver implements LockDriver<RedlockHandle, RedlockTicket> {
   readonly backend = 'redlock';
+  readonly address: string;
   readonly capabilities = redlockCapabilities;
   readonly limits = { minTtlMs: 10, maxKeyBytes: 4096 };
   readonly #config: RedlockDriverConfig;
@@ -69,6 +70,7 @@ export class RedlockDriver implements LockDriver<RedlockHandle, RedlockTicket> {
     this.#redlock = new OwnerValueRedlock(config.nodes.map((node) => node.client));
     this.#addresses = new Map(config.nodes.map((node) => [node.client, node.address]));
     this.#quorum = Math.floor(config.nodes.length / 2) + 1;
+    this.address = config.nodes.map((node) => node.address).join(',');
   }
 
   async attempt(
@@ -96,7 +98,7 @@ export class RedlockDriver implements LockDriver<RedlockHandle, RedlockTicket> {
       await this.#releaseOnce(request.key, lock).catch(() => {});
       return this.#notAcquired(ticket, true);
     }
-    return { acquired: true, grant: { token: 0n, validUntil, handle: { lock } } };
+    return { outcome: 'granted', grant: { token: 0n, validUntil, handle: { lock } } };
   }
 
   async waitForChange(
@@ -212,7 +214,7 @@ export class RedlockDriver implements LockDriver<RedlockHandle, RedlockTicket> {
   #notAcquired(ticket: RedlockTicket | undefined, collided: boolean): Attempt<RedlockHandle, RedlockTicket> {
     const next = ticket ?? { subscription: undefined, released: false, collided: false, wake: undefined };
     next.collided = collided;
-    return { acquired: false, ticket: next };
+    return { outcome: 'busy', ticket: next };
   }
 
   /**
@@ -272,7 +274,7 @@ export class RedlockDriver implements LockDriver<RedlockHandle, RedlockTicket> {
 }
 
 /** Resolves when `work` settles, after `ms`, or when `signal` aborts — whichever is first — and leaves no timer behind. */
-function settleWithin(work: Promise<unknown>, ms: number, signal: AbortSignal): Promise<void> {
+export function settleWithin(work: Promise<unknown>, ms: number, signal: AbortSignal): Promise<void> {
   if (signal.aborted) return Promise.resolve();
   return new Promise((resolve) => {
     const finish = () => {

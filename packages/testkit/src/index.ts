@@ -1,12 +1,44 @@
-export { hasBinaries, requireBinaries, type ServerKind } from './binaries.js';
+export {
+  curatorUnavailableReason,
+  hasBinaries,
+  hasCurator,
+  requireBinaries,
+  type ServerKind,
+} from './binaries.js';
 export { stopAll } from './cleanup.js';
+export {
+  type CuratorLock,
+  type CuratorPeer,
+  type CuratorPeerOptions,
+  type CuratorReadWriteLock,
+  type CuratorSemaphore,
+  compileCuratorPeer,
+  startCuratorPeer,
+} from './curator.js';
 export {
   type EtcdCluster,
   type EtcdServer,
   startEtcd,
   startEtcdCluster,
 } from './etcd.js';
-export { MissingBinaryError, ServerStartError } from './errors.js';
+export {
+  CuratorPeerError,
+  CuratorPeerExitedError,
+  FaultCancelledError,
+  FaultProxyClosedError,
+  InvalidArgumentError,
+  MissingBinaryError,
+  ProxyRebindError,
+  ServerStartError,
+} from './errors.js';
+export {
+  type DropNextReplyOptions,
+  type FaultDirection,
+  type FaultProxy,
+  type FaultProxyOptions,
+  type FaultProxyTarget,
+  startFaultProxy,
+} from './fault-proxy.js';
 export { type NodeProcess, type NodeProcessOptions, startNodeProcess } from './node-process.js';
 export { freePort } from './ports.js';
 export type { ManagedProcess } from './process.js';

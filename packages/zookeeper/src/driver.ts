@@ -116,7 +116,7 @@ export class ZooKeeperLockDriver implements LockDriver<LockNode, LockNode> {
   readonly capabilities = zooKeeperCapabilities;
   readonly limits = { minTtlMs: 1, maxKeyBytes: MAX_KEY_BYTES };
   readonly #root: string;
-  readonly #address: string;
+  readonly address: string;
   readonly #retryDelayMs: number;
   readonly #sessions: SessionSource;
   /** Nodes held in each live session, marked lost together when it is. */
@@ -125,7 +125,7 @@ export class ZooKeeperLockDriver implements LockDriver<LockNode, LockNode> {
 
   constructor(options: DriverOptions) {
     this.#root = options.root;
-    this.#address = options.session.connectString;
+    this.address = options.session.connectString;
     this.#retryDelayMs = Math.min(1_000, options.session.callTimeoutMs);
     this.#onWatchEvent = options.onWatchEvent;
     this.#sessions = new SessionSource(options.session, (session) => this.#adopt(session));
@@ -310,10 +310,10 @@ export class ZooKeeperLockDriver implements LockDriver<LockNode, LockNode> {
         }
         const queue = queueOrder(children);
         const index = queue.indexOf(node.name);
-        if (index === 0) return { acquired: true, grant: this.#grant(node) };
+        if (index === 0) return { outcome: 'granted', grant: this.#grant(node) };
         if (index > 0) {
           node.predecessor = `${parent}/${queue[index - 1]}`;
-          return { acquired: false, ticket: node };
+          return { outcome: 'busy', ticket: node };
         }
       } catch (error) {
         // A node we created but cannot hand to core as a ticket would block the queue: delete it.
@@ -326,7 +326,7 @@ export class ZooKeeperLockDriver implements LockDriver<LockNode, LockNode> {
     }
     throw new BackendUnavailableError(
       BACKEND,
-      this.#address,
+      this.address,
       `the lock node for "${request.key}" kept disappearing under ${parent}`,
     );
   }
@@ -369,7 +369,7 @@ export class ZooKeeperLockDriver implements LockDriver<LockNode, LockNode> {
     }
     throw new BackendUnavailableError(
       BACKEND,
-      this.#address,
+      this.address,
       `could not create a lock node under ${parent}: its parent kept being deleted`,
     );
   }
@@ -385,7 +385,7 @@ export class ZooKeeperLockDriver implements LockDriver<LockNode, LockNode> {
         if (isReply(error, 'NO_NODE')) {
           throw new BackendUnavailableError(
             BACKEND,
-            this.#address,
+            this.address,
             `cannot create ${this.#root}: the connect string's chroot does not exist`,
           );
         }

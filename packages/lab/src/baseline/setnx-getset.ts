@@ -49,24 +49,24 @@ class SetnxGetsetDriver implements LockDriver<BaselineHandle, undefined> {
 
   constructor(
     private readonly client: Redis,
-    private readonly address: string,
+    readonly address: string,
   ) {}
 
   async attempt(request: LockRequest) {
     const sentAt = now();
     const expiry = Date.now() + request.ttlMs + 1;
-    const granted = (): { acquired: true; grant: Grant<BaselineHandle> } => ({
-      acquired: true,
+    const granted = (): { outcome: 'granted'; grant: Grant<BaselineHandle> } => ({
+      outcome: 'granted',
       grant: { token: BigInt(expiry), validUntil: sentAt + request.ttlMs, handle: { expiry } },
     });
     if ((await this.#call(() => this.client.setnx(request.key, String(expiry)))) === 1) return granted();
     const current = await this.#call(() => this.client.get(request.key));
-    if (current === null || Number(current) >= Date.now()) return { acquired: false as const };
+    if (current === null || Number(current) >= Date.now()) return { outcome: 'busy' as const };
     // The pattern's takeover: whoever's GETSET still returns an expired value wins. A loser has already
     // overwritten the winner's timestamp — one of the defects this baseline exists to show.
     const previous = await this.#call(() => this.client.getset(request.key, String(expiry)));
     if (previous === null || Number(previous) < Date.now()) return granted();
-    return { acquired: false as const };
+    return { outcome: 'busy' as const };
   }
 
   async waitForChange(request: LockRequest, _ticket: undefined, maxWaitMs: number): Promise<void> {
