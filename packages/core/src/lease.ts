@@ -72,7 +72,8 @@ export class DriverLease<Handle> {
                 `${context.driver.backend} session lost (${describeReason(backendLost.reason)})`,
                 { cause: backendLost.reason },
               ),
-          'session',
+          // A driver that reports the end of a ttl itself (memory) reports it once the window closed.
+          now() >= this.#validUntil ? 'expired' : 'session',
         );
       if (backendLost.aborted) onBackendLost();
       else {
