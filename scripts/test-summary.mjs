@@ -1,11 +1,12 @@
 // The closing line of the test command: what every package's vitest run counted.
 //   node scripts/test-summary.mjs [results-dir]      (from the workspace root; default .dlock/test-results)
-// Each workspace package with a `test` script writes vitest's JSON report to
-// <results-dir>/<package directory name>.json (`--reporter=json --outputFile.json=...` in that script).
-// Counting from those reports, not from the console, keeps the count right whether or not vitest colours
-// its output (under CI=true it does, even into a pipe). Exits 1 when a package left no report (its vitest
+// Each workspace package with a `test` script writes vitest's JSON report, with the errors no test owns
+// added by scripts/vitest-json-reporter.mjs, to <results-dir>/<package directory name>.json
+// (`--reporter=../../scripts/vitest-json-reporter.mjs --outputFile.json=...` in that script). Counting
+// from those reports, not from the console, keeps the count right whether or not vitest colours its
+// output (under CI=true it does, even into a pipe). Exits 1 when a package left no report (its vitest
 // crashed or never ran), when a report cannot be read, or when one shows a failed test, a test file that
-// failed to run, or no test file at all.
+// failed to run, an error outside any test, or no test file at all.
 import { existsSync, readFileSync, readdirSync } from 'node:fs';
 import { basename, join, relative } from 'node:path';
 
@@ -57,6 +58,10 @@ function readReport(dir) {
     return { counts: undefined, problems: [`unreadable report ${file}: ${error.message}`] };
   }
   const problems = [];
+  if (!Array.isArray(report.runErrors)) {
+    problems.push(`${file} has no runErrors: the test script must use scripts/vitest-json-reporter.mjs`);
+  }
+  for (const error of report.runErrors ?? []) problems.push(`error outside any test: ${error}`);
   const files = report.testResults ?? [];
   if (files.length === 0) problems.push('no test file ran');
   for (const testFile of files) {
