@@ -27,6 +27,11 @@ interface BackendUnderTest {
   start(): Promise<RunningServer>;
   /** Longest a dead leader keeps the others out: its lease ttl, or the backend's session timeout. */
   readonly takeoverMs: number;
+  /**
+   * Simultaneous tries can each win a minority of the nodes and all be refused, the lock being free
+   * (RedLock's split vote: "no majority, but a majority of nodes answered" is held, packages/redlock).
+   */
+  readonly splitVotes?: true;
 }
 
 const electorTimings = { leaseDurationMs: 1_500, renewDeadlineMs: 1_000, retryPeriodMs: 300 };
@@ -51,6 +56,7 @@ const backends: BackendUnderTest[] = [
       return { address: nodes.urls.join(','), stop: () => nodes.stop() };
     },
     takeoverMs: electorTimings.leaseDurationMs,
+    splitVotes: true,
   },
   {
     name: 'zookeeper',
@@ -218,9 +224,11 @@ describe.each(enabled)('recipes across processes on $name', (backend) => {
   // when the run of the tick before it has not released its lock yet as the tick falls: still holding
   // it (a late timer plus lockAtLeastForMs plus a release round trip can outlast the 400 ms period), or
   // started late because every process was blocked (a late timer runs its own tick and skips those it
-  // slept through). How often that happens depends on the machine's load, so skips are not counted but
-  // explained: each one must fall before the release of the previous run.
-  it("scheduleExclusive in mode 'leader': no tick runs twice, and one is skipped only before the previous run released its lock", async () => {
+  // slept through). Two more reasons are documented: a try the backend could not answer (reported to
+  // onError as a typed BackendUnavailableError, never silent: a starved server on a busy machine), and
+  // on RedLock a split vote among simultaneous tries. How often any of this happens depends on the
+  // machine's load, so skips are not counted but explained, each by one of these reasons.
+  it("scheduleExclusive in mode 'leader': no tick runs twice, and one is skipped only for a documented reason", async () => {
     const every = 400;
     const group = await spawnInstances('schedule', {
       DLOCK_TIMINGS: JSON.stringify({ every, lockAtMostForMs: 3_000, lockAtLeastForMs: 250 }),
@@ -231,7 +239,15 @@ describe.each(enabled)('recipes across processes on $name', (backend) => {
     const quitAt = Date.now();
     for (const process of group) process.send('quit');
     await Promise.all(group.map((process) => process.exited));
-    expect(group.flatMap((process) => linesOf(process, 'error'))).toEqual([]);
+    const errors = group.flatMap((process) => linesOf(process, 'error'));
+    expect(errors.filter(([, , , name]) => name !== 'BackendUnavailableError')).toEqual([]);
+    const failedTries = new Set(errors.map(([, , , , tick]) => Number(tick)));
+    // Which instances were refused the lock during each tick's period (a try is made as the tick falls).
+    const refusedDuring = new Map<number, Set<string>>();
+    for (const [, identity, at] of group.flatMap((process) => linesOf(process, 'refused'))) {
+      const tick = Math.floor(Number(at) / every) * every;
+      refusedDuring.set(tick, new Set([...(refusedDuring.get(tick) ?? []), identity ?? '']));
+    }
 
     // A process runs one tick at a time: each of its runs reports the tick, then the release of its lock.
     const runs = group
@@ -258,18 +274,20 @@ describe.each(enabled)('recipes across processes on $name', (backend) => {
     if (!first || !last) throw new Error('no tick ran');
     expect(first.tick - goAt).toBeLessThan(every + marginMs);
     expect(quitAt - last.tick).toBeLessThan(every + marginMs);
+    const unexplained: string[] = [];
     let previous = first;
     for (let tick = first.tick + every; tick < last.tick; tick += every) {
       const run = runs.find((candidate) => candidate.tick === tick);
-      if (run) {
-        previous = run;
-        continue;
+      if (run) previous = run;
+      else if (
+        previous.releasedAt <= tick &&
+        !failedTries.has(tick) &&
+        !(backend.splitVotes && (refusedDuring.get(tick)?.size ?? 0) >= 2)
+      ) {
+        unexplained.push(`${tick}: the run of ${previous.tick} released its lock at ${previous.releasedAt}`);
       }
-      expect(
-        previous.releasedAt,
-        `tick ${tick} was skipped, but the run of tick ${previous.tick} had released its lock before it`,
-      ).toBeGreaterThan(tick);
     }
+    expect(unexplained, 'skipped ticks without a documented reason').toEqual([]);
   });
 });
 
