@@ -49,6 +49,22 @@ interface Run {
   readonly tick: ScheduledTick;
 }
 
+/**
+ * The instances that ran each tick, in tick order, leaving out the first and the last tick seen: the
+ * start and the end of the observation may fall between two instances' runs of the same tick.
+ */
+function instancesByTick(runs: Run[]): number[][] {
+  const byTick = new Map<number, number[]>();
+  for (const run of runs) {
+    const at = run.tick.scheduledAt.getTime();
+    byTick.set(at, [...(byTick.get(at) ?? []), run.instance]);
+  }
+  return [...byTick.entries()]
+    .sort(([a], [b]) => a - b)
+    .slice(1, -1)
+    .map(([, instances]) => instances.sort());
+}
+
 /** `provider`, recording in `releasedAt` (by fencing token) when each lease it grants is released. */
 function recordingReleases(provider: LockProvider, releasedAt: Map<bigint, number>): LockProvider {
   const acquire = provider.acquire.bind(provider);
@@ -212,7 +228,8 @@ describe("scheduleExclusive in modes 'followers' and 'all'", () => {
   it("'followers' runs every tick on the two instances that are not the leader", async () => {
     const store = new MemoryLockStore();
     const runs: Run[] = [];
-    const timings = { leaseDurationMs: 600, renewDeadlineMs: 400, retryPeriodMs: 100 };
+    // A new leader would change which instances follow: a lease that outlives a 2 s stall keeps it.
+    const timings = { leaseDurationMs: 3_000, renewDeadlineMs: 2_000, retryPeriodMs: 100 };
     const electorsByInstance = memoryInstances(3, store).map((provider, instance) => {
       const elector = new LeaderElector(provider, {
         key: 'followers-election',
@@ -232,22 +249,24 @@ describe("scheduleExclusive in modes 'followers' and 'all'", () => {
     await until(() => electorsByInstance.filter((elector) => elector.isFollower()).length === 2);
     const leader = electorsByInstance.findIndex((elector) => elector.isLeader());
     runs.length = 0;
-    await sleep(1_050);
-    const byTick = new Map<number, number[]>();
-    for (const run of runs) {
-      const at = run.tick.scheduledAt.getTime();
-      byTick.set(at, [...(byTick.get(at) ?? []), run.instance]);
-    }
-    expect(byTick.size).toBeGreaterThanOrEqual(8);
-    for (const instancesOfTick of byTick.values()) {
-      expect(instancesOfTick.sort()).toEqual([0, 1, 2].filter((i) => i !== leader));
+    // Eight whole ticks, however long a busy machine takes (an instance blocked past a tick skips it:
+    // counting the ticks of a fixed 1 s window failed under a CPU hog).
+    await until(() => instancesByTick(runs).length >= 8, 10_000, 'eight ticks');
+    for (const instances of instancesByTick(runs)) {
+      expect(instances).toEqual([0, 1, 2].filter((i) => i !== leader));
     }
   });
 
   it("'followers' creates and stops its own elector when given elector options", async () => {
     const store = new MemoryLockStore();
     const runs: number[] = [];
-    const timings = { key: 'own-election', leaseDurationMs: 600, renewDeadlineMs: 400, retryPeriodMs: 100 };
+    // A lease that outlives a 2 s stall keeps the same leader, so the same instance follows throughout.
+    const timings = {
+      key: 'own-election',
+      leaseDurationMs: 3_000,
+      renewDeadlineMs: 2_000,
+      retryPeriodMs: 100,
+    };
     memoryInstances(2, store).forEach((provider, instance) =>
       schedule(provider, { name: 'own', every: 100, mode: 'followers', elector: timings }, () => {
         runs.push(instance);
@@ -256,7 +275,7 @@ describe("scheduleExclusive in modes 'followers' and 'all'", () => {
     await until(() => store.residue('own-election').length > 0);
     await sleep(300);
     runs.length = 0;
-    await sleep(500);
+    await until(() => runs.length >= 3, 10_000, 'three runs');
     expect(new Set(runs).size).toBe(1);
     await Promise.all(handles.splice(0).map((handle) => handle.stop()));
     expect(store.residue('own-election')).toEqual([]);
@@ -269,9 +288,9 @@ describe("scheduleExclusive in modes 'followers' and 'all'", () => {
         runs.push({ instance, tick });
       }),
     );
-    await sleep(550);
-    const counts = [0, 1, 2].map((instance) => runs.filter((run) => run.instance === instance).length);
-    expect(Math.min(...counts)).toBeGreaterThanOrEqual(4);
+    // Four whole ticks, however long a busy machine takes, rather than the runs of a fixed window.
+    await until(() => instancesByTick(runs).length >= 4, 10_000, 'four ticks');
+    for (const instances of instancesByTick(runs)) expect(instances).toEqual([0, 1, 2]);
   });
 });
 
