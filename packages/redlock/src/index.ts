@@ -1,3 +1,3 @@
-export { createRedlockProvider, type RedlockProviderOptions } from './provider.js';
+export { createRedlockProvider, redlockRetryDefaults, type RedlockProviderOptions } from './provider.js';
 export { redlockCapabilities } from './capabilities.js';
 export { dlockBackend } from './descriptor.js';

@@ -1,5 +1,5 @@
 import type { Redis } from 'ioredis';
-import { closeClients } from './nodes.js';
+import { closeClients } from './node.js';
 
 export interface ReleaseSubscription {
   /** Settles once every node has confirmed (or failed) the subscription. */
@@ -20,14 +20,13 @@ interface Channel {
  * the fallback re-check (core's fallbackRecheckMs).
  */
 export class ReleaseNotices {
-  readonly #openSubscriber: (commandClient: Redis) => Redis;
-  readonly #commandClients: readonly Redis[];
+  readonly #openers: ReadonlyArray<() => Redis>;
   readonly #channels = new Map<string, Channel>();
   #subscribers: Redis[] | undefined;
 
-  constructor(commandClients: readonly Redis[], openSubscriber: (commandClient: Redis) => Redis) {
-    this.#commandClients = commandClients;
-    this.#openSubscriber = openSubscriber;
+  /** `openers`: one per node, each opening that node's subscriber connection. */
+  constructor(openers: ReadonlyArray<() => Redis>) {
+    this.#openers = openers;
   }
 
   subscribe(channelName: string, listener: () => void): ReleaseSubscription {
@@ -60,8 +59,8 @@ export class ReleaseNotices {
 
   #connections(): Redis[] {
     if (!this.#subscribers) {
-      this.#subscribers = this.#commandClients.map((client) => {
-        const subscriber = this.#openSubscriber(client);
+      this.#subscribers = this.#openers.map((open) => {
+        const subscriber = open();
         subscriber.on('error', () => {});
         subscriber.on('message', (channelName: string) => {
           for (const listener of this.#channels.get(channelName)?.listeners ?? []) listener();

@@ -1,17 +1,22 @@
 import { describeLockProvider } from '@dlock/conformance';
 import type { LockProvider } from '@dlock/core';
-import { type RedisNodes, startRedisNodes } from '@dlock/testkit';
+import { type FaultProxy, type RedisNodes, startRedisNodes } from '@dlock/testkit';
 import { Redis } from 'ioredis';
 import { afterAll, beforeAll } from 'vitest';
 import { createRedlockProvider } from '../src/index.js';
-import { closeRawClients, deadUrls, rawClients, storedValues } from './support.js';
+import { closeRawClients, deadUrls, faultsOnEvery, proxyEach, rawClients, storedValues } from './support.js';
 
 const CONNECT_TIMEOUT_MS = 500;
+/** The network cases' providers: a 2 s outage (2 × this) must not reject a waiting acquire. */
+const NETWORK_CONNECT_TIMEOUT_MS = 1_000;
+/** Above the kit's 150 ms each-way delay, short enough that a black-holed release gives up quickly. */
+const NETWORK_COMMAND_TIMEOUT_MS = 1_000;
 
 let cluster: RedisNodes;
 let operator: Redis[];
 // The kit's providers run on clients this file creates, so `crash` can cut their connections.
 const connectionsOf = new Map<LockProvider, Redis[]>();
+const proxies: FaultProxy[] = [];
 
 beforeAll(async () => {
   cluster = await startRedisNodes(5);
@@ -20,6 +25,7 @@ beforeAll(async () => {
 
 afterAll(async () => {
   await Promise.allSettled([...connectionsOf.values()].map(closeRawClients));
+  await Promise.allSettled(proxies.map((proxy) => proxy.close()));
   await closeRawClients(operator);
   await cluster.stop();
 });
@@ -53,4 +59,22 @@ describeLockProvider('redlock', openProvider, {
   unreachable: async () =>
     createRedlockProvider({ urls: await deadUrls(5), connectTimeoutMs: CONNECT_TIMEOUT_MS }),
   connectTimeoutMs: CONNECT_TIMEOUT_MS,
+  network: {
+    // Providers from `urls` (the connections dlock opens itself), each node behind its own proxy.
+    connect: async ({ retry } = {}) => {
+      const nodeProxies = await proxyEach(cluster.nodes);
+      proxies.push(...nodeProxies);
+      const provider = createRedlockProvider({
+        urls: nodeProxies.map((proxy) => proxy.url('redis')),
+        connectTimeoutMs: NETWORK_CONNECT_TIMEOUT_MS,
+        commandTimeoutMs: NETWORK_COMMAND_TIMEOUT_MS,
+        retry,
+      });
+      return { provider, faults: faultsOnEvery(nodeProxies) };
+    },
+    connectTimeoutMs: NETWORK_CONNECT_TIMEOUT_MS,
+    flushScriptCache: async () => {
+      await Promise.all(operator.map((client) => client.script('FLUSH')));
+    },
+  },
 });

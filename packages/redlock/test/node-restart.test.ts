@@ -46,7 +46,8 @@ async function restartNodeThreeWhileAHolds(options: RedisOptions) {
   await node(3).kill();
   await node(3).restart();
 
-  const leaseB = await b.tryAcquire(key, { ttlMs: 30_000 });
+  // B keeps trying while its connections to the restarted nodes come back (within the connect timeout).
+  const leaseB = await b.acquire(key, { ttlMs: 30_000, waitMs: 3_000 }).catch(() => null);
   const owner = (value: string | null) => (value === null ? '-' : value.endsWith(':A') ? 'A' : 'B');
   /** Who each node says holds the key, node 1 first. */
   const layout = async () =>

@@ -1,4 +1,5 @@
-import { freePort } from '@dlock/testkit';
+import type { NetworkFaults } from '@dlock/conformance';
+import { type FaultProxy, type RedisServer, freePort, startFaultProxy } from '@dlock/testkit';
 import { Redis } from 'ioredis';
 
 /** Plain ioredis clients to look at (or tamper with) the nodes directly, as an operator would. */
@@ -31,3 +32,40 @@ export async function deadUrls(count: number): Promise<string[]> {
 }
 
 export const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
+
+/**
+ * One fault for every node's proxy at once: the kit's network cases fault "the backend", which for
+ * RedLock is the quorum. A fault on a minority of nodes is what RedLock absorbs by design (tested in
+ * test/network.test.ts); on a majority or on all nodes the quorum itself is cut off, and all nodes is
+ * the stronger case (no node's answer can settle the vote).
+ */
+export function faultsOnEvery(proxies: readonly FaultProxy[]): NetworkFaults {
+  return {
+    reset: () => {
+      for (const proxy of proxies) proxy.reset();
+    },
+    blackhole: () => {
+      for (const proxy of proxies) proxy.blackhole();
+    },
+    dropNextReply: async (options) => {
+      await Promise.all(proxies.map((proxy) => proxy.dropNextReply(options)));
+    },
+    refuseConnections: (ms) => {
+      for (const proxy of proxies) proxy.refuseConnections(ms);
+    },
+    delay: (ms, direction) => {
+      for (const proxy of proxies) proxy.delay(ms, direction);
+    },
+    outage: (ms) => {
+      for (const proxy of proxies) proxy.outage(ms);
+    },
+    heal: () => {
+      for (const proxy of proxies) proxy.heal();
+    },
+  };
+}
+
+/** A fault proxy in front of each node, in node order. */
+export function proxyEach(nodes: readonly RedisServer[]): Promise<FaultProxy[]> {
+  return Promise.all(nodes.map((node) => startFaultProxy({ target: { host: node.host, port: node.port } })));
+}
