@@ -2,6 +2,7 @@ import {
   type Attempt,
   type Grant,
   type HolderInfo,
+  InvalidArgumentError,
   type LockDriver,
   LockLostError,
   type LockRequest,
@@ -15,6 +16,7 @@ import {
   ABSENT,
   CLAIM_SCRIPT,
   CREATE,
+  NOT_A_LOCK,
   ONLY_REFRESH,
   RELEASE_SCRIPT,
   identityOf,
@@ -117,6 +119,7 @@ export class RedlockDriver implements LockDriver<RedlockHandle, RedlockTicket> {
     const current = ticket ?? newTicket(request.identity);
     // Redis takes whole milliseconds; rounding up only lengthens what the nodes keep excluding others.
     const durationMs = Math.ceil(request.ttlMs);
+    const notLocks: string[] = [];
     const startedAt = now();
     const ballot = await this.#claim(
       this.#lockKey(request.key),
@@ -124,8 +127,22 @@ export class RedlockDriver implements LockDriver<RedlockHandle, RedlockTicket> {
       durationMs,
       () => current.withdrawals === 0,
       current.mayHold,
+      (node) => notLocks.push(node.address),
     );
     this.#noteAnswers(ballot);
+    if (notLocks.length > this.#nodes.length - this.#quorum) {
+      // Waiting would be forever: no RedLock client wrote it, so nobody will release it (issue 12 #9).
+      return this.#fail(
+        request,
+        current,
+        new InvalidArgumentError(
+          'key',
+          request.key,
+          `a name no application data uses: "${this.#lockKey(request.key)}" holds data without expiry or of ` +
+            `another type on ${notLocks.join(', ')}, which no RedLock client writes (a keyPrefix keeps lock keys apart)`,
+        ),
+      );
+    }
     if (ballot.granted >= this.#quorum) {
       const validUntil = this.#validUntil(startedAt, durationMs);
       if (validUntil > now()) {
@@ -157,12 +174,8 @@ export class RedlockDriver implements LockDriver<RedlockHandle, RedlockTicket> {
     const cause = unavailableError(ballot, `acquiring "${request.key}"`);
     // Nothing of this request's is left on any node (or core already keeps the ticket): a plain failure.
     if (ticket || current.mayHold.size === 0) throw cause;
-    if (!this.#reachedMajority) {
-      // Never connected to a majority: fail fast. What this attempt took on a minority is deleted once
-      // (those nodes just answered); anything left lapses by its ttl.
-      await this.withdraw(request, current).catch(() => {});
-      throw cause;
-    }
+    // Never connected to a majority: fail fast, like a backend that is down at start.
+    if (!this.#reachedMajority) return this.#fail(request, current, cause);
     return { outcome: 'unknown', ticket: current, cause };
   }
 
@@ -351,6 +364,7 @@ export class RedlockDriver implements LockDriver<RedlockHandle, RedlockTicket> {
     durationMs: number,
     wanted: () => boolean,
     mayHold?: Set<RedisNode>,
+    onNotALock?: (node: RedisNode) => void,
   ): Promise<Ballot> {
     return castBallot(
       this.#nodes,
@@ -362,12 +376,23 @@ export class RedlockDriver implements LockDriver<RedlockHandle, RedlockTicket> {
           .evaluate(CLAIM_SCRIPT, lockKey, [ownerValue, durationMs, CREATE], wanted)
           .then((answer) => {
             if (mayHold && refusedOrUnsent(answer) && (answer.ok || !heldBefore)) mayHold.delete(node);
+            if (answer.ok && answer.value === NOT_A_LOCK) onNotALock?.(node);
             return answer;
           });
       },
       (result) => (result > 0 ? 'for' : 'against'),
       { decided: (ballot) => ballot.granted >= this.#quorum || this.#majorityImpossible(ballot) },
     );
+  }
+
+  /**
+   * Ends an attempt with an error that core does not retry, after deleting once what it took (those
+   * nodes have just answered): without a ticket, core would not withdraw it. Anything left lapses by
+   * its ttl.
+   */
+  async #fail(request: LockRequest, ticket: RedlockTicket, error: Error): Promise<never> {
+    await this.withdraw(request, ticket).catch(() => {});
+    throw error;
   }
 
   #noteAnswers(ballot: Ballot): void {
@@ -448,7 +473,7 @@ function busy(ticket: RedlockTicket, collided: boolean): Attempt<RedlockHandle, 
 
 /** The node's script refused, or the request certainly never reached it. */
 function refusedOrUnsent(answer: NodeAnswer<number>): boolean {
-  return answer.ok ? answer.value === 0 : !answer.failure.mayHaveApplied;
+  return answer.ok ? answer.value <= 0 : !answer.failure.mayHaveApplied;
 }
 
 /** Every node still to answer has stopped answering: a clean-up's caller need not wait for them. */

@@ -14,9 +14,10 @@ import { randomBytes } from 'node:crypto';
 
 /**
  * Claim the key for an owner value: refresh its ttl when it already holds that value; when it is
- * absent, create it if ARGV[3] is "1"; refuse when it holds anything else (another owner's value, or
- * data of another type). Returns 1 (refreshed), 2 (created), 0 (refused) or -1 (absent, not created).
- * Another owner's value is never overwritten. It serves three purposes:
+ * absent, create it if ARGV[3] is "1"; refuse when it holds anything else. Returns 1 (refreshed),
+ * 2 (created), 0 (refused: another owner's lock), -1 (absent, not created) or -2 (refused: the key
+ * holds data that no RedLock client writes, a value of another type or a string without expiry — an
+ * application's key that collides with the lock name). Nothing is ever overwritten. Three purposes:
  * - acquire (create): a request re-sent with the owner value of an earlier attempt whose reply was lost
  *   adopts what that attempt took (refresh), instead of being refused by its own lock;
  * - extend (do not create): a node that answers -1 lost the key (restarted without persistence,
@@ -27,12 +28,15 @@ import { randomBytes } from 'node:crypto';
  */
 export const CLAIM_SCRIPT = `
   local current = redis.pcall("get", KEYS[1])
-  if type(current) == "table" then return 0 end
+  if type(current) == "table" then return -2 end
   if current == ARGV[1] then
     redis.call("pexpire", KEYS[1], ARGV[2])
     return 1
   end
-  if current then return 0 end
+  if current then
+    if redis.call("pttl", KEYS[1]) == -1 then return -2 end
+    return 0
+  end
   if ARGV[3] ~= "1" then return -1 end
   redis.call("set", KEYS[1], ARGV[1], "PX", ARGV[2])
   return 2
@@ -44,6 +48,9 @@ export const ONLY_REFRESH = '0';
 
 /** CLAIM_SCRIPT's answer for a node that does not have the key (when not creating it). */
 export const ABSENT = -1;
+
+/** CLAIM_SCRIPT's answer for a key that holds application data, not a lock. */
+export const NOT_A_LOCK = -2;
 
 /**
  * Delete the key if it holds the owner value, and tell waiters subscribed on this node. Returns 1 when

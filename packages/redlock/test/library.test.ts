@@ -1,5 +1,5 @@
 import { eventually } from '@dlock/conformance';
-import type { LockProvider } from '@dlock/core';
+import { InvalidArgumentError, type LockProvider } from '@dlock/core';
 import { type RedisNodes, startRedisNodes } from '@dlock/testkit';
 import { Redis } from 'ioredis';
 import Redlock, { ExecutionError } from 'redlock';
@@ -132,6 +132,42 @@ describe('waiting', () => {
     await lease.release();
     await (await waiting).release();
     expect(await eventually(async () => (await subscribers()) === 0, 2_000)).toBe(true);
+  });
+});
+
+describe('a lock name that collides with application data (issue 12 #9, on RedLock)', () => {
+  it.each([
+    ['a string without expiry', (client: Redis, key: string) => client.set(key, '{"x":1}')],
+    ['a hash', (client: Redis, key: string) => client.hset(key, 'x', '1')],
+  ] as const)(
+    '%s on a majority: acquire fails fast with InvalidArgumentError naming the key and the nodes',
+    async (_label, write) => {
+      const key = freshKey('collision');
+      await Promise.all(operator.slice(0, 3).map((client) => write(client, key)));
+      const provider = open();
+      const started = performance.now();
+      const error = await provider.acquire(key, { waitMs: 5_000 }).catch((caught: unknown) => caught);
+      expect(performance.now() - started).toBeLessThan(1_000);
+      expect(error).toBeInstanceOf(InvalidArgumentError);
+      expect(error).toMatchObject({ field: 'key', value: key });
+      const message = (error as Error).message;
+      for (const node of cluster.nodes.slice(0, 3)) expect(message).toContain(`127.0.0.1:${node.port}`);
+      expect(message).toContain('keyPrefix');
+      // Nothing was taken where the key was free, and the application's data is untouched.
+      expect(await Promise.all(operator.slice(3).map((client) => client.exists(key)))).toEqual([0, 0]);
+      expect(await operator[0]!.exists(key)).toBe(1);
+      await Promise.all(operator.map((client) => client.del(key)));
+    },
+  );
+
+  it('on a minority only: the majority is still won, and the data is left alone', async () => {
+    const key = freshKey('collision-minority');
+    await operator[0]!.set(key, '{"x":1}');
+    const lease = await open().acquire(key, { waitMs: 1_000 });
+    expect(await operator[0]!.get(key)).toBe('{"x":1}');
+    await lease.release();
+    expect(await operator[0]!.get(key)).toBe('{"x":1}');
+    await operator[0]!.del(key);
   });
 });
 

@@ -3,6 +3,7 @@ import { BackendUnavailableError, LockLostError, type LockProvider } from '@dloc
 import { type RedisNodes, type RedisServer, startRedisNodes } from '@dlock/testkit';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { type RedlockProviderOptions, createRedlockProvider } from '../src/index.js';
+import { sleep } from './support.js';
 
 const CONNECT_TIMEOUT_MS = 500;
 const COMMAND_TIMEOUT_MS = 500;
@@ -87,7 +88,8 @@ describe('RedLock with a minority of nodes down', () => {
     const acquired = await outcomeOf(a.acquire(key, { ttlMs: 10_000, waitMs: 5_000 }));
     expect(acquired.error).toBeUndefined();
     expect(acquired.elapsedMs).toBeLessThan(MARGIN_MS);
-    // A refusal is only "held" once every vote is in, so the paused nodes cost their command timeout.
+    // The refusal is decided at the majority; withdrawing what the attempt may have left on the paused
+    // nodes waits for their command timeout once (then they are known to be hung: background clean-up).
     const refused = await outcomeOf(b.tryAcquire(key, { ttlMs: 10_000 }));
     expect(refused.error).toBeUndefined();
     expect(refused.value).toBeNull();
@@ -113,6 +115,23 @@ describe('RedLock with a majority of nodes down', () => {
     // "Unreachable" is not "held": tryAcquire and holder must not answer null.
     await expect(provider.tryAcquire(key, { ttlMs: 10_000 })).rejects.toBeInstanceOf(BackendUnavailableError);
     await expect(provider.holder(key)).rejects.toBeInstanceOf(BackendUnavailableError);
+  });
+
+  it('a provider in service rides out a majority restart within waitMs (issue 11 #3): the waiting acquire gets the lock', async () => {
+    const key = freshKey('ride-out');
+    const provider = open();
+    await provider.holder(key);
+    const dead = cluster.nodes.slice(0, 3);
+    await Promise.all(dead.map((node) => node.kill()));
+    const waiting = outcomeOf(provider.acquire(key, { ttlMs: 10_000, waitMs: 20_000 }));
+    // Meanwhile a single attempt answers at once: unreachable, not held.
+    await expect(provider.tryAcquire(key, { ttlMs: 10_000 })).rejects.toBeInstanceOf(BackendUnavailableError);
+    await sleep(1_500);
+    await Promise.all(dead.map((node) => node.restart()));
+    const acquired = await waiting;
+    expect(acquired.error).toBeUndefined();
+    expect((await provider.holder(key))?.identity).toBe(acquired.value!.identity);
+    await acquired.value!.release();
   });
 
   it('resumes service once the nodes are back', async () => {
