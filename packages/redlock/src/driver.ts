@@ -71,7 +71,7 @@ export interface RedlockDriverConfig {
   readonly keyPrefix: string;
   readonly driftFactor: number;
   readonly notices: ReleaseNotices;
-  /** Closes the connections this provider owns (not the clients a caller passed in). */
+  /** Closes the connections this provider owns, and lets go of the clients a caller passed in. */
   readonly closeConnections: () => Promise<void>;
 }
 

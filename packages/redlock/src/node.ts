@@ -50,26 +50,37 @@ export class RedisNode {
   #unresponsive = false;
   #readiness: Promise<NodeFailure | undefined> | undefined;
 
+  readonly #onError = (error: Error) => {
+    this.#lastError = error;
+  };
+  readonly #onReady = () => {
+    this.#ready = true;
+    this.#connectFailed = false;
+    this.#lastError = undefined;
+  };
+  readonly #onClose = () => {
+    // A connection that closes before it was ever ready is a failed connect: until one succeeds,
+    // requests fail at once rather than each waiting for a node that is down.
+    if (!this.#ready) this.#connectFailed = true;
+    this.#ready = false;
+  };
+
   constructor(client: Redis, timeouts: NodeTimeouts) {
     this.client = client;
     this.address = addressOf(client);
     this.#timeouts = timeouts;
     this.#ready = client.status === 'ready';
     // Also keeps ioredis from printing "Unhandled error event" for every failed reconnect.
-    client.on('error', (error: Error) => {
-      this.#lastError = error;
-    });
-    client.on('ready', () => {
-      this.#ready = true;
-      this.#connectFailed = false;
-      this.#lastError = undefined;
-    });
-    client.on('close', () => {
-      // A connection that closes before it was ever ready is a failed connect: until one succeeds,
-      // requests fail at once rather than each waiting for a node that is down.
-      if (!this.#ready) this.#connectFailed = true;
-      this.#ready = false;
-    });
+    client.on('error', this.#onError);
+    client.on('ready', this.#onReady);
+    client.on('close', this.#onClose);
+  }
+
+  /** Removes this node's listeners from the client (a caller's client outlives the provider). */
+  detach(): void {
+    this.client.off('error', this.#onError);
+    this.client.off('ready', this.#onReady);
+    this.client.off('close', this.#onClose);
   }
 
   /**

@@ -123,7 +123,11 @@ export function createRedlockProvider(options: RedlockProviderOptions): LockProv
     driftFactor,
     // Subscriber connections copy their node's connection settings (for a caller's client, its own).
     notices: new ReleaseNotices(nodes.map((node) => () => openSubscriber(node, urls !== undefined))),
-    closeConnections: () => closeClients(owned),
+    closeConnections: async () => {
+      await closeClients(owned);
+      // A caller's clients outlive the provider: take its listeners off them.
+      if (owned.length === 0) for (const node of nodes) node.detach();
+    },
   });
   try {
     return createLockProvider(

@@ -1,7 +1,7 @@
 import { eventually } from '@dlock/conformance';
 import { BackendUnavailableError, type Lease, type LockProvider, NotHeldError } from '@dlock/core';
 import { type FaultProxy, type RedisNodes, startRedisNodes } from '@dlock/testkit';
-import type { Redis } from 'ioredis';
+import { Redis } from 'ioredis';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { type RedlockProviderOptions, createRedlockProvider } from '../src/index.js';
 import { closeRawClients, proxyEach, rawClients, sleep, storedValues } from './support.js';
@@ -138,6 +138,40 @@ describe('a lost acquire reply (issue 11 #1) leaves nothing behind', () => {
     expect(new Set(stored.map((entry) => entry.split('=')[1])).size).toBe(1);
     await lease.release();
     expect(await noResidueWithin(key, ORPHAN_BOUND_MS + MARGIN_MS)).toBe(true);
+  });
+});
+
+describe('release-notice subscriptions (issue 12 #6)', () => {
+  it('a waiter that gives up while its subscriber connections are still in their handshake leaves no subscription behind', async () => {
+    const key = freshKey('early-unsubscribe');
+    const holder = createRedlockProvider({ urls: cluster.urls });
+    providers.push(holder);
+    const lease = await holder.acquire(key, { ttlMs: 30_000 });
+    // Commands go straight to the nodes; only the subscriber connections pass the (slowed) proxies.
+    const clients = cluster.urls.map((url, index) => {
+      const client = new Redis(url, { commandTimeout: 2_000, maxRetriesPerRequest: 0 });
+      client.on('error', () => {});
+      client.duplicate = () => new Redis(proxies[index]!.url('redis'), { commandTimeout: 2_000 });
+      return client;
+    });
+    try {
+      const waiter = createRedlockProvider({ clients });
+      providers.push(waiter);
+      for (const proxy of proxies) proxy.delay(100, 'downstream');
+      // It subscribes as the connections open (queued by ioredis) and unsubscribes 10 ms later, mid-handshake.
+      await expect(waiter.acquire(key, { waitMs: 10 })).rejects.toMatchObject({ code: 'LOCK_TIMEOUT' });
+      await sleep(500);
+      for (const proxy of proxies) proxy.heal();
+      await sleep(300);
+      const subscribed = await Promise.all(
+        operator.map(async (client) => Number((await client.pubsub('NUMSUB', `${key}:released`))[1])),
+      );
+      expect(subscribed).toEqual([0, 0, 0]);
+      await lease.release();
+      await waiter.close();
+    } finally {
+      await closeRawClients(clients);
+    }
   });
 });
 
