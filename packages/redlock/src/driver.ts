@@ -55,7 +55,9 @@ export interface RedlockTicket {
   readonly ownerValue: string;
   /** Nodes that may store the owner value: asked, and not since seen refusing or deleting it. */
   readonly mayHold: Set<RedisNode>;
-  /** How many withdrawals have run (the first one does not wait for unresponsive nodes). */
+  /** Claims sent and not answered yet, by node. */
+  readonly inFlight: Map<RedisNode, Promise<unknown>>;
+  /** How many withdrawals have run (the first one does not wait for nodes that are not healthy). */
   withdrawals: number;
   /** The waiter's release-notice subscription. */
   subscription: ReleaseSubscription | undefined;
@@ -111,6 +113,8 @@ export class RedlockDriver implements LockDriver<RedlockHandle, RedlockTicket> {
    * - a majority answered, split: busy (a collision, retried after a short random delay);
    * - too few answered for any majority: BackendUnavailableError, or 'unknown' when this attempt left
    *   the owner value on some node, so that core withdraws it.
+   * A busy attempt gives back what it took before it returns; an unknown one keeps it for the retry to
+   * adopt.
    */
   async attempt(
     request: LockRequest,
@@ -121,12 +125,13 @@ export class RedlockDriver implements LockDriver<RedlockHandle, RedlockTicket> {
     const durationMs = Math.ceil(request.ttlMs);
     const notLocks: string[] = [];
     const startedAt = now();
+    const lockKey = this.#lockKey(request.key);
     const ballot = await this.#claim(
-      this.#lockKey(request.key),
+      lockKey,
       current.ownerValue,
       durationMs,
       () => current.withdrawals === 0,
-      current.mayHold,
+      current,
       (node) => notLocks.push(node.address),
     );
     this.#noteAnswers(ballot);
@@ -155,11 +160,10 @@ export class RedlockDriver implements LockDriver<RedlockHandle, RedlockTicket> {
           },
         };
       }
-      // The majority arrived after the lock's validity was spent: RedLock counts that as a failure. The
-      // ticket keeps what it took: the next attempt adopts it, a give-up withdraws it.
-      return busy(current, true);
+      // The majority arrived after the lock's validity was spent: RedLock counts that as a failure.
+      return this.#busy(lockKey, current, true);
     }
-    if (this.#majorityImpossible(ballot)) return busy(current, ballot.granted > 0);
+    if (this.#majorityImpossible(ballot)) return this.#busy(lockKey, current, ballot.granted > 0);
     if (ballot.granted + unknownOutcomes(ballot) >= this.#quorum) {
       return {
         outcome: 'unknown',
@@ -170,7 +174,7 @@ export class RedlockDriver implements LockDriver<RedlockHandle, RedlockTicket> {
         ),
       };
     }
-    if (ballot.granted + ballot.refused >= this.#quorum) return busy(current, true);
+    if (ballot.granted + ballot.refused >= this.#quorum) return this.#busy(lockKey, current, true);
     const cause = unavailableError(ballot, `acquiring "${request.key}"`);
     // Nothing of this request's is left on any node (or core already keeps the ticket): a plain failure.
     if (ticket || current.mayHold.size === 0) throw cause;
@@ -208,27 +212,16 @@ export class RedlockDriver implements LockDriver<RedlockHandle, RedlockTicket> {
    * Deletes the owner value wherever it may be (compare-owner delete, so a lock taken over since is
    * left alone), and ends the waiter's subscription. Resolves once every node that may hold the value
    * has confirmed; otherwise rejects BackendUnavailableError, and core retries in the background. The
-   * first withdrawal, which the caller of an acquire waits for, does not wait for nodes whose last
-   * request timed out (dlock issue 12 #8): the delete is sent to them, and core's retries confirm it.
+   * first withdrawal, which the caller of an acquire waits for, does not wait for nodes that are not
+   * healthy (their last request timed out, or they are reconnecting; dlock issue 12 #8): the delete is
+   * sent to them, and core's retries confirm it.
    */
   async withdraw(request: LockRequest, ticket: RedlockTicket): Promise<void> {
     closeSubscription(ticket);
     // From here on, claims of this request still waiting for a connection are not sent.
     ticket.withdrawals++;
-    const targets = [...ticket.mayHold];
-    if (targets.length === 0) return;
-    const ballot = await castBallot(
-      targets,
-      this.#quorum,
-      (node) =>
-        node.evaluate(RELEASE_SCRIPT, this.#lockKey(request.key), [ticket.ownerValue]).then((answer) => {
-          if (answer.ok) ticket.mayHold.delete(node);
-          return answer;
-        }),
-      () => 'for',
-      { decided: ticket.withdrawals === 1 ? onlyUnresponsivePending : undefined },
-    );
-    if (ticket.mayHold.size > 0) {
+    const ballot = await this.#deleteOwnerValue(this.#lockKey(request.key), ticket, ticket.withdrawals > 1);
+    if (ballot && ticket.mayHold.size > 0) {
       throw unavailableError(ballot, `withdrawing the attempt on "${request.key}"`);
     }
   }
@@ -316,7 +309,7 @@ export class RedlockDriver implements LockDriver<RedlockHandle, RedlockTicket> {
       this.#quorum,
       (node) => node.evaluate(RELEASE_SCRIPT, this.#lockKey(key), [grant.handle.ownerValue]),
       () => 'for',
-      { decided: (votes) => votes.granted >= this.#quorum && onlyUnresponsivePending(votes) },
+      { decided: (votes) => votes.granted >= this.#quorum && onlyUnhealthyPending(votes) },
     );
     this.#noteAnswers(ballot);
     if (ballot.granted < this.#quorum) throw unavailableError(ballot, `releasing "${key}"`);
@@ -355,7 +348,7 @@ export class RedlockDriver implements LockDriver<RedlockHandle, RedlockTicket> {
 
   /**
    * Sends the claim script to every node (to each only while `wanted` says so: see RedisNode.evaluate).
-   * With `mayHold`, keeps track of where the owner value may be: a node is added when asked and dropped
+   * With a ticket, keeps track of where its owner value may be: a node is added when asked and dropped
    * when it refuses, or when the request certainly did not reach it and the value was not there before.
    */
   #claim(
@@ -363,25 +356,71 @@ export class RedlockDriver implements LockDriver<RedlockHandle, RedlockTicket> {
     ownerValue: string,
     durationMs: number,
     wanted: () => boolean,
-    mayHold?: Set<RedisNode>,
+    ticket?: RedlockTicket,
     onNotALock?: (node: RedisNode) => void,
   ): Promise<Ballot> {
     return castBallot(
       this.#nodes,
       this.#quorum,
       (node) => {
-        const heldBefore = mayHold?.has(node) ?? false;
-        mayHold?.add(node);
-        return node
+        const heldBefore = ticket?.mayHold.has(node) ?? false;
+        ticket?.mayHold.add(node);
+        const claim = node
           .evaluate(CLAIM_SCRIPT, lockKey, [ownerValue, durationMs, CREATE], wanted)
           .then((answer) => {
-            if (mayHold && refusedOrUnsent(answer) && (answer.ok || !heldBefore)) mayHold.delete(node);
+            if (ticket?.inFlight.get(node) === claim) ticket.inFlight.delete(node);
+            if (ticket && refusedOrUnsent(answer) && (answer.ok || !heldBefore)) ticket.mayHold.delete(node);
             if (answer.ok && answer.value === NOT_A_LOCK) onNotALock?.(node);
             return answer;
           });
+        ticket?.inFlight.set(node, claim);
+        return claim;
       },
       (result) => (result > 0 ? 'for' : 'against'),
       { decided: (ballot) => ballot.granted >= this.#quorum || this.#majorityImpossible(ballot) },
+    );
+  }
+
+  /**
+   * A failed attempt gives back what it took before it reports busy, so that contenders who split the
+   * vote do not keep each other out until their keys expire (the RedLock algorithm unlocks every
+   * instance after a failed attempt). Bounded like a withdrawal: nodes that are not healthy are not
+   * waited for, and what is left there stays in the ticket for the final withdrawal.
+   */
+  async #busy(
+    lockKey: string,
+    ticket: RedlockTicket,
+    collided: boolean,
+  ): Promise<Attempt<RedlockHandle, RedlockTicket>> {
+    await this.#deleteOwnerValue(lockKey, ticket, false);
+    ticket.collided = collided;
+    return { outcome: 'busy', ticket };
+  }
+
+  /**
+   * Compare-owner delete of the ticket's value on every node that may hold it, once the claims still
+   * on their way to healthy nodes have answered (where they were refused, there is nothing to delete).
+   * Unless `patient`, nodes that are not healthy are sent the delete but not waited for. Resolves with
+   * the ballot, or undefined when no node may hold the value.
+   */
+  async #deleteOwnerValue(
+    lockKey: string,
+    ticket: RedlockTicket,
+    patient: boolean,
+  ): Promise<Ballot | undefined> {
+    await Promise.all([...ticket.inFlight].filter(([node]) => node.healthy).map(([, claim]) => claim));
+    const targets = [...ticket.mayHold];
+    if (targets.length === 0) return undefined;
+    return castBallot(
+      targets,
+      this.#quorum,
+      (node) =>
+        node.evaluate(RELEASE_SCRIPT, lockKey, [ticket.ownerValue]).then((answer) => {
+          if (answer.ok) ticket.mayHold.delete(node);
+          return answer;
+        }),
+      () => 'for',
+      { decided: patient ? undefined : onlyUnhealthyPending },
     );
   }
 
@@ -458,6 +497,7 @@ function newTicket(identity: string): RedlockTicket {
   return {
     ownerValue: newOwnerValue(identity),
     mayHold: new Set(),
+    inFlight: new Map(),
     withdrawals: 0,
     subscription: undefined,
     released: false,
@@ -466,19 +506,14 @@ function newTicket(identity: string): RedlockTicket {
   };
 }
 
-function busy(ticket: RedlockTicket, collided: boolean): Attempt<RedlockHandle, RedlockTicket> {
-  ticket.collided = collided;
-  return { outcome: 'busy', ticket };
-}
-
 /** The node's script refused, or the request certainly never reached it. */
 function refusedOrUnsent(answer: NodeAnswer<number>): boolean {
   return answer.ok ? answer.value <= 0 : !answer.failure.mayHaveApplied;
 }
 
-/** Every node still to answer has stopped answering: a clean-up's caller need not wait for them. */
-function onlyUnresponsivePending(ballot: Ballot): boolean {
-  for (const node of ballot.pending) if (!node.unresponsive) return false;
+/** No node still to answer is expected to answer soon: a clean-up's caller need not wait for them. */
+function onlyUnhealthyPending(ballot: Ballot): boolean {
+  for (const node of ballot.pending) if (node.healthy) return false;
   return true;
 }
 

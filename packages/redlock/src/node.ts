@@ -84,11 +84,11 @@ export class RedisNode {
   }
 
   /**
-   * Whether the node's last request timed out and nothing has answered since (a paused or hung node).
-   * Clean-ups do not make their caller wait for such a node: core retries them in the background.
+   * Connected, and answering: a request to it is expected back within a round trip. Not healthy:
+   * (re)connecting, or its last request timed out and nothing has answered since.
    */
-  get unresponsive(): boolean {
-    return this.#unresponsive;
+  get healthy(): boolean {
+    return this.client.status === 'ready' && !this.#unresponsive && !this.#readiness;
   }
 
   /**

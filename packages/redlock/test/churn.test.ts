@@ -67,8 +67,9 @@ describe('timed-out waiters leave nothing behind (issue 12 #6)', () => {
           timers: process.getActiveResourcesInfo().filter((kind) => kind === 'Timeout').length,
         };
       };
-      // One waiter first, so the subscriber connections exist in the baseline.
-      await expect(waiter.acquire(key, { waitMs: 10 })).rejects.toBeInstanceOf(LockTimeoutError);
+      // One waiter first, long enough to subscribe, so the subscriber connections exist in the baseline.
+      await expect(waiter.acquire(key, { waitMs: 300 })).rejects.toBeInstanceOf(LockTimeoutError);
+      expect(subscribers.length).toBe(3);
       // Its unsubscribe follows the subscribe on connections that are still being opened: wait for both.
       expect(await eventually(async () => (await measure()).numsub === 0, 10_000)).toBe(true);
       const before = await measure();

@@ -117,6 +117,21 @@ describe('waiting', () => {
     await lease.release();
   });
 
+  it('gives back what a failed attempt took while it waits, so contenders that split the vote do not block each other', async () => {
+    const key = freshKey('split');
+    // Two other owners hold 3 of the 5 nodes between them: nobody can win a majority.
+    await Promise.all(operator.slice(0, 2).map((client) => client.set(key, 'owner-x', 'PX', 10_000)));
+    await operator[2]!.set(key, 'owner-y', 'PX', 10_000);
+    const waiter = open({ identity: 'waiter', fallbackRecheckMs: 5_000 });
+    const waiting = waiter.acquire(key, { waitMs: 1_500 }).catch((error: unknown) => error);
+    // Between attempts, nodes 4 and 5 (which its attempts win) must not keep its value.
+    await sleep(500);
+    expect(await Promise.all(operator.slice(3).map((client) => client.get(key)))).toEqual([null, null]);
+    expect(await waiting).toMatchObject({ code: 'LOCK_TIMEOUT' });
+    expect(await storedValues(operator, key)).toHaveLength(3);
+    await Promise.all(operator.map((client) => client.del(key)));
+  });
+
   it('drops its release-notice subscriptions once the waiters are done', async () => {
     const key = freshKey('unsubscribe');
     const [holder, waiter] = [open(), open()];
