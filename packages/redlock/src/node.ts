@@ -1,6 +1,6 @@
 import { Redis, type RedisOptions } from 'ioredis';
 
-/** Why one node did not answer a request. */
+/** Why one node failed a request. */
 export interface NodeFailure {
   readonly address: string;
   /**
@@ -146,10 +146,9 @@ export class RedisNode {
     if (this.#readiness) return this.#readiness;
     if (client.status === 'ready') return Promise.resolve(undefined);
     if (client.status === 'end') return Promise.resolve(this.#notConnected('the connection was closed'));
-    if (this.#lastError && AUTH_FAILURE.test(this.#lastError.message)) {
-      return Promise.resolve(this.#serverRefused(this.#lastError.message));
+    if (this.#connectFailed || (this.#lastError && AUTH_FAILURE.test(this.#lastError.message))) {
+      return Promise.resolve(this.#notConnected());
     }
-    if (this.#connectFailed) return Promise.resolve(this.#notConnected());
     if (client.status === 'wait') client.connect().catch(() => {});
     // One wait per connection attempt, shared by every request queued behind it.
     this.#readiness ??= this.#waitUntilReady().finally(() => {
@@ -199,6 +198,9 @@ export class RedisNode {
   }
 
   #notConnected(detail = 'not connected'): NodeFailure {
+    // A rejected password does not fix itself on the next reconnect.
+    if (this.#lastError && AUTH_FAILURE.test(this.#lastError.message))
+      return this.#serverRefused(this.#lastError.message);
     const last = this.#lastError ? ` (${this.#lastError.message})` : '';
     return { address: this.address, mayHaveApplied: false, transient: true, detail: `${detail}${last}` };
   }

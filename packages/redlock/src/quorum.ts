@@ -14,7 +14,7 @@ export interface Ballot {
   readonly granted: number;
   /** Nodes whose script said no: the key holds another owner's value (or, for a release, not ours). */
   readonly refused: number;
-  /** Nodes that did not answer, and why. */
+  /** Nodes that failed (did not answer, or answered with an error), and why. */
   readonly failed: readonly NodeFailure[];
   /** Nodes that have not answered yet. */
   readonly pending: ReadonlySet<RedisNode>;
@@ -84,7 +84,7 @@ export const unknownOutcomes = (ballot: Ballot): number =>
   ballot.failed.filter((failure) => failure.mayHaveApplied).length;
 
 /**
- * A typed error naming the nodes that did not answer and why, with the vote count. `transient` is
+ * A typed error naming the nodes that failed and why, with the vote count. `transient` is
  * false only when every failure is one that repeats until someone changes something (authentication).
  */
 export function unavailableError(ballot: Ballot, outcome: string): BackendUnavailableError {
@@ -95,7 +95,7 @@ export function unavailableError(ballot: Ballot, outcome: string): BackendUnavai
   return new BackendUnavailableError(
     'redlock',
     addresses || 'no failing node',
-    `${outcome}: ${failed.length} of ${ballot.nodes} nodes did not answer, ${ballot.granted} agreed, ` +
+    `${outcome}: ${failed.length} of ${ballot.nodes} nodes failed, ${ballot.granted} agreed, ` +
       `${ballot.refused} refused${stillPending}, and a majority of ${ballot.quorum} is needed` +
       (reasons ? ` (${reasons})` : ''),
     { transient: failed.length === 0 || failed.some((failure) => failure.transient) },

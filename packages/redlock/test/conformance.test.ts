@@ -7,8 +7,8 @@ import { createRedlockProvider } from '../src/index.js';
 import { closeRawClients, deadUrls, faultsOnEvery, proxyEach, rawClients, storedValues } from './support.js';
 
 const CONNECT_TIMEOUT_MS = 500;
-/** The network cases' providers: a 2 s outage (2 × this) must not reject a waiting acquire. */
-const NETWORK_CONNECT_TIMEOUT_MS = 1_000;
+/** The network cases' providers: a 3 s outage (2 × this) must not reject a waiting acquire. */
+const NETWORK_CONNECT_TIMEOUT_MS = 1_500;
 /** Above the kit's 150 ms each-way delay, short enough that a black-holed release gives up quickly. */
 const NETWORK_COMMAND_TIMEOUT_MS = 1_000;
 

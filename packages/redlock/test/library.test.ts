@@ -15,7 +15,7 @@ let keyCounter = 0;
 const freshKey = (label: string) => `library-${label}-${process.pid}-${keyCounter++}`;
 
 function open(options: Partial<RedlockProviderOptions> = {}): LockProvider {
-  const provider = createRedlockProvider({ urls: cluster.urls, connectTimeoutMs: 500, ...options });
+  const provider = createRedlockProvider({ urls: cluster.urls, connectTimeoutMs: 2_000, ...options });
   providers.push(provider);
   return provider;
 }
@@ -123,10 +123,19 @@ describe('waiting', () => {
     await Promise.all(operator.slice(0, 2).map((client) => client.set(key, 'owner-x', 'PX', 10_000)));
     await operator[2]!.set(key, 'owner-y', 'PX', 10_000);
     const waiter = open({ identity: 'waiter', fallbackRecheckMs: 5_000 });
-    const waiting = waiter.acquire(key, { waitMs: 1_500 }).catch((error: unknown) => error);
-    // Between attempts, nodes 4 and 5 (which its attempts win) must not keep its value.
-    await sleep(500);
-    expect(await Promise.all(operator.slice(3).map((client) => client.get(key)))).toEqual([null, null]);
+    const waiting = waiter.acquire(key, { waitMs: 3_000 }).catch((error: unknown) => error);
+    // Its first attempt wins nodes 4 and 5, fails, and then it subscribes to release notices. From then
+    // on, between attempts, while it still waits, nodes 4 and 5 must be free again.
+    const subscribed = await eventually(async () => {
+      const counts = await Promise.all(operator.map((client) => client.pubsub('NUMSUB', `${key}:released`)));
+      return counts.some((count) => Number(count[1]) > 0);
+    }, 2_000);
+    expect(subscribed).toBe(true);
+    const freeWhileWaiting = await eventually(async () => {
+      const values = await Promise.all(operator.slice(3).map((client) => client.get(key)));
+      return values.every((value) => value === null) && (await storedValues(operator, key)).length === 3;
+    }, 2_000);
+    expect(freeWhileWaiting).toBe(true);
     expect(await waiting).toMatchObject({ code: 'LOCK_TIMEOUT' });
     expect(await storedValues(operator, key)).toHaveLength(3);
     await Promise.all(operator.map((client) => client.del(key)));

@@ -15,7 +15,7 @@ import { closeRawClients, proxyEach, rawClients, sleep, storedValues } from './s
  * and left the first one behind. Each case below is such a fault; each must leave nothing behind.
  */
 const COMMAND_TIMEOUT_MS = 500;
-const CONNECT_TIMEOUT_MS = 500;
+const CONNECT_TIMEOUT_MS = 1_000;
 /** How long after the nodes are reachable again an orphan may remain (issue 11: "about one second"). */
 const ORPHAN_BOUND_MS = 1_000;
 /** Slack for a shared, busy machine. */

@@ -32,7 +32,7 @@ async function restartNodeThreeWhileAHolds(options: RedisOptions) {
   cluster = await startRedisNodes(5, options);
   operator = rawClients(cluster.urls);
   const open = (identity: string) => {
-    const provider = createRedlockProvider({ urls: cluster!.urls, identity, connectTimeoutMs: 500 });
+    const provider = createRedlockProvider({ urls: cluster!.urls, identity, connectTimeoutMs: 1_000 });
     providers.push(provider);
     return provider;
   };

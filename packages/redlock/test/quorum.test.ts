@@ -5,7 +5,7 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { type RedlockProviderOptions, createRedlockProvider } from '../src/index.js';
 import { sleep } from './support.js';
 
-const CONNECT_TIMEOUT_MS = 500;
+const CONNECT_TIMEOUT_MS = 1_000;
 const COMMAND_TIMEOUT_MS = 500;
 /** Slack for a shared, busy machine on every "no hang" bound. */
 const MARGIN_MS = 600;
@@ -110,7 +110,7 @@ describe('RedLock with a majority of nodes down', () => {
     expect(acquired.elapsedMs).toBeLessThan(CONNECT_TIMEOUT_MS + MARGIN_MS);
     const error = acquired.error as BackendUnavailableError;
     expect(error.address.split(',').sort()).toEqual(dead.map(addressOf).sort());
-    expect(error.message).toContain('3 of 5 nodes did not answer');
+    expect(error.message).toContain('3 of 5 nodes failed');
 
     // "Unreachable" is not "held": tryAcquire and holder must not answer null.
     await expect(provider.tryAcquire(key, { ttlMs: 10_000 })).rejects.toBeInstanceOf(BackendUnavailableError);

@@ -25,7 +25,7 @@ let keyCounter = 0;
 const freshKey = (label: string) => `repair-${label}-${process.pid}-${keyCounter++}`;
 
 function open(identity: string): LockProvider {
-  const provider = createRedlockProvider({ urls: cluster.urls, identity, connectTimeoutMs: 500 });
+  const provider = createRedlockProvider({ urls: cluster.urls, identity, connectTimeoutMs: 1_000 });
   providers.push(provider);
   return provider;
 }
