@@ -1,10 +1,10 @@
 import { eventually } from '@dlock/conformance';
-import { LockTimeoutError } from '@dlock/core';
+import { BackendUnavailableError, LockTimeoutError } from '@dlock/core';
 import { type RedisNodes, startRedisNodes } from '@dlock/testkit';
 import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createRedlockProvider } from '../src/index.js';
-import { closeRawClients, rawClients, sleep } from './support.js';
+import { closeRawClients, connected, rawClients, sleep } from './support.js';
 
 /**
  * Issue 12 #6 (the measurement, for RedLock; the shared soak helper comes later): waiters that time
@@ -52,6 +52,7 @@ describe('timed-out waiters leave nothing behind (issue 12 #6)', () => {
     const listenersBeforeProvider = clients.map(listenersOn);
     const holder = createRedlockProvider({ urls: cluster.urls });
     const waiter = createRedlockProvider({ clients });
+    await Promise.all([connected(holder), connected(waiter)]);
     try {
       const lease = await holder.acquire(key, { ttlMs: 120_000 });
       const measure = async () => {
@@ -77,6 +78,7 @@ describe('timed-out waiters leave nothing behind (issue 12 #6)', () => {
       const started = performance.now();
       let done = 0;
       let timedOut = 0;
+      let unavailable = 0;
       let peakNumsub = 0;
       while (done < ACQUIRES && performance.now() - started < TIME_BUDGET_MS) {
         const batch = Array.from({ length: AT_ONCE }, () =>
@@ -85,7 +87,9 @@ describe('timed-out waiters leave nothing behind (issue 12 #6)', () => {
               throw new Error('acquired a held lock');
             },
             (error: unknown) => {
+              // On a starved machine a node may miss its command timeout: the waiter gives up either way.
               if (error instanceof LockTimeoutError) timedOut++;
+              else if (error instanceof BackendUnavailableError) unavailable++;
               else throw error;
             },
           ),
@@ -100,12 +104,12 @@ describe('timed-out waiters leave nothing behind (issue 12 #6)', () => {
       }
       const churnMs = performance.now() - started;
       expect(done).toBe(ACQUIRES);
-      expect(timedOut).toBe(ACQUIRES);
+      expect(timedOut + unavailable).toBe(ACQUIRES);
       // Unsubscribes are sent when the last waiter of a channel leaves; give the nodes a moment.
       expect(await eventually(async () => (await measure()).numsub === 0, 10_000)).toBe(true);
       const after = await measure();
       console.log(
-        `[redlock] ${ACQUIRES} timed-out acquires in ${Math.round(churnMs)} ms (PUBSUB NUMSUB summed over the nodes ` +
+        `[redlock] ${ACQUIRES} acquires gave up in ${Math.round(churnMs)} ms (${timedOut} timed out, ${unavailable} unavailable; PUBSUB NUMSUB summed over the nodes ` +
           `peaked at ${peakNumsub}): before ${JSON.stringify(before)}, after ${JSON.stringify(after)}`,
       );
       expect(after.numsub).toBe(before.numsub);

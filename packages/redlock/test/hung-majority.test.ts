@@ -4,7 +4,7 @@ import { type RedisNodes, startRedisNodes } from '@dlock/testkit';
 import type { Redis } from 'ioredis';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { createRedlockProvider } from '../src/index.js';
-import { closeRawClients, rawClients, storedValues } from './support.js';
+import { closeRawClients, connected, rawClients, storedValues } from './support.js';
 
 /**
  * Issue 12 #8: three nodes, two of them hung (SIGSTOP), the default 2000 ms command timeout. Before,
@@ -27,7 +27,7 @@ async function open(): Promise<LockProvider> {
   const provider = createRedlockProvider({ urls: cluster.urls });
   providers.push(provider);
   // Connected and answered once, as a provider in service is.
-  await provider.holder(freshKey('warm'));
+  await connected(provider);
   return provider;
 }
 

@@ -4,7 +4,7 @@ import { type FaultProxy, type RedisNodes, startRedisNodes } from '@dlock/testki
 import { Redis } from 'ioredis';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { type RedlockProviderOptions, createRedlockProvider } from '../src/index.js';
-import { closeRawClients, proxyEach, rawClients, sleep, storedValues } from './support.js';
+import { closeRawClients, connected, proxyEach, rawClients, sleep, storedValues } from './support.js';
 
 /**
  * Issue 11 on RedLock, with a fault proxy in front of each of three nodes. The `redlock` library
@@ -37,6 +37,7 @@ async function open(options: Partial<RedlockProviderOptions> = {}): Promise<Lock
     ...options,
   });
   providers.push(provider);
+  await connected(provider);
   await (await provider.acquire(freshKey('warm'), { ttlMs: 10_000 })).release();
   return provider;
 }
@@ -157,6 +158,7 @@ describe('release-notice subscriptions (issue 12 #6)', () => {
     try {
       const waiter = createRedlockProvider({ clients });
       providers.push(waiter);
+      await connected(waiter);
       for (const proxy of proxies) proxy.delay(100, 'downstream');
       // It subscribes as the connections open (queued by ioredis) and unsubscribes 10 ms later, mid-handshake.
       await expect(waiter.acquire(key, { waitMs: 10 })).rejects.toMatchObject({ code: 'LOCK_TIMEOUT' });

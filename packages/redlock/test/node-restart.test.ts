@@ -4,7 +4,7 @@ import { type RedisNodes, type RedisOptions, startRedisNodes } from '@dlock/test
 import type { Redis } from 'ioredis';
 import { afterEach, describe, expect, it } from 'vitest';
 import { createRedlockProvider } from '../src/index.js';
-import { closeRawClients, rawClients } from './support.js';
+import { closeRawClients, connected, rawClients } from './support.js';
 
 /**
  * The RedLock failure antirez's "Is Redlock safe?" discusses and Kleppmann's "How to do distributed
@@ -37,6 +37,7 @@ async function restartNodeThreeWhileAHolds(options: RedisOptions) {
     return provider;
   };
   const [a, b] = [open('A'), open('B')];
+  await Promise.all([connected(a), connected(b)]);
   // Numbered from 1, as in the story above.
   const node = (n: number) => cluster!.nodes[n - 1]!;
 

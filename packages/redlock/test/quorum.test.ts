@@ -3,7 +3,7 @@ import { BackendUnavailableError, LockLostError, type LockProvider } from '@dloc
 import { type RedisNodes, type RedisServer, startRedisNodes } from '@dlock/testkit';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { type RedlockProviderOptions, createRedlockProvider } from '../src/index.js';
-import { sleep } from './support.js';
+import { connected, sleep } from './support.js';
 
 const CONNECT_TIMEOUT_MS = 1_000;
 const COMMAND_TIMEOUT_MS = 500;
@@ -61,6 +61,7 @@ describe('RedLock with a minority of nodes down', () => {
   it('still acquires, excludes and hands over with 2 of 5 nodes killed', async () => {
     const key = freshKey('minority');
     const [a, b] = [open({ identity: 'a' }), open({ identity: 'b' })];
+    await Promise.all([connected(a), connected(b)]);
     await Promise.all([cluster.nodes[3]!.kill(), cluster.nodes[4]!.kill()]);
 
     const lease = await a.acquire(key, { ttlMs: 10_000, waitMs: 5_000 });
@@ -80,8 +81,7 @@ describe('RedLock with a minority of nodes down', () => {
     const key = freshKey('paused');
     const [a, b] = [open(), open()];
     // Warm the connections so the pause hits established sockets, as in a real stall.
-    await a.holder(key);
-    await b.holder(key);
+    await Promise.all([connected(a), connected(b)]);
     cluster.nodes[0]!.pause();
     cluster.nodes[1]!.pause();
 
@@ -120,7 +120,7 @@ describe('RedLock with a majority of nodes down', () => {
   it('a provider in service rides out a majority restart within waitMs (issue 11 #3): the waiting acquire gets the lock', async () => {
     const key = freshKey('ride-out');
     const provider = open();
-    await provider.holder(key);
+    await connected(provider);
     const dead = cluster.nodes.slice(0, 3);
     await Promise.all(dead.map((node) => node.kill()));
     const waiting = outcomeOf(provider.acquire(key, { ttlMs: 10_000, waitMs: 20_000 }));
@@ -153,6 +153,7 @@ describe('RedLock with a majority of nodes down', () => {
   it('a held lease whose majority goes down: extend is "unknown" (not lost), then the lease lapses at its validity', async () => {
     const key = freshKey('lapse');
     const provider = open();
+    await connected(provider);
     const ttlMs = 1_500;
     const lease = await provider.acquire(key, { ttlMs });
     await Promise.all(cluster.nodes.slice(0, 3).map((node) => node.kill()));

@@ -4,7 +4,7 @@ import { type RedisNodes, startRedisNodes } from '@dlock/testkit';
 import type { Redis } from 'ioredis';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { createRedlockProvider } from '../src/index.js';
-import { closeRawClients, rawClients, sleep } from './support.js';
+import { closeRawClients, connected, rawClients, sleep } from './support.js';
 
 /**
  * Issue 12 #7: three nodes without persistence, ttl 3000 ms, renewal every 1000 ms. Before, the
@@ -37,7 +37,9 @@ async function layout(key: string): Promise<string> {
 }
 
 async function heldRenewed(key: string): Promise<{ lease: Lease; stop: () => void }> {
-  const lease = await open('A').acquire(key, { ttlMs: TTL_MS });
+  const a = open('A');
+  await connected(a);
+  const lease = await a.acquire(key, { ttlMs: TTL_MS });
   const renewal = renewInBackground(lease, { intervalMs: RENEW_EVERY_MS });
   expect(await eventually(async () => (await layout(key)) === 'A A A', 1_000)).toBe(true);
   return { lease, stop: () => renewal.stop() };
@@ -68,6 +70,7 @@ describe('a renewed lease repairs its majority (issue 12 #7)', () => {
     const key = freshKey('flush');
     const { lease, stop } = await heldRenewed(key);
     const b = open('B');
+    await connected(b);
 
     await operator[0]!.flushall();
     const flushedAt = performance.now();

@@ -1,4 +1,5 @@
 import type { NetworkFaults } from '@dlock/conformance';
+import type { LockProvider } from '@dlock/core';
 import { type FaultProxy, type RedisServer, freePort, startFaultProxy } from '@dlock/testkit';
 import { Redis } from 'ioredis';
 
@@ -68,4 +69,22 @@ export function faultsOnEvery(proxies: readonly FaultProxy[]): NetworkFaults {
 /** A fault proxy in front of each node, in node order. */
 export function proxyEach(nodes: readonly RedisServer[]): Promise<FaultProxy[]> {
   return Promise.all(nodes.map((node) => startFaultProxy({ target: { host: node.host, port: node.port } })));
+}
+
+/**
+ * Resolves once `provider` has had answers from a majority (its first operation would otherwise fail
+ * fast, like a backend that is down at start, if connecting takes longer than its connect timeout on a
+ * busy machine). Rejects after `withinMs`.
+ */
+export async function connected(provider: LockProvider, withinMs = 15_000): Promise<void> {
+  const deadline = performance.now() + withinMs;
+  for (;;) {
+    try {
+      await provider.holder('dlock-test-connected');
+      return;
+    } catch (error) {
+      if (performance.now() > deadline) throw error;
+      await sleep(100);
+    }
+  }
 }
