@@ -57,7 +57,7 @@ export interface RedlockTicket {
   readonly mayHold: Set<RedisNode>;
   /** Claims sent and not answered yet, by node. */
   readonly inFlight: Map<RedisNode, Promise<unknown>>;
-  /** How many withdrawals have run (the first one does not wait for nodes that are not healthy). */
+  /** How many withdrawals have run (the first one does not wait for hung nodes). */
   withdrawals: number;
   /** The waiter's release-notice subscription. */
   subscription: ReleaseSubscription | undefined;
@@ -212,9 +212,8 @@ export class RedlockDriver implements LockDriver<RedlockHandle, RedlockTicket> {
    * Deletes the owner value wherever it may be (compare-owner delete, so a lock taken over since is
    * left alone), and ends the waiter's subscription. Resolves once every node that may hold the value
    * has confirmed; otherwise rejects BackendUnavailableError, and core retries in the background. The
-   * first withdrawal, which the caller of an acquire waits for, does not wait for nodes that are not
-   * healthy (their last request timed out, or they are reconnecting; dlock issue 12 #8): the delete is
-   * sent to them, and core's retries confirm it.
+   * first withdrawal, which the caller of an acquire waits for, does not wait for hung nodes (their
+   * last request timed out; dlock issue 12 #8): the delete is sent to them, and core's retries confirm it.
    */
   async withdraw(request: LockRequest, ticket: RedlockTicket): Promise<void> {
     closeSubscription(ticket);
@@ -309,7 +308,7 @@ export class RedlockDriver implements LockDriver<RedlockHandle, RedlockTicket> {
       this.#quorum,
       (node) => node.evaluate(RELEASE_SCRIPT, this.#lockKey(key), [grant.handle.ownerValue]),
       () => 'for',
-      { decided: (votes) => votes.granted >= this.#quorum && onlyUnhealthyPending(votes) },
+      { decided: (votes) => votes.granted >= this.#quorum && onlyHungPending(votes) },
     );
     this.#noteAnswers(ballot);
     if (ballot.granted < this.#quorum) throw unavailableError(ballot, `releasing "${key}"`);
@@ -384,8 +383,8 @@ export class RedlockDriver implements LockDriver<RedlockHandle, RedlockTicket> {
   /**
    * A failed attempt gives back what it took before it reports busy, so that contenders who split the
    * vote do not keep each other out until their keys expire (the RedLock algorithm unlocks every
-   * instance after a failed attempt). Bounded like a withdrawal: nodes that are not healthy are not
-   * waited for, and what is left there stays in the ticket for the final withdrawal.
+   * instance after a failed attempt). Bounded like a withdrawal: hung nodes are not waited for, and
+   * what is left there stays in the ticket for the final withdrawal.
    */
   async #busy(
     lockKey: string,
@@ -399,16 +398,16 @@ export class RedlockDriver implements LockDriver<RedlockHandle, RedlockTicket> {
 
   /**
    * Compare-owner delete of the ticket's value on every node that may hold it, once the claims still
-   * on their way to healthy nodes have answered (where they were refused, there is nothing to delete).
-   * Unless `patient`, nodes that are not healthy are sent the delete but not waited for. Resolves with
-   * the ballot, or undefined when no node may hold the value.
+   * on their way to nodes that are not hung have answered (where they were refused, there is nothing to
+   * delete). Unless `patient`, hung nodes are sent the delete but not waited for. Resolves with the
+   * ballot, or undefined when no node may hold the value.
    */
   async #deleteOwnerValue(
     lockKey: string,
     ticket: RedlockTicket,
     patient: boolean,
   ): Promise<Ballot | undefined> {
-    await Promise.all([...ticket.inFlight].filter(([node]) => node.healthy).map(([, claim]) => claim));
+    await Promise.all([...ticket.inFlight].filter(([node]) => !node.hung).map(([, claim]) => claim));
     const targets = [...ticket.mayHold];
     if (targets.length === 0) return undefined;
     return castBallot(
@@ -420,7 +419,7 @@ export class RedlockDriver implements LockDriver<RedlockHandle, RedlockTicket> {
           return answer;
         }),
       () => 'for',
-      { decided: patient ? undefined : onlyUnhealthyPending },
+      { decided: patient ? undefined : onlyHungPending },
     );
   }
 
@@ -511,9 +510,9 @@ function refusedOrUnsent(answer: NodeAnswer<number>): boolean {
   return answer.ok ? answer.value <= 0 : !answer.failure.mayHaveApplied;
 }
 
-/** No node still to answer is expected to answer soon: a clean-up's caller need not wait for them. */
-function onlyUnhealthyPending(ballot: Ballot): boolean {
-  for (const node of ballot.pending) if (node.healthy) return false;
+/** Every node still to answer has stopped answering: a clean-up's caller need not wait for them. */
+function onlyHungPending(ballot: Ballot): boolean {
+  for (const node of ballot.pending) if (!node.hung) return false;
   return true;
 }
 

@@ -84,11 +84,13 @@ export class RedisNode {
   }
 
   /**
-   * Connected, and answering: a request to it is expected back within a round trip. Not healthy:
-   * (re)connecting, or its last request timed out and nothing has answered since.
+   * Whether the node's last request timed out and nothing has answered since (a paused or hung node).
+   * Clean-ups do not make their caller wait for such a node: core retries them in the background. A node
+   * that is reconnecting is not hung: a request to it fails at once if its connect fails, and otherwise
+   * waits at most connectTimeoutMs.
    */
-  get healthy(): boolean {
-    return this.client.status === 'ready' && !this.#unresponsive && !this.#readiness;
+  get hung(): boolean {
+    return this.#unresponsive;
   }
 
   /**

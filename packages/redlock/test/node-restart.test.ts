@@ -48,19 +48,25 @@ async function restartNodeThreeWhileAHolds(options: RedisOptions) {
   await node(3).restart();
 
   // B keeps trying while its connections to the restarted nodes come back (within the connect timeout).
-  const leaseB = await b.acquire(key, { ttlMs: 30_000, waitMs: 3_000 }).catch(() => null);
+  let whyNotB: unknown;
+  const leaseB = await b.acquire(key, { ttlMs: 30_000, waitMs: 5_000 }).catch((error: unknown) => {
+    whyNotB = error;
+    return null;
+  });
   const owner = (value: string | null) => (value === null ? '-' : value.endsWith(':A') ? 'A' : 'B');
   /** Who each node says holds the key, node 1 first. */
   const layout = async () =>
     (await Promise.all(operator.map((client) => client.get(key)))).map(owner).join(' ');
-  return { leaseA, leaseB, layout, holder: await a.holder(key) };
+  return { leaseA, leaseB, whyNotB, layout, holder: await a.holder(key) };
 }
 
 describe('a node restarting while a lock is held (the known unsafe case)', () => {
   it('without persistence: a second client wins a majority while the first still holds a valid lease', async () => {
-    const { leaseA, leaseB, layout, holder } = await restartNodeThreeWhileAHolds({ persistence: false });
+    const { leaseA, leaseB, whyNotB, layout, holder } = await restartNodeThreeWhileAHolds({
+      persistence: false,
+    });
     // Two holders at once: the documented unsafety, asserted so a change in behaviour is noticed.
-    expect(leaseB).not.toBeNull();
+    expect(leaseB, String(whyNotB)).not.toBeNull();
     expect(leaseA.signal.aborted).toBe(false);
     expect(await layout()).toBe('A A B B B');
     expect(holder?.identity).toBe('B');
@@ -74,9 +80,9 @@ describe('a node restarting while a lock is held (the known unsafe case)', () =>
     const { leaseA, leaseB, layout, holder } = await restartNodeThreeWhileAHolds({ persistence: true });
     expect(leaseB).toBeNull();
     expect(leaseA.signal.aborted).toBe(false);
-    // B's failed attempt released what it won on nodes 4 and 5; the library settles that release at
-    // the first majority, so the last nodes may apply it a moment after tryAcquire returned.
-    expect(await eventually(async () => (await layout()) === 'A A A - -', 2_000)).toBe(true);
+    // B's failed attempts gave back what they won on nodes 4 and 5, and its give-up withdrew the rest;
+    // a node that was still reconnecting gets that delete as soon as it is back.
+    expect(await eventually(async () => (await layout()) === 'A A A - -', 5_000)).toBe(true);
     expect(holder?.identity).toBe('A');
     await leaseA.release();
   });
