@@ -57,7 +57,9 @@ describe('layout shared with the redlock library', () => {
     const lease = await provider.acquire(key, { ttlMs: 10_000 });
     await expect(redlock.acquire([key], 10_000)).rejects.toBeInstanceOf(ExecutionError);
     await lease.release();
-    expect(await storedValues(operator, key)).toEqual([]);
+    // Plain redlock settles the clean-up of its failed acquire (and its release) at the first majority,
+    // so a slow node may drop its value a moment later.
+    expect(await eventually(async () => (await storedValues(operator, key)).length === 0, 2_000)).toBe(true);
   });
 
   it('stores "<32 random hex digits>:<identity>" at keyPrefix + key on every node', async () => {

@@ -4,7 +4,7 @@ import { type RedisNodes, type RedisOptions, startRedisNodes } from '@dlock/test
 import type { Redis } from 'ioredis';
 import { afterEach, describe, expect, it } from 'vitest';
 import { createRedlockProvider } from '../src/index.js';
-import { closeRawClients, connected, rawClients } from './support.js';
+import { closeRawClients, connected, rawClients, sleep } from './support.js';
 
 /**
  * The RedLock failure antirez's "Is Redlock safe?" discusses and Kleppmann's "How to do distributed
@@ -16,6 +16,7 @@ import { closeRawClients, connected, rawClients } from './support.js';
  *   With AOF fsync-always (the testkit's `persistence: true`) node 3 reloads A's lock and B is refused.
  */
 const key = `restart-${process.pid}`;
+const CONNECT_TIMEOUT_MS = 1_000;
 let cluster: RedisNodes | undefined;
 let operator: Redis[] = [];
 const providers: LockProvider[] = [];
@@ -32,18 +33,30 @@ async function restartNodeThreeWhileAHolds(options: RedisOptions) {
   cluster = await startRedisNodes(5, options);
   operator = rawClients(cluster.urls);
   const open = (identity: string) => {
-    const provider = createRedlockProvider({ urls: cluster!.urls, identity, connectTimeoutMs: 1_000 });
+    const provider = createRedlockProvider({
+      urls: cluster!.urls,
+      identity,
+      connectTimeoutMs: CONNECT_TIMEOUT_MS,
+    });
     providers.push(provider);
     return provider;
   };
   const [a, b] = [open('A'), open('B')];
   await Promise.all([connected(a), connected(b)]);
+  const owner = (value: string | null) => (value === null ? '-' : value.endsWith(':A') ? 'A' : 'B');
+  /** Who each node says holds the key, node 1 first. */
+  const layout = async () =>
+    (await Promise.all(operator.map((client) => client.get(key)))).map(owner).join(' ');
   // Numbered from 1, as in the story above.
   const node = (n: number) => cluster!.nodes[n - 1]!;
 
   await Promise.all([node(4).kill(), node(5).kill()]);
   const leaseA: Lease = await a.acquire(key, { ttlMs: 30_000 });
+  // A's claims to nodes 4 and 5 may still be waiting for their reconnects (at most the connect timeout):
+  // let them fail first, or they would land once the nodes are back and give A those nodes too.
+  await sleep(CONNECT_TIMEOUT_MS + 500);
   await Promise.all([node(4).restart(), node(5).restart()]);
+  expect(await layout()).toBe('A A A - -');
   await node(3).kill();
   await node(3).restart();
 
@@ -53,10 +66,6 @@ async function restartNodeThreeWhileAHolds(options: RedisOptions) {
     whyNotB = error;
     return null;
   });
-  const owner = (value: string | null) => (value === null ? '-' : value.endsWith(':A') ? 'A' : 'B');
-  /** Who each node says holds the key, node 1 first. */
-  const layout = async () =>
-    (await Promise.all(operator.map((client) => client.get(key)))).map(owner).join(' ');
   return { leaseA, leaseB, whyNotB, layout, holder: await a.holder(key) };
 }
 
