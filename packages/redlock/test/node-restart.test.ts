@@ -66,7 +66,7 @@ async function restartNodeThreeWhileAHolds(options: RedisOptions) {
     whyNotB = error;
     return null;
   });
-  return { leaseA, leaseB, whyNotB, layout, holder: await a.holder(key) };
+  return { leaseA, leaseB, whyNotB, layout, holder: () => a.holder(key) };
 }
 
 describe('a node restarting while a lock is held (the known unsafe case)', () => {
@@ -77,8 +77,9 @@ describe('a node restarting while a lock is held (the known unsafe case)', () =>
     // Two holders at once: the documented unsafety, asserted so a change in behaviour is noticed.
     expect(leaseB, String(whyNotB)).not.toBeNull();
     expect(leaseA.signal.aborted).toBe(false);
-    expect(await layout()).toBe('A A B B B');
-    expect(holder?.identity).toBe('B');
+    // B was granted at its third vote; the last ones may land a moment later.
+    expect(await eventually(async () => (await layout()) === 'A A B B B', 2_000)).toBe(true);
+    expect((await holder())?.identity).toBe('B');
     // A finds out only when it next extends, if it extends at all before it acts.
     await expect(leaseA.extend()).rejects.toMatchObject({ code: 'LOCK_LOST' });
     await leaseB?.release();
@@ -92,7 +93,7 @@ describe('a node restarting while a lock is held (the known unsafe case)', () =>
     // B's failed attempts gave back what they won on nodes 4 and 5, and its give-up withdrew the rest;
     // a node that was still reconnecting gets that delete as soon as it is back.
     expect(await eventually(async () => (await layout()) === 'A A A - -', 5_000)).toBe(true);
-    expect(holder?.identity).toBe('A');
+    expect((await holder())?.identity).toBe('A');
     await leaseA.release();
   });
 });
