@@ -2,7 +2,7 @@ import {
   type Attempt,
   type Grant,
   type HolderInfo,
-  InvalidArgumentError,
+  KeyConflictError,
   type LockDriver,
   LockLostError,
   type LockRequest,
@@ -18,6 +18,7 @@ import {
   CREATE,
   NOT_A_LOCK,
   ONLY_REFRESH,
+  READ_SCRIPT,
   RELEASE_SCRIPT,
   identityOf,
   newOwnerValue,
@@ -29,10 +30,10 @@ import type { ReleaseNotices, ReleaseSubscription } from './wakeups.js';
  * The client's measure of a lease is cut by the drift allowance: clocks may run apart by driftFactor,
  * and Redis expires keys with 1 ms precision (the `redlock` library adds the same 2 ms).
  */
-const EXPIRY_PRECISION_MS = 2;
+export const EXPIRY_PRECISION_MS = 2;
 
 /** After a split vote, the RedLock algorithm retries after a random delay so contenders fall out of step. */
-const COLLISION_BACKOFF_MS = 20;
+export const COLLISION_BACKOFF_MS = 20;
 
 /** A grant: the owner value every node stores, and how long the last acquire or extension vouches for it. */
 export interface RedlockHandle {
@@ -66,6 +67,13 @@ export interface RedlockTicket {
   /** The last attempt lost a split vote, or won too late: retry after a short random delay. */
   collided: boolean;
   wake: (() => void) | undefined;
+}
+
+/** A node where the lock's key holds application data (KeyConflictError's `found` from this backend). */
+export interface NotALock {
+  readonly address: string;
+  /** What is there: "a hash", "a string without expiry", ... */
+  readonly what: string;
 }
 
 export interface RedlockDriverConfig {
@@ -123,7 +131,7 @@ export class RedlockDriver implements LockDriver<RedlockHandle, RedlockTicket> {
     const current = ticket ?? newTicket(request.identity);
     // Redis takes whole milliseconds; rounding up only lengthens what the nodes keep excluding others.
     const durationMs = Math.ceil(request.ttlMs);
-    const notLocks: string[] = [];
+    const notLocks: NotALock[] = [];
     const startedAt = now();
     const lockKey = this.#lockKey(request.key);
     const ballot = await this.#claim(
@@ -132,21 +140,12 @@ export class RedlockDriver implements LockDriver<RedlockHandle, RedlockTicket> {
       durationMs,
       () => current.withdrawals === 0,
       current,
-      (node) => notLocks.push(node.address),
+      (node) => notLocks.push({ address: node.address, what: 'data without expiry or of another type' }),
     );
     this.#noteAnswers(ballot);
     if (notLocks.length > this.#nodes.length - this.#quorum) {
       // Waiting would be forever: no RedLock client wrote it, so nobody will release it (issue 12 #9).
-      return this.#fail(
-        request,
-        current,
-        new InvalidArgumentError(
-          'key',
-          request.key,
-          `a name no application data uses: "${this.#lockKey(request.key)}" holds data without expiry or of ` +
-            `another type on ${notLocks.join(', ')}, which no RedLock client writes (a keyPrefix keeps lock keys apart)`,
-        ),
-      );
+      return this.#fail(request, current, this.#keyConflict(request.key, notLocks));
     }
     if (ballot.granted >= this.#quorum) {
       const validUntil = this.#validUntil(startedAt, durationMs);
@@ -317,13 +316,23 @@ export class RedlockDriver implements LockDriver<RedlockHandle, RedlockTicket> {
   /** The owner a majority of nodes agrees on, or null when no value has a majority. */
   async holder(key: string): Promise<HolderInfo | null> {
     const lockKey = this.#lockKey(key);
-    const answers = await Promise.all(this.#nodes.map((node) => node.get(lockKey)));
+    const answers = await Promise.all(
+      this.#nodes.map((node) =>
+        node.run((client) => client.eval(READ_SCRIPT, 1, lockKey) as Promise<[number, string?]>),
+      ),
+    );
     const counts = new Map<string, number>();
     const failed: NodeFailure[] = [];
-    for (const answer of answers) {
+    const notLocks: NotALock[] = [];
+    answers.forEach((answer, index) => {
       if (!answer.ok) failed.push(answer.failure);
-      else if (answer.value !== null) counts.set(answer.value, (counts.get(answer.value) ?? 0) + 1);
-    }
+      else if (answer.value[0] === NOT_A_LOCK) {
+        notLocks.push({ address: this.#nodes[index]!.address, what: answer.value[1]! });
+      } else if (answer.value[0] === 1) {
+        const value = answer.value[1]!;
+        counts.set(value, (counts.get(value) ?? 0) + 1);
+      }
+    });
     const ballot = {
       nodes: answers.length,
       quorum: this.#quorum,
@@ -336,6 +345,7 @@ export class RedlockDriver implements LockDriver<RedlockHandle, RedlockTicket> {
     for (const [value, count] of counts) {
       if (count >= this.#quorum) return { identity: identityOf(value), token: 0n };
     }
+    if (notLocks.length > this.#nodes.length - this.#quorum) throw this.#keyConflict(key, notLocks);
     if (ballot.granted < this.#quorum) throw unavailableError(ballot, `reading the holder of "${key}"`);
     return null;
   }
@@ -433,6 +443,21 @@ export class RedlockDriver implements LockDriver<RedlockHandle, RedlockTicket> {
     throw error;
   }
 
+  /**
+   * A majority of nodes hold data at the lock's key that no RedLock client writes: it never frees up
+   * the way a lock does, so acquire and holder fail at once (core's KeyConflictError, issue 12 #9).
+   */
+  #keyConflict(key: string, found: readonly NotALock[]): KeyConflictError<readonly NotALock[]> {
+    const where = found.map(({ address, what }) => `${what} on ${address}`).join(', ');
+    return new KeyConflictError(
+      key,
+      this.#lockKey(key),
+      found,
+      `the key holds data that is not a lock (${where}), which no RedLock client writes; a lock key must be ` +
+        'absent or hold a lock value with an expiry: use a keyPrefix so locks never share keys with application data',
+    );
+  }
+
   #noteAnswers(ballot: Ballot): void {
     if (ballot.granted + ballot.refused >= this.#quorum) this.#reachedMajority = true;
   }
@@ -522,7 +547,7 @@ function closeSubscription(ticket: RedlockTicket): void {
 }
 
 /** Resolves when `work` settles, after `ms`, or when `signal` aborts — whichever is first — and leaves no timer behind. */
-function settleWithin(work: Promise<unknown>, ms: number, signal: AbortSignal): Promise<void> {
+export function settleWithin(work: Promise<unknown>, ms: number, signal: AbortSignal): Promise<void> {
   if (signal.aborted) return Promise.resolve();
   return new Promise((resolve) => {
     const finish = () => {

@@ -107,8 +107,9 @@ export class RedisNode {
     return this.#request((client) => client.eval(script, 1, key, ...args) as Promise<number>, wanted);
   }
 
-  get(key: string): Promise<NodeAnswer<string | null>> {
-    return this.#request((client) => client.get(key));
+  /** Any other request, with the same readiness wait and the same classification of failures. */
+  run<T>(send: (client: Redis) => Promise<T>): Promise<NodeAnswer<T>> {
+    return this.#request(send);
   }
 
   pttl(key: string): Promise<NodeAnswer<number>> {

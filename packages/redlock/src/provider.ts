@@ -9,6 +9,8 @@ import {
 import type { Redis } from 'ioredis';
 import { RedlockDriver } from './driver.js';
 import { type RedisNode, adoptNode, closeClients, connectNode, openSubscriber } from './node.js';
+import { RedlockReadWriteDriver } from './read-write.js';
+import { RedlockSemaphoreDriver } from './semaphore.js';
 import { ReleaseNotices } from './wakeups.js';
 
 export interface RedlockProviderOptions extends Omit<ProviderOptions, 'election'> {
@@ -117,23 +119,29 @@ export function createRedlockProvider(options: RedlockProviderOptions): LockProv
     urls !== undefined
       ? commandTimeoutMs
       : Math.max(...clients!.map((client) => client.options.commandTimeout!));
+  // Subscriber connections copy their node's connection settings (for a caller's client, its own).
+  const notices = new ReleaseNotices(nodes.map((node) => () => openSubscriber(node, urls !== undefined)));
   const driver = new RedlockDriver({
     nodes,
     keyPrefix,
     driftFactor,
-    // Subscriber connections copy their node's connection settings (for a caller's client, its own).
-    notices: new ReleaseNotices(nodes.map((node) => () => openSubscriber(node, urls !== undefined))),
+    notices,
     closeConnections: async () => {
       await closeClients(owned);
       // A caller's clients outlive the provider: take its listeners off them.
       if (owned.length === 0) for (const node of nodes) node.detach();
     },
   });
+  const permitConfig = { nodes, keyPrefix, driftFactor, notices };
   try {
     return createLockProvider(
       driver,
       { ...providerOptions, settleGraceMs: providerOptions.settleGraceMs ?? slowestCommandMs },
-      { retryDefaults: redlockRetryDefaults({ connectTimeoutMs, commandTimeoutMs: slowestCommandMs }) },
+      {
+        semaphoreDriver: new RedlockSemaphoreDriver(permitConfig),
+        readWriteDriver: new RedlockReadWriteDriver(permitConfig),
+        retryDefaults: redlockRetryDefaults({ connectTimeoutMs, commandTimeoutMs: slowestCommandMs }),
+      },
     );
   } catch (error) {
     closeClients(owned).catch(() => {});

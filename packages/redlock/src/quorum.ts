@@ -79,6 +79,10 @@ export function castBallot<T>(
   });
 }
 
+/** Too few nodes answered for any client to reach the ballot's quorum. */
+export const quorumUnreachable = (ballot: Ballot): boolean =>
+  ballot.nodes - ballot.failed.length < ballot.quorum;
+
 /** Failures after which the request may have been applied: the node's state is unknown. */
 export const unknownOutcomes = (ballot: Ballot): number =>
   ballot.failed.filter((failure) => failure.mayHaveApplied).length;

@@ -64,6 +64,18 @@ export const RELEASE_SCRIPT = `
   return 1
 `;
 
+/**
+ * Read the key for holder(): {1, value} for a lock value, {0} when absent, {-2, what} for data that no
+ * RedLock client writes (another type, or a string without expiry).
+ */
+export const READ_SCRIPT = `
+  local kind = redis.call("type", KEYS[1])["ok"]
+  if kind == "none" then return {0} end
+  if kind ~= "string" then return {-2, "a " .. kind} end
+  if redis.call("pttl", KEYS[1]) == -1 then return {-2, "a string without expiry"} end
+  return {1, redis.call("get", KEYS[1])}
+`;
+
 /** Where the release script announces a release: the lock key plus this suffix, on each node. */
 export const releaseChannel = (lockKey: string): string => `${lockKey}:released`;
 

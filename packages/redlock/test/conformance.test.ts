@@ -1,5 +1,6 @@
 import { describeLockProvider } from '@dlock/conformance';
 import type { LockProvider } from '@dlock/core';
+import { permitLayout } from '@dlock/redis';
 import { type FaultProxy, type RedisNodes, startRedisNodes } from '@dlock/testkit';
 import { Redis } from 'ioredis';
 import { afterAll, beforeAll } from 'vitest';
@@ -31,14 +32,32 @@ afterAll(async () => {
 });
 
 async function openProvider(): Promise<LockProvider> {
+  const connections: Redis[] = [];
   const clients = cluster.urls.map((url) => {
     const client = new Redis(url, { commandTimeout: 2_000, connectTimeout: 2_000, maxRetriesPerRequest: 0 });
     client.on('error', () => {});
+    // The subscriber connections the provider opens from it count too (listeners, for the soak).
+    const duplicate = client.duplicate.bind(client);
+    client.duplicate = (override) => {
+      const subscriber = duplicate(override);
+      connections.push(subscriber);
+      return subscriber;
+    };
+    connections.push(client);
     return client;
   });
   const provider = createRedlockProvider({ clients });
-  connectionsOf.set(provider, clients);
+  connectionsOf.set(provider, connections);
   return provider;
+}
+
+/** Listeners on a client, all events together. */
+const listenersOn = (client: Redis) =>
+  client.eventNames().reduce((sum, name) => sum + client.listenerCount(name), 0);
+
+/** A count summed over every node. */
+async function overNodes(count: (client: Redis) => Promise<number>): Promise<number> {
+  return (await Promise.all(operator.map(count))).reduce((sum, value) => sum + value, 0);
 }
 
 describeLockProvider('redlock', openProvider, {
@@ -51,7 +70,18 @@ describeLockProvider('redlock', openProvider, {
   forceRelease: async (key) => {
     await Promise.all(operator.map((client) => client.del(key)));
   },
-  residue: (key) => storedValues(operator, key),
+  residue: async (key, kind) => {
+    if (kind === 'lock') return storedValues(operator, key);
+    // A semaphore's or read-write lock's keys, on any node, once nobody holds or waits.
+    const layout = permitLayout(key, '', kind === 'semaphore' ? 'semaphore' : 'rwlock');
+    const residue: string[] = [];
+    for (const client of operator) {
+      for (const stored of [layout.stateKey, layout.expiryKey, layout.queueKey]) {
+        if ((await client.exists(stored)) === 1) residue.push(`${client.options.port}: ${stored}`);
+      }
+    }
+    return residue;
+  },
   heldAtRawKey: async (key) => {
     const present = await Promise.all(operator.map((client) => client.exists(key)));
     return present.filter((exists) => exists === 1).length >= 3;
@@ -59,6 +89,24 @@ describeLockProvider('redlock', openProvider, {
   unreachable: async () =>
     createRedlockProvider({ urls: await deadUrls(5), connectTimeoutMs: CONNECT_TIMEOUT_MS }),
   connectTimeoutMs: CONNECT_TIMEOUT_MS,
+  soak: {
+    client: (providers) => ({
+      'client listeners': providers.reduce(
+        (sum, provider) =>
+          sum + (connectionsOf.get(provider) ?? []).reduce((total, client) => total + listenersOn(client), 0),
+        0,
+      ),
+    }),
+    server: async () => ({
+      'subscribed channels': await overNodes(
+        async (client) => ((await client.pubsub('CHANNELS')) as string[]).length,
+      ),
+      connections: await overNodes(
+        async (client) => ((await client.client('LIST')) as string).trim().split('\n').length,
+      ),
+      keys: await overNodes((client) => client.dbsize()),
+    }),
+  },
   network: {
     // Providers from `urls` (the connections dlock opens itself), each node behind its own proxy.
     connect: async ({ retry } = {}) => {

@@ -1,5 +1,5 @@
 import { eventually } from '@dlock/conformance';
-import { InvalidArgumentError, type LockProvider } from '@dlock/core';
+import { KeyConflictError, type LockProvider } from '@dlock/core';
 import { type RedisNodes, startRedisNodes } from '@dlock/testkit';
 import { Redis } from 'ioredis';
 import Redlock, { ExecutionError } from 'redlock';
@@ -166,7 +166,7 @@ describe('a lock name that collides with application data (issue 12 #9, on RedLo
     ['a string without expiry', (client: Redis, key: string) => client.set(key, '{"x":1}')],
     ['a hash', (client: Redis, key: string) => client.hset(key, 'x', '1')],
   ] as const)(
-    '%s on a majority: acquire fails fast with InvalidArgumentError naming the key and the nodes',
+    '%s on a majority: acquire and holder fail fast with KeyConflictError naming the key and the nodes',
     async (_label, write) => {
       const key = freshKey('collision');
       await Promise.all(operator.slice(0, 3).map((client) => write(client, key)));
@@ -174,11 +174,12 @@ describe('a lock name that collides with application data (issue 12 #9, on RedLo
       const started = performance.now();
       const error = await provider.acquire(key, { waitMs: 5_000 }).catch((caught: unknown) => caught);
       expect(performance.now() - started).toBeLessThan(1_000);
-      expect(error).toBeInstanceOf(InvalidArgumentError);
-      expect(error).toMatchObject({ field: 'key', value: key });
+      expect(error).toBeInstanceOf(KeyConflictError);
+      expect(error).toMatchObject({ code: 'KEY_CONFLICT', key, backendKey: key });
       const message = (error as Error).message;
       for (const node of cluster.nodes.slice(0, 3)) expect(message).toContain(`127.0.0.1:${node.port}`);
       expect(message).toContain('keyPrefix');
+      await expect(provider.holder(key)).rejects.toBeInstanceOf(KeyConflictError);
       // Nothing was taken where the key was free, and the application's data is untouched.
       expect(await Promise.all(operator.slice(3).map((client) => client.exists(key)))).toEqual([0, 0]);
       expect(await operator[0]!.exists(key)).toBe(1);

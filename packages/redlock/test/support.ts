@@ -1,6 +1,12 @@
 import type { NetworkFaults } from '@dlock/conformance';
 import type { LockProvider } from '@dlock/core';
-import { type FaultProxy, type RedisServer, freePort, startFaultProxy } from '@dlock/testkit';
+import {
+  type FaultProxy,
+  type RedisNodes,
+  type RedisServer,
+  freePort,
+  startFaultProxy,
+} from '@dlock/testkit';
 import { Redis } from 'ioredis';
 
 /** Plain ioredis clients to look at (or tamper with) the nodes directly, as an operator would. */
@@ -87,4 +93,14 @@ export async function connected(provider: LockProvider, withinMs = 15_000): Prom
       await sleep(100);
     }
   }
+}
+
+/** Every node up and running again (resumed if paused, restarted if killed), for the next test. */
+export async function restoreNodes(cluster: RedisNodes): Promise<void> {
+  await Promise.all(
+    cluster.nodes.map(async (node) => {
+      node.resume();
+      if (!node.running) await node.restart();
+    }),
+  );
 }
