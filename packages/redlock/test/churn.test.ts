@@ -1,10 +1,10 @@
 import { eventually } from '@dlock/conformance';
 import { BackendUnavailableError, LockTimeoutError } from '@dlock/core';
 import { type RedisNodes, startRedisNodes } from '@dlock/testkit';
-import { Redis } from 'ioredis';
+import type { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createRedlockProvider } from '../src/index.js';
-import { closeRawClients, connected, rawClients, sleep } from './support.js';
+import { closeRawClients, connected, listenersOn, rawClients, recordingClients, sleep } from './support.js';
 
 /**
  * Issue 12 #6 (the measurement, for RedLock; the shared soak helper comes later): waiters that time
@@ -28,27 +28,12 @@ afterAll(async () => {
   await cluster.stop();
 });
 
-/** Listeners registered on a client, all events together. */
-const listenersOn = (client: Redis) =>
-  client.eventNames().reduce((sum, name) => sum + client.listenerCount(name), 0);
-
 describe('timed-out waiters leave nothing behind (issue 12 #6)', () => {
   it(`${ACQUIRES} acquires with waitMs 10 against a held key: subscriptions, listeners and handles return to baseline`, async () => {
     const key = `churn-${process.pid}`;
     const channel = `${key}:released`;
     // The provider's own connections (caller clients), and the subscriber connections it opens from them.
-    const subscribers: Redis[] = [];
-    const clients = cluster.urls.map((url) => {
-      const client = new Redis(url, { commandTimeout: 2_000, maxRetriesPerRequest: 0 });
-      client.on('error', () => {});
-      const duplicate = client.duplicate.bind(client);
-      client.duplicate = (override) => {
-        const subscriber = duplicate(override);
-        subscribers.push(subscriber);
-        return subscriber;
-      };
-      return client;
-    });
+    const { clients, subscribers } = recordingClients(cluster.urls);
     const listenersBeforeProvider = clients.map(listenersOn);
     const holder = createRedlockProvider({ urls: cluster.urls });
     const waiter = createRedlockProvider({ clients });

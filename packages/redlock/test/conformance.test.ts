@@ -2,10 +2,19 @@ import { describeLockProvider } from '@dlock/conformance';
 import type { LockProvider } from '@dlock/core';
 import { permitLayout } from '@dlock/redis';
 import { type FaultProxy, type RedisNodes, startRedisNodes } from '@dlock/testkit';
-import { Redis } from 'ioredis';
+import type { Redis } from 'ioredis';
 import { afterAll, beforeAll } from 'vitest';
 import { createRedlockProvider } from '../src/index.js';
-import { closeRawClients, deadUrls, faultsOnEvery, proxyEach, rawClients, storedValues } from './support.js';
+import {
+  closeRawClients,
+  deadUrls,
+  faultsOnEvery,
+  listenersOn,
+  proxyEach,
+  rawClients,
+  recordingClients,
+  storedValues,
+} from './support.js';
 
 const CONNECT_TIMEOUT_MS = 500;
 /** The network cases' providers: a 3 s outage (2 × this) must not reject a waiting acquire. */
@@ -15,8 +24,9 @@ const NETWORK_COMMAND_TIMEOUT_MS = 1_000;
 
 let cluster: RedisNodes;
 let operator: Redis[];
-// The kit's providers run on clients this file creates, so `crash` can cut their connections.
-const connectionsOf = new Map<LockProvider, Redis[]>();
+// The kit's providers run on clients this file creates, so `crash` can cut their connections and the
+// soak can count their listeners.
+const connectionsOf = new Map<LockProvider, { clients: Redis[]; subscribers: Redis[] }>();
 const proxies: FaultProxy[] = [];
 
 beforeAll(async () => {
@@ -25,35 +35,26 @@ beforeAll(async () => {
 });
 
 afterAll(async () => {
-  await Promise.allSettled([...connectionsOf.values()].map(closeRawClients));
+  await Promise.allSettled(
+    [...connectionsOf.keys()].map((provider) => closeRawClients(allConnections(provider))),
+  );
   await Promise.allSettled(proxies.map((proxy) => proxy.close()));
   await closeRawClients(operator);
   await cluster.stop();
 });
 
 async function openProvider(): Promise<LockProvider> {
-  const connections: Redis[] = [];
-  const clients = cluster.urls.map((url) => {
-    const client = new Redis(url, { commandTimeout: 2_000, connectTimeout: 2_000, maxRetriesPerRequest: 0 });
-    client.on('error', () => {});
-    // The subscriber connections the provider opens from it count too (listeners, for the soak).
-    const duplicate = client.duplicate.bind(client);
-    client.duplicate = (override) => {
-      const subscriber = duplicate(override);
-      connections.push(subscriber);
-      return subscriber;
-    };
-    connections.push(client);
-    return client;
-  });
-  const provider = createRedlockProvider({ clients });
+  const connections = recordingClients(cluster.urls);
+  const provider = createRedlockProvider({ clients: connections.clients });
   connectionsOf.set(provider, connections);
   return provider;
 }
 
-/** Listeners on a client, all events together. */
-const listenersOn = (client: Redis) =>
-  client.eventNames().reduce((sum, name) => sum + client.listenerCount(name), 0);
+/** Every connection of a provider: its clients, and the subscriber connections it opened from them. */
+const allConnections = (provider: LockProvider): Redis[] => {
+  const connections = connectionsOf.get(provider);
+  return connections ? [...connections.clients, ...connections.subscribers] : [];
+};
 
 /** A count summed over every node. */
 async function overNodes(count: (client: Redis) => Promise<number>): Promise<number> {
@@ -65,7 +66,7 @@ describeLockProvider('redlock', openProvider, {
   marginMs: 400,
   // Like a crashed process: every connection drops at once and nothing is released.
   crash: async (provider) => {
-    for (const client of connectionsOf.get(provider) ?? []) client.disconnect();
+    for (const client of allConnections(provider)) client.disconnect();
   },
   forceRelease: async (key) => {
     await Promise.all(operator.map((client) => client.del(key)));
@@ -93,7 +94,7 @@ describeLockProvider('redlock', openProvider, {
     client: (providers) => ({
       'client listeners': providers.reduce(
         (sum, provider) =>
-          sum + (connectionsOf.get(provider) ?? []).reduce((total, client) => total + listenersOn(client), 0),
+          sum + allConnections(provider).reduce((total, client) => total + listenersOn(client), 0),
         0,
       ),
     }),

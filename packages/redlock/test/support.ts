@@ -104,3 +104,27 @@ export async function restoreNodes(cluster: RedisNodes): Promise<void> {
     }),
   );
 }
+
+/**
+ * ioredis clients for a provider's `clients` option that also record the subscriber connections the
+ * provider opens from them (`client.duplicate()`), so a test can count what all of them keep.
+ */
+export function recordingClients(urls: readonly string[]): { clients: Redis[]; subscribers: Redis[] } {
+  const subscribers: Redis[] = [];
+  const clients = urls.map((url) => {
+    const client = new Redis(url, { commandTimeout: 2_000, connectTimeout: 2_000, maxRetriesPerRequest: 0 });
+    client.on('error', () => {});
+    const duplicate = client.duplicate.bind(client);
+    client.duplicate = (override) => {
+      const subscriber = duplicate(override);
+      subscribers.push(subscriber);
+      return subscriber;
+    };
+    return client;
+  });
+  return { clients, subscribers };
+}
+
+/** Listeners registered on a client, all events together. */
+export const listenersOn = (client: Redis): number =>
+  client.eventNames().reduce((sum, name) => sum + client.listenerCount(name), 0);
