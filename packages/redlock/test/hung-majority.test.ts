@@ -1,10 +1,9 @@
-import { eventually } from '@dlock/conformance';
 import { BackendUnavailableError, type LockProvider } from '@dlock/core';
 import { type RedisNodes, startRedisNodes } from '@dlock/testkit';
 import type { Redis } from 'ioredis';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { createRedlockProvider } from '../src/index.js';
-import { closeRawClients, connected, rawClients, storedValues } from './support.js';
+import { closeRawClients, connected, noResidueWithin, rawClients } from './support.js';
 
 /**
  * Issue 12 #8: three nodes, two of them hung (SIGSTOP), the default 2000 ms command timeout. Before,
@@ -80,7 +79,7 @@ describe('a hung majority (issue 12 #8): the caller is answered within its bound
 
       // The paused nodes apply the queued claim when they resume, then core's background withdrawal.
       for (const node of cluster.nodes) node.resume();
-      const gone = await eventually(async () => (await storedValues(operator, key)).length === 0, 5_000);
+      const gone = await noResidueWithin(operator, key, 5_000);
       expect(gone).toBe(true);
     },
   );

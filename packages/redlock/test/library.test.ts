@@ -5,7 +5,7 @@ import { Redis } from 'ioredis';
 import Redlock, { ExecutionError } from 'redlock';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { type RedlockProviderOptions, createRedlockProvider } from '../src/index.js';
-import { closeRawClients, rawClients, sleep, storedValues } from './support.js';
+import { closeRawClients, noResidueWithin, rawClients, sleep, storedValues } from './support.js';
 
 let cluster: RedisNodes;
 let operator: Redis[];
@@ -59,7 +59,7 @@ describe('layout shared with the redlock library', () => {
     await lease.release();
     // Plain redlock settles the clean-up of its failed acquire (and its release) at the first majority,
     // so a slow node may drop its value a moment later.
-    expect(await eventually(async () => (await storedValues(operator, key)).length === 0, 2_000)).toBe(true);
+    expect(await noResidueWithin(operator, key, 2_000)).toBe(true);
   });
 
   it('stores "<32 random hex digits>:<identity>" at keyPrefix + key on every node', async () => {

@@ -1,10 +1,17 @@
-import { eventually } from '@dlock/conformance';
 import { BackendUnavailableError, type Lease, type LockProvider, NotHeldError } from '@dlock/core';
 import { type FaultProxy, type RedisNodes, startRedisNodes } from '@dlock/testkit';
 import { Redis } from 'ioredis';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { type RedlockProviderOptions, createRedlockProvider } from '../src/index.js';
-import { closeRawClients, connected, proxyEach, rawClients, sleep, storedValues } from './support.js';
+import {
+  closeRawClients,
+  connected,
+  noResidueWithin,
+  proxyEach,
+  rawClients,
+  sleep,
+  storedValues,
+} from './support.js';
 
 /**
  * Issue 11 on RedLock, with a fault proxy in front of each of three nodes. The `redlock` library
@@ -48,8 +55,7 @@ const settle = <T>(work: Promise<T>) =>
     (error: unknown) => ({ value: undefined, error }),
   );
 
-const noResidueWithin = (key: string, ms: number) =>
-  eventually(async () => (await storedValues(operator, key)).length === 0, ms);
+const noResidue = (key: string, ms: number) => noResidueWithin(operator, key, ms);
 
 beforeAll(async () => {
   cluster = await startRedisNodes(3);
@@ -84,7 +90,7 @@ describe('a lost acquire reply (issue 11 #1) leaves nothing behind', () => {
     // Issue 16: only what the user can act on; ioredis's retry option was never set by the user.
     expect(message).not.toMatch(/maxRetriesPerRequest/);
     expect(message).toContain('the connection closed before the reply arrived');
-    expect(await noResidueWithin(key, ORPHAN_BOUND_MS + MARGIN_MS)).toBe(true);
+    expect(await noResidue(key, ORPHAN_BOUND_MS + MARGIN_MS)).toBe(true);
   });
 
   it('on every node, with reconnects refused for 1 s: the value is gone within ~1 s of the nodes being reachable again', async () => {
@@ -99,7 +105,7 @@ describe('a lost acquire reply (issue 11 #1) leaves nothing behind', () => {
     expect((await storedValues(operator, key)).length).toBe(3);
     await Promise.all(proxies.map((proxy) => proxy.whenListening()));
     const reachableAt = performance.now();
-    expect(await noResidueWithin(key, ORPHAN_BOUND_MS + MARGIN_MS)).toBe(true);
+    expect(await noResidue(key, ORPHAN_BOUND_MS + MARGIN_MS)).toBe(true);
     console.log(
       `[redlock] refused reconnects: reachable again → orphan gone ${Math.round(performance.now() - reachableAt)} ms`,
     );
@@ -113,7 +119,7 @@ describe('a lost acquire reply (issue 11 #1) leaves nothing behind', () => {
     await dropped;
     expect(error).toBeInstanceOf(BackendUnavailableError);
     expect((error as Error).message).toContain('outcome is unknown');
-    expect(await noResidueWithin(key, ORPHAN_BOUND_MS + MARGIN_MS)).toBe(true);
+    expect(await noResidue(key, ORPHAN_BOUND_MS + MARGIN_MS)).toBe(true);
   });
 
   it('on a minority (1 of 3): the majority grants, and release clears the node whose reply was lost too', async () => {
@@ -125,7 +131,7 @@ describe('a lost acquire reply (issue 11 #1) leaves nothing behind', () => {
     expect(lease).not.toBeNull();
     expect((await provider.holder(key))?.identity).toBe(lease!.identity);
     await lease!.release();
-    expect(await noResidueWithin(key, ORPHAN_BOUND_MS + MARGIN_MS)).toBe(true);
+    expect(await noResidue(key, ORPHAN_BOUND_MS + MARGIN_MS)).toBe(true);
   });
 
   it('in a waiting acquire: the retry adopts what the lost request took, so every node holds one value, the lease’s', async () => {
@@ -138,7 +144,7 @@ describe('a lost acquire reply (issue 11 #1) leaves nothing behind', () => {
     expect(stored.length).toBe(3);
     expect(new Set(stored.map((entry) => entry.split('=')[1])).size).toBe(1);
     await lease.release();
-    expect(await noResidueWithin(key, ORPHAN_BOUND_MS + MARGIN_MS)).toBe(true);
+    expect(await noResidue(key, ORPHAN_BOUND_MS + MARGIN_MS)).toBe(true);
   });
 });
 

@@ -1,4 +1,4 @@
-import type { NetworkFaults } from '@dlock/conformance';
+import { type NetworkFaults, eventually } from '@dlock/conformance';
 import type { LockProvider } from '@dlock/core';
 import {
   type FaultProxy,
@@ -128,3 +128,14 @@ export function recordingClients(urls: readonly string[]): { clients: Redis[]; s
 /** Listeners registered on a client, all events together. */
 export const listenersOn = (client: Redis): number =>
   client.eventNames().reduce((sum, name) => sum + client.listenerCount(name), 0);
+
+/**
+ * Whether no node stores anything at `key` within `ms`. A read that fails (a node still coming back)
+ * counts as "not yet", not as an error.
+ */
+export function noResidueWithin(clients: readonly Redis[], key: string, ms: number): Promise<boolean> {
+  return eventually(
+    async () => (await storedValues(clients, key).catch(() => ['unreadable'])).length === 0,
+    ms,
+  );
+}
