@@ -95,6 +95,13 @@ export class ZooKeeperCalls {
     return this.#call<void>('remove', path, (done) => this.#client.remove(path, -1, (error) => done(error)));
   }
 
+  /** Replaces a node's data, any version, and resolves with its new Stat. NO_NODE rejects with a ZooKeeperReplyError. */
+  setData(path: string, data: Buffer): Promise<Stat> {
+    return this.#call<Stat>('setData', path, (done) =>
+      this.#client.setData(path, data, -1, (error, stat) => done(error, stat)),
+    );
+  }
+
   /**
    * The node's Stat, or null when it does not exist. With a watcher, it fires once when the node is
    * created, changed or deleted — on a missing node the watch stays until the node appears.

@@ -1,5 +1,6 @@
 import { describeLockProvider } from '@dlock/conformance';
 import { freePort } from '@dlock/testkit';
+import { primitiveResidue } from './primitive-support.js';
 import { sleep, useStandaloneZooKeeper } from './support.js';
 
 const ROOT = '/dlock-conformance';
@@ -19,7 +20,9 @@ describeLockProvider('zookeeper', async () => providers.open(), {
     await sleep(50);
   },
   forceRelease: (key) => zk.inspector.forceRelease(ROOT, key),
-  residue: (key) => zk.inspector.residue(ROOT, key),
+  // A semaphore's node (with `locks` and `leases` below it) or a read-write lock's node, and its children.
+  residue: (key, kind) =>
+    kind === 'lock' ? zk.inspector.residue(ROOT, key) : primitiveResidue(zk.inspector, ROOT, kind, key),
   // Deliberately not through the key encoder: a simple key must be the node name as given.
   heldAtRawKey: async (key) => (await zk.inspector.children(`${ROOT}/${key}`)).length > 0,
   unreachable: async () =>
