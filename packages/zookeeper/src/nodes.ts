@@ -125,15 +125,15 @@ export abstract class RecipeDriver<T extends RecipeTicket> {
    * the outcome unknown marks `nodes` unconfirmed and rethrows: the next attempt looks for the
    * protected id before creating again.
    */
-  protected async createNodes<T>(
+  protected async createNodes<R>(
     session: ZooKeeperSession,
     parents: readonly { path: string; data?: Buffer }[],
     nodes: ProtectedNodes,
     data: Buffer,
-    alongside: () => T,
-  ): Promise<T> {
+    alongside: () => R,
+  ): Promise<R> {
     const prefix = protectedNodePrefix(nodes.parent, nodes.protectedId, nodes.name);
-    let reads: T | undefined;
+    let reads: R | undefined;
     for (let round = 0; round < MAX_CREATE_ROUNDS && nodes.missing > 0; round++) {
       const outermost = parents.map(({ path, data: parentData }, index) =>
         session.calls.create(path, parentData ?? EMPTY, CreateMode.PERSISTENT).then(

@@ -315,6 +315,7 @@ export class ZooKeeperSemaphoreDriver
               // The semaphore's node is gone, so our mutex node went with it: start over.
               await this.removeNodes(session, [leases, ticket.mutex], []);
               ticket.stage = 'queued';
+              ticket.limitChecked = false;
               return undefined;
             }
           }
@@ -322,7 +323,20 @@ export class ZooKeeperSemaphoreDriver
         }
         listed = await after;
       } else {
-        listed = await this.children(session, paths.leases);
+        const [children, stillHeld] = await Promise.all([
+          this.children(session, paths.leases),
+          this.#holdsMutex(ticket),
+        ]);
+        if (!stillHeld) {
+          // Our mutex node is gone (given back by a grant whose reply was lost, or deleted by an
+          // operator): someone else may be creating leases now, and a grant with our older lease would
+          // break the order of tokens. Give the leases back and queue again.
+          await this.removeNodes(session, [leases, ticket.mutex], []);
+          ticket.stage = 'queued';
+          ticket.limitChecked = false;
+          return undefined;
+        }
+        listed = children;
       }
       const vanished = leases.paths.filter((path) => !isListed(path, listed));
       if (vanished.length > 0) {
@@ -357,6 +371,12 @@ export class ZooKeeperSemaphoreDriver
     ticket.stage = 'held';
     const tokens = described.map((node) => node?.token ?? 0n);
     return { outcome: 'granted', grant: ticket.grant(tokens.reduce((a, b) => (b < a ? b : a))) };
+  }
+
+  /** Whether our node in the internal mutex still exists (so we still hold the mutex). */
+  async #holdsMutex(ticket: PermitTicket): Promise<boolean> {
+    const [path] = ticket.mutex.paths;
+    return path !== undefined && (await ticket.session.calls.exists(path)) !== null;
   }
 
   /** Undoes the request (its nodes go, and the semaphore's if that leaves them empty), then refuses it. */
