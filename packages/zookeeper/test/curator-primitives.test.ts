@@ -2,7 +2,7 @@ import type { LockProvider } from '@dlock/core';
 import { type CuratorPeer, curatorUnavailableReason, startCuratorPeer } from '@dlock/testkit';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { lockPath } from '../src/layout.js';
-import { tree } from './primitive-support.js';
+import { childrenOf, tree } from './primitive-support.js';
 import { until, useStandaloneZooKeeper } from './support.js';
 
 // Interoperability with Apache Curator's own InterProcessSemaphoreV2 and InterProcessReadWriteLock
@@ -24,7 +24,7 @@ if (curatorMissing !== undefined) {
 
 /** The lease nodes under a semaphore's `leases`, as both clients count them. */
 async function leaseCount(name: string): Promise<number> {
-  return (await zk.inspector.children(`${lockPath(SEMAPHORES, name)}/leases`)).length;
+  return (await childrenOf(zk.inspector, `${lockPath(SEMAPHORES, name)}/leases`)).length;
 }
 
 /** A node's creation zxid: the fencing token dlock would report for it. */
@@ -75,7 +75,7 @@ describe.skipIf(curatorMissing !== undefined)('with a real Curator peer on the s
       let released = false;
       const curatorWaiting = settledBefore(third.acquire(1, 20_000), () => released);
       await until(
-        async () => (await zk.inspector.children(`${path}/locks`)).length === 1,
+        async () => (await childrenOf(zk.inspector, `${path}/locks`)).length === 1,
         5_000,
         'Curator waits',
       );
@@ -90,7 +90,7 @@ describe.skipIf(curatorMissing !== undefined)('with a real Curator peer on the s
       released = false;
       const dlockWaiting = settledBefore(mine.acquire({ waitMs: 20_000 }), () => released);
       await until(
-        async () => (await zk.inspector.children(`${path}/locks`)).length === 1,
+        async () => (await childrenOf(zk.inspector, `${path}/locks`)).length === 1,
         5_000,
         'dlock waits',
       );
@@ -108,14 +108,14 @@ describe.skipIf(curatorMissing !== undefined)('with a real Curator peer on the s
       await third.release(admitted.value?.[0] as string);
       // Curator released last: its parents are containers, which the server removes in its own time.
       expect(await leaseCount(name)).toBe(0);
-      expect(await zk.inspector.children(`${path}/locks`)).toEqual([]);
+      expect(await childrenOf(zk.inspector, `${path}/locks`)).toEqual([]);
     });
 
     it("counts a dlock lease of several permits as that many of Curator's leases", async () => {
       const name = freshKey('multi');
       const path = lockPath(SEMAPHORES, name);
       const permit = await dlock.semaphore(name, { limit: 3 }).acquire({ permits: 2, waitMs: 5_000 });
-      const leases = await zk.inspector.children(`${path}/leases`);
+      const leases = await childrenOf(zk.inspector, `${path}/leases`);
       expect(leases).toHaveLength(2);
       // One protected id for the lease's nodes: that is how dlock groups them into one holder.
       expect(new Set(leases.map((lease) => lease.slice(0, 39))).size).toBe(1);
@@ -194,7 +194,7 @@ describe.skipIf(curatorMissing !== undefined)('with a real Curator peer on the s
       let released = false;
       const reading = settledBefore(theirs.readLock.acquire(20_000), () => released);
       await until(
-        async () => (await zk.inspector.children(path)).length === 2,
+        async () => (await childrenOf(zk.inspector, path)).length === 2,
         5_000,
         'Curator reader queued',
       );
@@ -209,7 +209,7 @@ describe.skipIf(curatorMissing !== undefined)('with a real Curator peer on the s
       ]);
       await read.release();
       await theirs.readLock.release();
-      expect(await zk.inspector.children(path)).toEqual([]);
+      expect(await childrenOf(zk.inspector, path)).toEqual([]);
     });
 
     it("Curator's write lock excludes dlock's readers and writers; its release pushes the grant to a waiting dlock writer", async () => {
@@ -226,7 +226,11 @@ describe.skipIf(curatorMissing !== undefined)('with a real Curator peer on the s
       expect((await lock.holders()).map((holder) => holder.mode)).toEqual(['write']);
       let released = false;
       const writing = settledBefore(lock.write.acquire({ waitMs: 20_000 }), () => released);
-      await until(async () => (await zk.inspector.children(path)).length === 2, 5_000, 'dlock writer queued');
+      await until(
+        async () => (await childrenOf(zk.inspector, path)).length === 2,
+        5_000,
+        'dlock writer queued',
+      );
       released = true;
       await theirs.writeLock.release();
       const { value: write, early } = await writing;
@@ -250,7 +254,7 @@ describe.skipIf(curatorMissing !== undefined)('with a real Curator peer on the s
         await writer.writeLock.release();
       });
       await until(
-        async () => (await zk.inspector.children(path)).length === 2,
+        async () => (await childrenOf(zk.inspector, path)).length === 2,
         5_000,
         'Curator writer queued',
       );
@@ -261,13 +265,17 @@ describe.skipIf(curatorMissing !== undefined)('with a real Curator peer on the s
         order.push('dlock reader');
         await lease.release();
       });
-      await until(async () => (await zk.inspector.children(path)).length === 3, 5_000, 'dlock reader queued');
+      await until(
+        async () => (await childrenOf(zk.inspector, path)).length === 3,
+        5_000,
+        'dlock reader queued',
+      );
       const curatorRead = reader.readLock.acquire(20_000).then(async (acquired) => {
         order.push(acquired ? 'curator reader' : 'curator reader timed out');
         await reader.readLock.release();
       });
       await until(
-        async () => (await zk.inspector.children(path)).length === 4,
+        async () => (await childrenOf(zk.inspector, path)).length === 4,
         5_000,
         'Curator reader queued',
       );
@@ -276,7 +284,7 @@ describe.skipIf(curatorMissing !== undefined)('with a real Curator peer on the s
       await Promise.all([curatorWrite, dlockRead, curatorRead]);
       expect(order[0]).toBe('curator writer');
       expect(order.slice(1).sort()).toEqual(['curator reader', 'dlock reader']);
-      expect(await zk.inspector.children(path)).toEqual([]);
+      expect(await childrenOf(zk.inspector, path)).toEqual([]);
     });
   });
 });

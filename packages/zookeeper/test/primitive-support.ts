@@ -13,6 +13,18 @@ export function primitivePath(root: string, kind: 'semaphore' | 'read-write', na
   return lockPath(kind === 'semaphore' ? roots.semaphores : roots.readWrite, name);
 }
 
+/**
+ * The children of `path` as the server lists them, whatever their names, in sequence order (the
+ * 10-digit suffix); [] when it does not exist.
+ */
+export async function childrenOf(inspector: Inspector, path: string): Promise<string[]> {
+  const listed = await unlessMissing(inspector.session.calls.getChildren(path));
+  const sequence = (name: string) => name.slice(-10);
+  return (listed?.children ?? []).sort((a, b) =>
+    sequence(a) < sequence(b) ? -1 : sequence(a) > sequence(b) ? 1 : 0,
+  );
+}
+
 /** `path` and every node below it, parents first; [] when it does not exist. */
 export async function tree(inspector: Inspector, path: string): Promise<string[]> {
   const listed = await unlessMissing(inspector.session.calls.getChildren(path));

@@ -2,6 +2,7 @@ import { LockLostError, type LockProvider, type ReadWriteLease } from '@dlock/co
 import { describe, expect, it } from 'vitest';
 import type { ZooKeeperWatchEvent } from '../src/index.js';
 import {
+  childrenOf,
   dropConnectionOnCreate,
   primitivePath,
   takeOverFrom,
@@ -19,10 +20,8 @@ const PROTECTED = '_c_[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{1
 
 const lockNode = (name: string) => primitivePath(ROOT, 'read-write', name);
 /** The lock's nodes in sequence order (the queue both dlock and Curator read). */
-async function queueOf(name: string): Promise<string[]> {
-  const children = await zk.inspector.children(lockNode(name));
-  const sequence = (child: string) => child.slice(-10);
-  return children.sort((a, b) => (sequence(a) < sequence(b) ? -1 : 1));
+function queueOf(name: string): Promise<string[]> {
+  return childrenOf(zk.inspector, lockNode(name));
 }
 
 describe('the layout', () => {

@@ -11,6 +11,7 @@ import { describe, expect, it } from 'vitest';
 import type { ZooKeeperWatchEvent } from '../src/index.js';
 import { lockPath } from '../src/layout.js';
 import {
+  childrenOf,
   dropConnectionOnCreate,
   primitivePath,
   takeOverFrom,
@@ -28,8 +29,8 @@ const freshKey = (label: string) => `${label}-${process.pid}-${keyCounter++}`;
 const PROTECTED_LEASE = /^_c_([0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})-lease-\d{10}$/;
 
 const semaphorePath = (name: string) => primitivePath(ROOT, 'semaphore', name);
-const leasesOf = (name: string) => zk.inspector.children(`${semaphorePath(name)}/leases`);
-const mutexQueueOf = (name: string) => zk.inspector.children(`${semaphorePath(name)}/locks`);
+const leasesOf = (name: string) => childrenOf(zk.inspector, `${semaphorePath(name)}/leases`);
+const mutexQueueOf = (name: string) => childrenOf(zk.inspector, `${semaphorePath(name)}/locks`);
 
 describe('the layout', () => {
   it("is Curator's InterProcessSemaphoreV2 under <root>/#semaphores/<name>: the limit in its node, one protected lease node per permit", async () => {
@@ -73,7 +74,7 @@ describe('the layout', () => {
     const write = await provider.readWriteLock(name).write.acquire({ waitMs: 1_000 });
     expect(await zk.inspector.queue(ROOT, name)).toHaveLength(1);
     expect(await leasesOf(name)).toHaveLength(1);
-    expect(await zk.inspector.children(primitivePath(ROOT, 'read-write', name))).toHaveLength(1);
+    expect(await childrenOf(zk.inspector, primitivePath(ROOT, 'read-write', name))).toHaveLength(1);
     await Promise.all([lock.release(), permit.release(), write.release()]);
     expect(await zk.inspector.residue(ROOT, name)).toEqual([]);
     expect(await tree(zk.inspector, semaphorePath(name))).toEqual([]);
