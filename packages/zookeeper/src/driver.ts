@@ -48,8 +48,11 @@ export interface ZooKeeperWatchEvent {
   /** The watched node. */
   readonly path: string;
   readonly type: 'created' | 'deleted' | 'dataChanged' | 'childrenChanged';
-  /** Why it was watched: a waiter's predecessor, a contender's own node, or a watchHolder stream. */
-  readonly purpose: 'predecessor' | 'own-node' | 'holder';
+  /**
+   * Why it was watched: a waiter's predecessor, a contender's own node, a watchHolder stream, or the
+   * leases of a semaphore whose internal mutex the watcher holds.
+   */
+  readonly purpose: 'predecessor' | 'own-node' | 'holder' | 'leases';
 }
 
 export interface DriverOptions {
@@ -58,7 +61,7 @@ export interface DriverOptions {
   readonly onWatchEvent?: (event: ZooKeeperWatchEvent) => void;
 }
 
-const EVENT_TYPES: Record<number, ZooKeeperWatchEvent['type']> = {
+export const EVENT_TYPES: Record<number, ZooKeeperWatchEvent['type']> = {
   [Event.NODE_CREATED]: 'created',
   [Event.NODE_DELETED]: 'deleted',
   [Event.NODE_DATA_CHANGED]: 'dataChanged',
@@ -67,7 +70,7 @@ const EVENT_TYPES: Record<number, ZooKeeperWatchEvent['type']> = {
 
 type Report = (event: Event, purpose: ZooKeeperWatchEvent['purpose']) => void;
 
-function zxid(stat: Stat): bigint {
+export function zxid(stat: Stat): bigint {
   return stat.czxid.readBigInt64BE();
 }
 
@@ -377,6 +380,11 @@ export class ZooKeeperLockDriver implements LockDriver<LockNode, LockNode> {
 
   async close(): Promise<void> {
     await this.#sessions.close();
+  }
+
+  /** The provider's current session, opened on first use: the semaphore and read-write drivers share it. */
+  session(): Promise<ZooKeeperSession> {
+    return this.#sessions.current();
   }
 
   /** For tests: the sessions currently serving this driver. */

@@ -1,6 +1,7 @@
 import { type ConformanceOptions, type NetworkHooks, describeLockProvider } from '@dlock/conformance';
 import { freePort } from '@dlock/testkit';
 import type { DisconnectPolicy } from '../src/index.js';
+import { primitiveResidue } from './primitive-support.js';
 import { serverWatchCount, sleep, useStandaloneZooKeeper } from './support.js';
 
 const ROOT = '/dlock-conformance';
@@ -35,7 +36,9 @@ function options(onDisconnect: DisconnectPolicy): ConformanceOptions {
       await sleep(50);
     },
     forceRelease: (key) => zk.inspector.forceRelease(ROOT, key),
-    residue: (key) => zk.inspector.residue(ROOT, key),
+    // A semaphore's node (with `locks` and `leases` below it) or a read-write lock's node, and its children.
+    residue: (key, kind) =>
+      kind === 'lock' ? zk.inspector.residue(ROOT, key) : primitiveResidue(zk.inspector, ROOT, kind, key),
     // Deliberately not through the key encoder: a simple key must be the node name as given.
     heldAtRawKey: async (key) => (await zk.inspector.children(`${ROOT}/${key}`)).length > 0,
     unreachable: async () =>
