@@ -199,10 +199,12 @@ export function openZooKeeperProvider(options: ZooKeeperProviderOptions): {
     },
     onWatchEvent,
   });
+  // One session per provider, the lock driver's: a crash or an expiry hits every primitive at once.
+  const shared = { address: driver.address, session: () => driver.session(), onWatchEvent };
   const retryDefaults = zooKeeperRetryDefaults({ sessionTimeoutMs, connectTimeoutMs, callTimeoutMs });
   const parts = {
-    semaphoreDriver: new ZooKeeperSemaphoreDriver({ locks: driver, root: semaphoreRoot, onWatchEvent }),
-    readWriteDriver: new ZooKeeperReadWriteDriver({ locks: driver, root: readWriteRoot, onWatchEvent }),
+    semaphoreDriver: new ZooKeeperSemaphoreDriver({ ...shared, root: semaphoreRoot }),
+    readWriteDriver: new ZooKeeperReadWriteDriver({ ...shared, root: readWriteRoot }),
     retryDefaults,
   };
   return { provider: createLockProvider(driver, providerOptions, parts), driver };

@@ -2,13 +2,11 @@ import {
   type Attempt,
   BackendUnavailableError,
   type Capabilities,
-  type Grant,
   type PermitHolder,
   type PermitRequest,
   type SemaphoreDriver,
   SemaphoreLimitMismatchError,
 } from '@dlock/core';
-import type { Event } from 'node-zookeeper-client';
 import { BACKEND, unlessMissing } from './client.js';
 import {
   LEASE_NAME,
@@ -20,12 +18,17 @@ import {
   queueOrder,
 } from './layout.js';
 import {
+  Contender,
   MAX_CREATE_ROUNDS,
   ProtectedNodes,
   RecipeDriver,
-  RecipeTicket,
-  type WatchPurpose,
+  type Report,
+  childrenOf,
+  confirmNodes,
+  describeNode,
+  dropDuplicates,
   quiet,
+  removeNodes,
 } from './nodes.js';
 import type { ZooKeeperSession } from './session.js';
 
@@ -61,12 +64,17 @@ function storedLimit(data: Buffer | undefined): number | undefined {
   return /^[1-9]\d{0,8}$/.test(text) ? Number(text) : undefined;
 }
 
+/** Whether the node at `path` is among `children` (names) of its parent. */
+function isListed(path: string, children: readonly string[]): boolean {
+  return children.includes(path.slice(path.lastIndexOf('/') + 1));
+}
+
 /**
  * A permit request between attempts, then the grant's handle: first a node in the internal mutex's
  * queue (`queued`), then — holding the mutex — `permits` lease nodes, waiting until the leases fit the
  * limit (`leasing`), then the leases alone (`held`; the mutex is given back at the grant).
  */
-class PermitTicket extends RecipeTicket {
+class PermitTicket extends Contender {
   stage: 'queued' | 'leasing' | 'held' = 'queued';
   /** Our node in the internal mutex's queue (`<path>/locks/_c_<uuid>-lock-<seq>`). */
   readonly mutex: ProtectedNodes;
@@ -79,19 +87,17 @@ class PermitTicket extends RecipeTicket {
     session: ZooKeeperSession,
     request: PermitRequest,
     readonly paths: SemaphorePaths,
-    report: (event: Event, purpose: WatchPurpose) => void,
+    report: Report,
+    /** The same request's ticket in a session since lost: its protected ids are kept. */
+    previous: PermitTicket | undefined,
   ) {
     super(session, request.key, report);
-    this.mutex = new ProtectedNodes(paths.locks, LOCK_NAME);
-    this.leases = new ProtectedNodes(paths.leases, LEASE_NAME, request.permits);
+    this.mutex = previous?.mutex.again() ?? new ProtectedNodes(paths.locks, LOCK_NAME);
+    this.leases = previous?.leases.again() ?? new ProtectedNodes(paths.leases, LEASE_NAME, request.permits);
   }
 
-  protected ownPaths(): string[] {
+  protected ownPaths(): readonly string[] {
     return this.leases.paths;
-  }
-
-  protected override purposeOf(path: string): WatchPurpose {
-    return path === this.paths.leases ? 'leases' : 'predecessor';
   }
 
   nodes(): ProtectedNodes[] {
@@ -100,6 +106,14 @@ class PermitTicket extends RecipeTicket {
 
   parents(): string[] {
     return [this.paths.leases, this.paths.locks, this.paths.base];
+  }
+
+  /** Gives the leases (and the mutex, if still ours) back and starts over at the mutex queue. */
+  async queueAgain(): Promise<void> {
+    for (const path of this.leases.paths) this.unwatch('own-node', path);
+    await removeNodes(this.session.calls, [this.leases, this.mutex], []);
+    this.stage = 'queued';
+    this.limitChecked = false;
   }
 }
 
@@ -137,12 +151,12 @@ export class ZooKeeperSemaphoreDriver
    * was lost finds its nodes by their protected ids first. Returns 'unknown' whenever a transient
    * failure may leave a node of ours in place.
    */
-  async attempt(
+  attempt(
     request: PermitRequest,
     ticket: PermitTicket | undefined,
   ): Promise<Attempt<PermitTicket, PermitTicket>> {
-    const make = (session: ZooKeeperSession) =>
-      new PermitTicket(session, request, this.paths(request.key), this.report);
+    const make = (session: ZooKeeperSession, previous: PermitTicket | undefined) =>
+      new PermitTicket(session, request, this.paths(request.key), this.report, previous);
     return this.attemptWith(ticket, make, async (current) => {
       for (let round = 0; round < MAX_CREATE_ROUNDS; round++) {
         if (current.stage === 'queued') {
@@ -160,34 +174,19 @@ export class ZooKeeperSemaphoreDriver
     });
   }
 
+  /** Queued: the predecessor in the mutex queue. Holding the mutex: the count of the leases. */
   waitForChange(request: PermitRequest, ticket: PermitTicket | undefined, maxWaitMs: number): Promise<void> {
-    if (!ticket) return Promise.resolve();
-    const { session } = ticket;
-    if (ticket.stage === 'queued' && ticket.predecessor !== undefined) {
-      const predecessor = ticket.predecessor;
-      // getData rather than exists: a node already gone leaves no watch behind.
-      return this.waitForWatch(
-        request,
-        ticket,
-        maxWaitMs,
-        async () =>
-          (await unlessMissing(session.calls.getData(predecessor, ticket.watch('data', predecessor)))) ===
-          undefined,
+    if (ticket?.stage === 'queued') return this.waitForPredecessor(request, ticket, maxWaitMs);
+    if (ticket?.stage !== 'leasing') return Promise.resolve();
+    const { calls } = ticket.session;
+    const { leases } = ticket.paths;
+    return this.waitForWatch(request, ticket, maxWaitMs, async () => {
+      const { children } = await calls.getChildren(leases, ticket.watch('leases', 'children', leases));
+      // Changed since the attempt counted (a release in between): count again now.
+      return (
+        children.length <= request.limit || !ticket.leases.paths.every((path) => isListed(path, children))
       );
-    }
-    if (ticket.stage === 'leasing') {
-      return this.waitForWatch(request, ticket, maxWaitMs, async () => {
-        const { children } = await session.calls.getChildren(
-          ticket.paths.leases,
-          ticket.watch('children', ticket.paths.leases),
-        );
-        // Changed since the attempt counted (a release in between): count again now.
-        return (
-          children.length <= request.limit || !ticket.leases.paths.every((path) => isListed(path, children))
-        );
-      });
-    }
-    return Promise.resolve();
+    });
   }
 
   /**
@@ -196,11 +195,11 @@ export class ZooKeeperSemaphoreDriver
    * leases exceed the stored limit, the newest group is the mutex holder's, still waiting: not a holder.
    */
   async holders(key: string): Promise<PermitHolder[]> {
-    const session = await this.locks.session();
+    const { calls } = await this.session();
     const paths = this.paths(key);
     const [base, names] = await Promise.all([
-      unlessMissing(session.calls.getData(paths.base)),
-      this.children(session, paths.leases),
+      unlessMissing(calls.getData(paths.base)),
+      childrenOf(calls, paths.leases),
     ]);
     const groups: string[][] = [];
     const byId = new Map<string, string[]>();
@@ -217,7 +216,7 @@ export class ZooKeeperSemaphoreDriver
     const limit = storedLimit(base?.data);
     if (limit !== undefined && names.length > limit) groups.pop();
     const described = await Promise.all(
-      groups.map((group) => this.describe(session, `${paths.leases}/${group[0]}`)),
+      groups.map((group) => describeNode(calls, `${paths.leases}/${group[0]}`)),
     );
     return described.flatMap((holder, index) =>
       holder ? [{ identity: holder.identity, token: holder.token, permits: groups[index]?.length ?? 1 }] : [],
@@ -234,21 +233,22 @@ export class ZooKeeperSemaphoreDriver
     request: PermitRequest,
   ): Promise<Attempt<PermitTicket, PermitTicket> | undefined> {
     const { session, paths, mutex } = ticket;
+    const { calls } = session;
     for (let round = 0; round < MAX_CREATE_ROUNDS; round++) {
-      await this.confirmNodes(session, mutex);
+      await confirmNodes(calls, mutex);
       let locks: Promise<string[]>;
       if (mutex.missing > 0) {
         // A request given up on must not queue any more: core withdraws what the ticket holds.
         if (request.signal.aborted) return { outcome: 'busy', ticket };
         const arrival = await this.createNodes(
-          session,
+          ticket,
           [{ path: paths.base, data: limitData(request.limit) }, { path: paths.locks }],
           mutex,
           Buffer.from(request.identity, 'utf8'),
           () => ({
-            base: quiet(unlessMissing(session.calls.getData(paths.base))),
-            leases: quiet(this.children(session, paths.leases)),
-            locks: quiet(this.children(session, paths.locks)),
+            base: quiet(unlessMissing(calls.getData(paths.base))),
+            leases: quiet(childrenOf(calls, paths.leases)),
+            locks: quiet(childrenOf(calls, paths.locks)),
           }),
         );
         // Fail fast: permits are held under another limit (the check that counts comes with the mutex).
@@ -258,9 +258,9 @@ export class ZooKeeperSemaphoreDriver
         }
         locks = arrival.locks;
       } else {
-        locks = this.children(session, paths.locks);
+        locks = childrenOf(calls, paths.locks);
       }
-      const queue = queueOrder(await locks);
+      const queue = queueOrder(await dropDuplicates(calls, mutex, await locks));
       const index = queue.indexOf(mutex.paths[0]?.slice(paths.locks.length + 1) ?? '');
       if (index === 0) {
         ticket.stage = 'leasing';
@@ -283,39 +283,38 @@ export class ZooKeeperSemaphoreDriver
   /**
    * Holding the mutex: checks the limit once (storing ours when no one else holds a permit), creates
    * the lease nodes, counts the leases. Granted when they fit: the mutex is given back in the same
-   * breath as our lease nodes are read for their czxid. Undefined when the semaphore's node vanished
-   * (an operator): the request queues again.
+   * breath as our lease nodes are read for their czxid. Undefined when the request has to queue again
+   * (the semaphore's node or our mutex node vanished).
    */
   async #lease(
     ticket: PermitTicket,
     request: PermitRequest,
   ): Promise<Attempt<PermitTicket, PermitTicket> | undefined> {
     const { session, paths, leases } = ticket;
+    const { calls } = session;
     for (let round = 0; round < MAX_CREATE_ROUNDS; round++) {
-      await this.confirmNodes(session, leases);
+      await confirmNodes(calls, leases);
       let listed: string[];
       if (leases.missing > 0 || !ticket.limitChecked) {
         if (request.signal.aborted) return { outcome: 'busy', ticket };
-        const base = quiet(unlessMissing(session.calls.getData(paths.base)));
-        const before = quiet(this.children(session, paths.leases));
+        const base = quiet(unlessMissing(calls.getData(paths.base)));
+        const before = quiet(childrenOf(calls, paths.leases));
         const after = await this.createNodes(
-          session,
+          ticket,
           [{ path: paths.leases }],
           leases,
           Buffer.from(request.identity, 'utf8'),
-          () => quiet(this.children(session, paths.leases)),
+          () => quiet(childrenOf(calls, paths.leases)),
         );
         if (!ticket.limitChecked) {
           const stored = storedLimit((await base)?.data);
           if (stored !== request.limit) {
-            const others = (await before).filter((name) => protectedIdOf(name) !== leases.protectedId);
+            const others = (await before).filter((name) => !leases.isOurs(name));
             if (stored !== undefined && others.length > 0) await this.#refuse(ticket, request, stored);
             // Nobody else holds a permit (or only Curator clients, which store nothing): ours counts.
-            if (!(await unlessMissing(session.calls.setData(paths.base, limitData(request.limit))))) {
+            if (!(await unlessMissing(calls.setData(paths.base, limitData(request.limit))))) {
               // The semaphore's node is gone, so our mutex node went with it: start over.
-              await this.removeNodes(session, [leases, ticket.mutex], []);
-              ticket.stage = 'queued';
-              ticket.limitChecked = false;
+              await ticket.queueAgain();
               return undefined;
             }
           }
@@ -324,20 +323,19 @@ export class ZooKeeperSemaphoreDriver
         listed = await after;
       } else {
         const [children, stillHeld] = await Promise.all([
-          this.children(session, paths.leases),
+          childrenOf(calls, paths.leases),
           this.#holdsMutex(ticket),
         ]);
         if (!stillHeld) {
           // Our mutex node is gone (given back by a grant whose reply was lost, or deleted by an
           // operator): someone else may be creating leases now, and a grant with our older lease would
           // break the order of tokens. Give the leases back and queue again.
-          await this.removeNodes(session, [leases, ticket.mutex], []);
-          ticket.stage = 'queued';
-          ticket.limitChecked = false;
+          await ticket.queueAgain();
           return undefined;
         }
         listed = children;
       }
+      listed = await dropDuplicates(calls, leases, listed);
       const vanished = leases.paths.filter((path) => !isListed(path, listed));
       if (vanished.length > 0) {
         // An operator deleted a lease node of ours (Curator: "Sequential path not found"): create it again.
@@ -345,8 +343,7 @@ export class ZooKeeperSemaphoreDriver
         continue;
       }
       if (listed.length > request.limit) return { outcome: 'busy', ticket };
-      const granted = await this.#grant(ticket);
-      if (granted) return granted;
+      return this.#grant(ticket);
     }
     throw new BackendUnavailableError(
       BACKEND,
@@ -357,15 +354,20 @@ export class ZooKeeperSemaphoreDriver
 
   /**
    * Reads our lease nodes (czxid for the token, and a watch that tells a holder its node was deleted)
-   * and deletes our mutex node in the same breath. Undefined when a lease node vanished meanwhile.
+   * and deletes our mutex node in the same breath. A lease node that vanished meanwhile (an operator)
+   * means queueing again: the mutex is no longer ours, so no lease may be created in its place.
    */
   async #grant(ticket: PermitTicket): Promise<Attempt<PermitTicket, PermitTicket> | undefined> {
-    const { session, leases } = ticket;
-    const read = Promise.all(leases.paths.map((path) => this.describe(session, path, ticket)));
-    const mutexReturned = this.removeNodes(session, [ticket.mutex], [ticket.paths.locks]);
+    const { calls } = ticket.session;
+    const read = Promise.all(
+      ticket.leases.paths.map((path) => describeNode(calls, path, ticket.watch('own-node', 'data', path))),
+    );
+    const mutexReturned = removeNodes(calls, [ticket.mutex], [ticket.paths.locks]);
     const [described] = await Promise.all([read, mutexReturned]);
+    // Withdrawn while this attempt ran (core gave up on it): nothing more to do.
+    if (ticket.released) return { outcome: 'busy', ticket };
     if (described.some((node) => node === undefined)) {
-      leases.paths = leases.paths.filter((_path, index) => described[index] !== undefined);
+      await ticket.queueAgain();
       return undefined;
     }
     ticket.stage = 'held';
@@ -384,9 +386,4 @@ export class ZooKeeperSemaphoreDriver
     await this.discard(ticket);
     throw new SemaphoreLimitMismatchError(request.key, request.limit, stored);
   }
-}
-
-/** Whether the node at `path` is among `children` (names) of its parent. */
-function isListed(path: string, children: readonly string[]): boolean {
-  return children.includes(path.slice(path.lastIndexOf('/') + 1));
 }

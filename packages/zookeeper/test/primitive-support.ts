@@ -1,11 +1,9 @@
 import { fileURLToPath } from 'node:url';
-import type { LockProvider } from '@dlock/core';
 import { type NodeProcess, startNodeProcess } from '@dlock/testkit';
-import { CreateMode } from 'node-zookeeper-client';
 import { expect } from 'vitest';
 import { unlessMissing } from '../src/client.js';
 import { lockPath, primitiveRoots } from '../src/layout.js';
-import type { Inspector, Providers } from './support.js';
+import type { Inspector } from './support.js';
 
 /** Where the providers of a test file keep a semaphore's or read-write lock's nodes (default roots). */
 export function primitivePath(root: string, kind: 'semaphore' | 'read-write', name: string): string {
@@ -41,32 +39,6 @@ export function primitiveResidue(
   name: string,
 ): Promise<string[]> {
   return tree(inspector, primitivePath(root, kind, name));
-}
-
-/**
- * Makes the provider's session drop its connection right after sending the first EPHEMERAL_SEQUENTIAL
- * create whose path contains `marker`: the create is applied (or not) but its reply is lost. Returns a
- * function telling whether the drop happened.
- */
-export async function dropConnectionOnCreate(
-  providers: Providers,
-  provider: LockProvider,
-  marker: string,
-): Promise<() => boolean> {
-  await provider.holder('warm-up');
-  const [session] = providers.driver(provider).liveSessions();
-  if (!session) throw new Error('no session');
-  const create = session.calls.create.bind(session.calls);
-  let dropped = false;
-  session.calls.create = (path, data, mode) => {
-    const created = create(path, data, mode);
-    if (!dropped && mode === CreateMode.EPHEMERAL_SEQUENTIAL && path.includes(marker)) {
-      dropped = true;
-      session.dropConnection();
-    }
-    return created;
-  };
-  return () => dropped;
 }
 
 const HOLDER_FIXTURE = fileURLToPath(new URL('./fixtures/holder.mjs', import.meta.url));

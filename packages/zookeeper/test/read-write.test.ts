@@ -1,15 +1,8 @@
 import { LockLostError, type LockProvider, type ReadWriteLease } from '@dlock/core';
 import { describe, expect, it } from 'vitest';
 import type { ZooKeeperWatchEvent } from '../src/index.js';
-import {
-  childrenOf,
-  dropConnectionOnCreate,
-  primitivePath,
-  takeOverFrom,
-  tree,
-  withHolderProcess,
-} from './primitive-support.js';
-import { until, useStandaloneZooKeeper } from './support.js';
+import { childrenOf, primitivePath, takeOverFrom, tree, withHolderProcess } from './primitive-support.js';
+import { dropConnectionOnCreate, until, useStandaloneZooKeeper } from './support.js';
 
 const ROOT = '/dlock-read-write';
 const zk = useStandaloneZooKeeper(ROOT, { sessionTimeoutMs: 2_000 });

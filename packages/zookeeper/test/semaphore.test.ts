@@ -1,7 +1,9 @@
 import {
+  type AcquireOptions,
   BackendUnavailableError,
   InvalidArgumentError,
   LockLostError,
+  type LockProvider,
   type PermitLease,
   SemaphoreLimitMismatchError,
 } from '@dlock/core';
@@ -10,15 +12,8 @@ import { CreateMode } from 'node-zookeeper-client';
 import { describe, expect, it } from 'vitest';
 import type { ZooKeeperWatchEvent } from '../src/index.js';
 import { lockPath } from '../src/layout.js';
-import {
-  childrenOf,
-  dropConnectionOnCreate,
-  primitivePath,
-  takeOverFrom,
-  tree,
-  withHolderProcess,
-} from './primitive-support.js';
-import { sleep, until, useStandaloneZooKeeper } from './support.js';
+import { childrenOf, primitivePath, takeOverFrom, tree, withHolderProcess } from './primitive-support.js';
+import { dropConnectionOnCreate, sleep, until, useStandaloneZooKeeper } from './support.js';
 
 const ROOT = '/dlock-semaphore';
 const SESSION_TIMEOUT_MS = 2_000;
@@ -319,6 +314,83 @@ describe('holders that crash, pause or lose their node', () => {
       'cleaned up',
     );
   }, 90_000);
+});
+
+// Both primitives here, as the last describe does: what a session that drops leaves behind is the
+// same code for a permit and a read-write lease (and a lock, test/recipe.test.ts and the kit).
+describe('sessions that drop, for both primitives', () => {
+  const PRIMITIVES = [
+    {
+      what: 'a permit',
+      take: (provider: LockProvider, name: string, options: AcquireOptions = {}) =>
+        provider.semaphore(name, { limit: 1 }).acquire(options),
+      path: semaphorePath,
+      /** A waiter that queued and counted the leases: its mutex node and lease beside the holder's lease. */
+      queuedNodes: 3,
+    },
+    {
+      what: 'a write lease',
+      take: (provider: LockProvider, name: string, options: AcquireOptions = {}) =>
+        provider.readWriteLock(name).write.acquire(options),
+      path: (name: string) => primitivePath(ROOT, 'read-write', name),
+      queuedNodes: 2,
+    },
+  ];
+  /** The ephemeral (protected) nodes under a primitive's node. */
+  const ephemeralNodes = async (path: string) =>
+    (await tree(zk.inspector, path)).filter((node) =>
+      node.slice(node.lastIndexOf('/') + 1).startsWith('_c_'),
+    );
+
+  for (const { what, take, path, queuedNodes } of PRIMITIVES) {
+    it(`${what} released while its session was away ('abort'): the retired session's goodbye deletes its nodes and their empty parents once it reconnects`, async () => {
+      const name = freshKey('goodbye');
+      const provider = providers.open({ sessionTimeoutMs: 4_000 });
+      const lease = await take(provider, name);
+      const [session] = providers.driver(provider).liveSessions();
+      if (!session) throw new Error('no session');
+      session.dropConnection({ holdReconnect: true });
+      await until(() => lease.signal.aborted, 5_000, 'the lease lost at the disconnect');
+      const releasedAt = performance.now();
+      await lease.release();
+      // Nothing to send in a lost session: its nodes go with it.
+      expect(performance.now() - releasedAt).toBeLessThan(1_000);
+      expect(await ephemeralNodes(path(name))).toHaveLength(1);
+      session.resumeReconnecting();
+      // The session's expiry would delete the node but leave its parents: only the goodbye empties the tree.
+      await until(async () => (await tree(zk.inspector, path(name))).length === 0, 3_000, 'the goodbye');
+    });
+
+    it(`a waiter for ${what} given up while its session reconnects is answered at once, and its nodes are deleted once the session is back ('session-timeout')`, async () => {
+      const name = freshKey('reconnecting');
+      const held = await take(providers.open(), name);
+      const provider = providers.open({ onDisconnect: 'session-timeout', sessionTimeoutMs: 4_000 });
+      const controller = new AbortController();
+      const waiting = take(provider, name, { waitMs: 30_000, signal: controller.signal }).then(
+        () => 'granted',
+        (error: unknown) => error,
+      );
+      await until(async () => (await ephemeralNodes(path(name))).length === queuedNodes, 5_000, 'queued');
+      const [session] = providers.driver(provider).liveSessions();
+      if (!session) throw new Error('no session');
+      session.dropConnection({ holdReconnect: true });
+      await until(() => !session.connected, 2_000, 'the client disconnected');
+      const abortedAt = performance.now();
+      controller.abort();
+      expect(await waiting).toMatchObject({ name: 'AbortError' });
+      // Not callTimeoutMs (3 s): the withdraw is not queued behind the reconnect; core retries it.
+      expect(performance.now() - abortedAt).toBeLessThan(1_000);
+      expect(providers.driver(provider).liveSessions()).toEqual([session]);
+      session.resumeReconnecting();
+      await until(
+        async () => (await ephemeralNodes(path(name))).length === 1,
+        5_000,
+        "the waiter's nodes deleted",
+      );
+      await held.release();
+      expect(await tree(zk.inspector, path(name))).toEqual([]);
+    });
+  }
 });
 
 // Not a check of lockPath: a semaphore name maps to a node the way a lock key does.
