@@ -5,14 +5,15 @@
 // 1. Floors: the same ZooKeeper requests dlock sends, in the same pipelined round trips, from a bare
 //    node-zookeeper-client (4 round trips for a permit, 3 for a read or write lease), and the bare
 //    minimum of create + delete (2 round trips).
-// 2. Uncontended acquire + release: a permit (limit 4), a read lease, a write lease.
+// 2. Uncontended acquire + release: a lock, a permit (limit 4), a read lease, a write lease, each
+//    with the requests the server received per acquire + release (load-independent).
 // 3. Hand-off: release of a permit (limit 1) → the waiter's acquire resolves.
 // 4. Notifications per release with 1, 8 and 32 waiters on a semaphore of limit 1.
 import { randomUUID } from 'node:crypto';
 import { startZooKeeper, stopAll } from '@dlock/testkit';
 import zookeeper from 'node-zookeeper-client';
 import { createZooKeeperProvider } from '../dist/index.js';
-import { handoffs, histogram, ms, since, sleep } from './support.mjs';
+import { handoffs, histogram, ms, packetsReceived, since, sleep } from './support.mjs';
 
 const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 400);
 const HANDOFFS = Number(process.env.BENCH_HANDOFFS ?? 150);
@@ -23,13 +24,21 @@ const EMPTY = Buffer.alloc(0);
 
 const max = (h) => (h.maxValue / 1000).toFixed(2);
 
+/**
+ * Runs `once` WARMUP + `rounds` times: the latency histogram of the last `rounds`, with the number of
+ * requests the server received per run (`h.requests`; the sessions' pings add a few hundredths).
+ */
 async function measure(rounds, once) {
   const h = histogram();
+  let before = 0;
   for (let i = 0; i < rounds + WARMUP; i++) {
+    if (i === WARMUP) before = await packetsReceived(server);
     const start = performance.now();
     await once(i);
     if (i >= WARMUP) h.recordValue(since(start));
   }
+  h.requests = (await packetsReceived(server)) - before;
+  h.requests /= rounds;
   return h;
 }
 
@@ -167,6 +176,7 @@ try {
     readWrite: await readWriteFloor(zk),
   };
   zk.client.close();
+  const lock = await uncontended(server.connectString, (provider) => provider.acquire('uncontended'));
   const permit = await uncontended(server.connectString, (provider) =>
     provider.semaphore('uncontended', { limit: 4 }).acquire(),
   );
@@ -180,15 +190,17 @@ try {
   const herd = [];
   for (const waiters of [1, 8, 32]) herd.push(await notifications(server.connectString, waiters));
 
-  const row = (label, h) => `| ${label} | ${ms(h, 50)} | ${ms(h, 99)} | ${max(h)} |`;
+  const row = (label, h) =>
+    `| ${label} | ${ms(h, 50)} | ${ms(h, 99)} | ${max(h)} | ${h.requests === undefined ? '' : h.requests.toFixed(2)} |`;
   console.log(`ZooKeeper standalone on loopback, tickTime 200 ms; ${ROUNDS} rounds, ${HANDOFFS} hand-offs`);
-  console.log('| measurement | p50 ms | p99 ms | max ms |');
-  console.log('|---|---|---|---|');
+  console.log('| measurement | p50 ms | p99 ms | max ms | requests per run |');
+  console.log('|---|---|---|---|---|');
   console.log(row('floor: bare create + delete (2 round trips)', floors.node));
   console.log(row("floor: a permit's requests from a bare client (4 round trips)", floors.semaphore));
   console.log(
     row("floor: a read-write lease's requests from a bare client (3 round trips)", floors.readWrite),
   );
+  console.log(row('lock: uncontended acquire + release (for comparison)', lock));
   console.log(row('semaphore: uncontended acquire + release (limit 4)', permit));
   console.log(row('read-write: uncontended read acquire + release', read));
   console.log(row('read-write: uncontended write acquire + release', write));

@@ -1,4 +1,6 @@
 // What the package's benchmarks share: histograms in microseconds, and the hand-off measurement.
+import { createConnection } from 'node:net';
+import { text } from 'node:stream/consumers';
 import * as hdr from 'hdr-histogram-js';
 
 export const histogram = () => hdr.build({ lowestDiscernibleValue: 1, numberOfSignificantValueDigits: 3 });
@@ -28,4 +30,18 @@ export async function handoffs(a, b, take, rounds) {
   }
   await lease.release();
   return h;
+}
+
+/**
+ * Requests the server has received so far (`zk_packets_received` from the `mntr` four-letter word):
+ * the difference over a run counts what a client sent, whatever the machine's load.
+ */
+export async function packetsReceived(server) {
+  const socket = createConnection({ host: '127.0.0.1', port: server.port });
+  socket.setTimeout(2_000, () => socket.destroy(new Error(`no answer to mntr from port ${server.port}`)));
+  socket.end('mntr');
+  const answer = await text(socket);
+  const received = /zk_packets_received\s+(\d+)/.exec(answer)?.[1];
+  if (received === undefined) throw new Error(`unexpected mntr answer: ${answer}`);
+  return Number(received);
 }
