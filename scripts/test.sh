@@ -10,6 +10,12 @@ export TURBO_TELEMETRY_DISABLED=1 DO_NOT_TRACK=1
 export DLOCK_CONFORMANCE_DIR="$(pwd)/.dlock/conformance"
 pnpm exec turbo run build --output-logs=errors-only
 pnpm exec biome check .
+# The public API against its checked-in reports, and publint / attw / require() on the packed
+# packages: a few seconds each, side by side.
+node scripts/api-report.mjs &
+api_report=$!
+node scripts/check-publish.mjs
+wait "$api_report"
 pnpm exec turbo run typecheck --output-logs=errors-only
 mkdir -p .dlock
 pnpm exec turbo run test --concurrency=1 --output-logs=full 2>&1 | tee .dlock/test-output.log
