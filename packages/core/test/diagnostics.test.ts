@@ -1,4 +1,9 @@
-import { subscribe, tracingChannel, unsubscribe } from 'node:diagnostics_channel';
+import {
+  type TracingChannelSubscribers,
+  subscribe,
+  tracingChannel,
+  unsubscribe,
+} from 'node:diagnostics_channel';
 import { afterEach, describe, expect, it } from 'vitest';
 import {
   type AcquireMessage,
@@ -28,11 +33,12 @@ describe('diagnostics messages', () => {
   it('carry the lease the acquire returned, so a subscriber can follow one lease from grant to end', async () => {
     const granted: Lease[] = [];
     const acquires = tracingChannel<AcquireMessage, AcquireMessage>(channelNames.acquire);
+    // Node takes any subset of the handlers; @types/node 20 asks for all five.
     const handlers = {
       asyncEnd: (message: AcquireMessage) => {
         if (message.result) granted.push(message.result as Lease);
       },
-    };
+    } as TracingChannelSubscribers<AcquireMessage>;
     acquires.subscribe(handlers);
     undo.push(() => acquires.unsubscribe(handlers));
     const extended = listen<ExtendMessage>(channelNames.extended);
