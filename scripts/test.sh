@@ -8,16 +8,21 @@ bash scripts/setup.sh
 export TURBO_TELEMETRY_DISABLED=1 DO_NOT_TRACK=1
 # Every conformance run records which guarantees held; the README table and the lab read these.
 export DLOCK_CONFORMANCE_DIR="$(pwd)/.dlock/conformance"
+echo "build: every package (turbo; cached after the first time)"
 pnpm exec turbo run build --output-logs=errors-only
+echo "lint: biome check"
 pnpm exec biome check .
+echo "api + publish: the API reports, publint / attw / require() on the packed packages"
 # The public API against its checked-in reports, and publint / attw / require() on the packed
 # packages: a few seconds each, side by side.
 node scripts/api-report.mjs &
 api_report=$!
 node scripts/check-publish.mjs
 wait "$api_report"
+echo "typecheck: every package"
 pnpm exec turbo run typecheck --output-logs=errors-only
 mkdir -p .dlock
+echo "test: every package, one at a time, on real servers"
 pnpm exec turbo run test --concurrency=1 --output-logs=full 2>&1 | tee .dlock/test-output.log
 # One closing line over every package's vitest summary ("Tests  N passed | M skipped (T)").
 node scripts/test-summary.mjs .dlock/test-output.log

@@ -35,7 +35,22 @@ interface HoldRecord {
  * rejects any request whose token is lower than the highest it has seen (what a resource checking
  * fencing tokens does). Comparing a write's `basedOn` with the version it lands on reveals a lost update.
  */
+export interface CheckerOptions {
+  /**
+   * The lease contenders hold (their ttl, or their session timeout): an overlap that begins after the
+   * earlier holder's lease ran out (counted from its grant) is counted in `overlapsPastLease` too.
+   */
+  readonly leaseMs?: number;
+  /**
+   * `acquiredAt` minus this is the grant on the resource's clock: the resource stamps with its
+   * process's performance.now(), contenders report grants as performance.timeOrigin + now().
+   */
+  readonly clockOrigin?: number;
+}
+
 export class SafetyChecker {
+  readonly #leaseMs: number | undefined;
+  readonly #clockOrigin: number;
   #version = 0;
   #fencedVersion = 0;
   #highestToken: bigint | undefined;
@@ -44,6 +59,11 @@ export class SafetyChecker {
   #lostUpdates = 0;
   #lostUpdatesWithFencing = 0;
   readonly #holds = new Map<string, HoldRecord>();
+
+  constructor(options: CheckerOptions = {}) {
+    this.#leaseMs = options.leaseMs;
+    this.#clockOrigin = options.clockOrigin ?? 0;
+  }
 
   /** Records one request stamped at `at` (the resource's clock) and answers with the current versions. */
   observe(event: ResourceEvent, at: number): ResourceVersions {
@@ -73,11 +93,12 @@ export class SafetyChecker {
   }
 
   metrics(): CheckerMetrics {
-    const intervals = this.#intervals();
+    const overlaps = overlappingHolds(this.#intervals());
     return {
       holds: this.#holds.size,
       writes: this.#writes,
-      overlaps: overlappingHolds(intervals).length,
+      overlaps: overlaps.length,
+      overlapsPastLease: overlaps.filter((pair) => this.#pastLease(pair)).length,
       staleWrites: this.#staleWrites,
       lostUpdates: this.#lostUpdates,
       lostUpdatesWithFencing: this.#lostUpdatesWithFencing,
@@ -92,6 +113,15 @@ export class SafetyChecker {
     return overlappingHolds(this.#intervals())
       .slice(0, limit)
       .map(([earlier, later]) => `${describe(earlier)} overlaps ${describe(later)}`);
+  }
+
+  /** Whether the earlier hold of an overlapping pair was still active after its lease had run out. */
+  #pastLease([a, b]: readonly [HoldInterval, HoldInterval]): boolean {
+    const earlier = a.start <= b.start ? a : b;
+    const later = earlier === a ? b : a;
+    const acquiredAt = this.#holds.get(earlier.holder)?.acquiredAt;
+    if (this.#leaseMs === undefined || acquiredAt === undefined) return false;
+    return later.start > acquiredAt - this.#clockOrigin + this.#leaseMs;
   }
 
   #intervals(): HoldInterval[] {

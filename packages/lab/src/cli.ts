@@ -1,13 +1,13 @@
 #!/usr/bin/env node
 import { writeFileSync } from 'node:fs';
-import { relative } from 'node:path';
+import { dirname, relative, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { InvalidArgumentError } from '@dlock/core';
 import { stopAll } from '@dlock/testkit';
-import { COMPARE_USAGE, compare, parseCompareOptions, reportPaths } from './compare.js';
+import { COMPARE_USAGE, compare, parseCompareOptions, planCompare, reportPaths } from './compare.js';
+import { DLOCK_COMMAND } from './paths.js';
 import { Progress } from './progress.js';
-import { buildCharts, renderChartSvg } from './report/charts.js';
-import { type RenderedChart, renderHtmlReport } from './report/html.js';
+import { renderHtmlReport } from './report/html.js';
 import { readResultsJson, renderResultsJson } from './report/json.js';
 import { renderMarkdownReport, renderReadmeTable, textTable, verdictLine } from './report/markdown.js';
 import { overviewTable } from './report/tables.js';
@@ -15,12 +15,15 @@ import type { Results, ServerKind } from './results.js';
 import { serversDown, serversUp } from './servers.js';
 
 const USAGE = `dlock — compare distributed lock backends on this machine
+(from the repository: \`${DLOCK_COMMAND} <command>\`)
 
 ${COMPARE_USAGE}
 
 dlock servers up [--kinds redis,zookeeper,etcd]   start a local playground; prints addresses, runs until Ctrl-C
 dlock servers down                                stop the playground started by \`servers up\`
+dlock report <results.json> [--out dir]           render index.html and report.md again from a compare run
 dlock readme-table <results.json>                 print the README comparison table from a compare run
+dlock help                                        this text
 
 exit codes: 0 every claimed guarantee held · 1 a backend violated a guarantee it claims ·
             2 bad usage · 3 part of the run could not complete · 130 interrupted`;
@@ -31,24 +34,23 @@ async function writeReports(
   progress: Progress,
 ): Promise<ReturnType<typeof reportPaths>> {
   const paths = reportPaths(out);
-  const charts: RenderedChart[] = [];
-  for (const chart of buildCharts(results)) {
-    try {
-      charts.push({ title: chart.title, caption: chart.caption, svg: await renderChartSvg(chart.spec) });
-    } catch (error) {
-      progress.note(
-        `chart "${chart.title}" could not be rendered: ${error instanceof Error ? error.message : error}`,
-      );
-    }
-  }
+  const html = await renderHtmlReport(results, (chart, error) =>
+    progress.note(
+      `chart "${chart.title}" could not be rendered: ${error instanceof Error ? error.message : error}`,
+    ),
+  );
   writeFileSync(paths.json, renderResultsJson(results));
   writeFileSync(paths.markdown, renderMarkdownReport(results));
-  writeFileSync(paths.html, renderHtmlReport(results, charts));
+  writeFileSync(paths.html, html);
   return paths;
 }
 
 async function runCompare(argv: string[]): Promise<number> {
   const options = parseCompareOptions(argv);
+  if (options.dryRun) {
+    console.log(await planCompare(options));
+    return 0;
+  }
   const progress = new Progress();
   const interrupted = new AbortController();
   let interrupts = 0;
@@ -102,6 +104,21 @@ async function main(argv: string[]): Promise<number> {
       }
       throw new InvalidArgumentError('servers', action, 'up or down');
     }
+    case 'report': {
+      const { values, positionals } = parseArgs({
+        args: rest,
+        options: { out: { type: 'string' } },
+        strict: true,
+        allowPositionals: true,
+      });
+      const [path] = positionals;
+      if (!path || positionals.length > 1)
+        throw new InvalidArgumentError('report', positionals.join(' '), 'the path of one results.json');
+      const results = readResultsJson(path);
+      const paths = await writeReports(results, resolve(values.out ?? dirname(path)), new Progress());
+      console.log(`report: ${relative(process.cwd(), paths.html) || paths.html}`);
+      return 0;
+    }
     case 'readme-table': {
       const [path] = rest;
       if (!path) throw new InvalidArgumentError('readme-table', undefined, 'the path of a results.json');
@@ -115,7 +132,7 @@ async function main(argv: string[]): Promise<number> {
       console.log(USAGE);
       return command === undefined ? 2 : 0;
     default:
-      throw new InvalidArgumentError('command', command, 'compare, servers, readme-table, help');
+      throw new InvalidArgumentError('command', command, 'compare, servers, report, readme-table, help');
   }
 }
 
@@ -126,7 +143,7 @@ main(process.argv.slice(2)).then(
       error instanceof InvalidArgumentError ||
       (error as { code?: string })?.code?.startsWith('ERR_PARSE_ARGS');
     console.error(`dlock: ${error instanceof Error ? error.message : String(error)}`);
-    if (usage) console.error('\nrun `dlock help` for usage');
+    if (usage) console.error(`\nrun \`${DLOCK_COMMAND} help\` for usage`);
     process.exit(usage ? 2 : 3);
   },
 );

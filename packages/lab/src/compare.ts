@@ -1,11 +1,10 @@
 import { mkdirSync } from 'node:fs';
-import { cpus } from 'node:os';
+import { cpus, loadavg } from 'node:os';
 import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { type Capabilities, InvalidArgumentError } from '@dlock/core';
-import { benchmarkBackend } from './bench/backend.js';
-import { measureFloor } from './bench/floor.js';
-import { measurePeers } from './bench/peers.js';
+import { MIN_BLOCKS } from './bench/blocks.js';
+import { benchmarkGroup } from './bench/suite.js';
 import { type LabBackend, discoverBackends } from './discovery.js';
 import { faultScenarios, runScenario } from './faults/index.js';
 import { stateDir } from './paths.js';
@@ -14,30 +13,36 @@ import {
   type BackendRecord,
   type BenchmarkRecord,
   type FaultRecord,
-  type FloorRecord,
   type PeerRecord,
   RESULTS_SCHEMA,
   type Results,
   type ServerKind,
   type Verdict,
 } from './results.js';
-import { collectSemantics } from './semantics.js';
-import { type ServerSet, canStart, externalServerSet, serverSetLabel, startServerSet } from './servers.js';
+import { backendsNeedingConformanceRun, collectSemantics } from './semantics.js';
+import { type ServerSet, canStart, externalServerSet, startServerSet } from './servers.js';
+import { serversLabel } from './words.js';
 
 export interface CompareOptions {
   readonly backends: string[] | null;
   readonly durationSeconds: number;
+  /** Interleaved blocks per benchmark figure. */
+  readonly rounds: number;
   readonly contenders: number[];
   /** null: every scenario; []: none. */
   readonly scenarios: string[] | null;
   readonly out: string;
   readonly json: boolean;
+  /** Print what would run, and an estimate of how long, without starting anything. */
+  readonly dryRun: boolean;
   readonly semanticsFrom: string | null;
   /** Servers given on the command line, by kind: used for benchmarks instead of starting them. */
   readonly endpoints: ReadonlyMap<ServerKind, string[]>;
 }
 
 const DEFAULT_DURATION_SECONDS = 10;
+const DEFAULT_ROUNDS = 5;
+const MAX_ROUNDS = 50;
 const DEFAULT_CONTENDERS = [1, 8, 32];
 const MAX_CONTENDERS = 256;
 /** Short leases and sessions keep crash recovery (and so the run) quick; ZooKeeper's floor is 2 ticks. */
@@ -55,15 +60,76 @@ const list = (value: string | undefined) =>
         .map((item) => item.trim())
         .filter((item) => item !== '');
 
+/** What each server kind's addresses look like on the command line. */
+const ENDPOINT_SHAPES: Record<
+  ServerKind,
+  { readonly example: string; readonly valid: (address: string) => boolean }
+> = {
+  redis: {
+    example: 'redis=redis://127.0.0.1:6379',
+    valid: (address) => urlWith(address, ['redis:', 'rediss:']),
+  },
+  zookeeper: { example: 'zookeeper=127.0.0.1:2181', valid: (address) => hostAndPort(address) },
+  etcd: { example: 'etcd=http://127.0.0.1:2379', valid: (address) => urlWith(address, ['http:', 'https:']) },
+};
+const ENDPOINT_FORMS = SERVER_KINDS.map((kind) => ENDPOINT_SHAPES[kind].example).join(' · ');
+
+function validPort(port: string): boolean {
+  return /^\d{1,5}$/.test(port) && Number(port) >= 1 && Number(port) <= 65_535;
+}
+
+function urlWith(address: string, protocols: readonly string[]): boolean {
+  if (!URL.canParse(address)) return false;
+  const url = new URL(address);
+  return protocols.includes(url.protocol) && url.hostname !== '' && (url.port === '' || validPort(url.port));
+}
+
+function hostAndPort(address: string): boolean {
+  const match = /^([^\s:/]+|\[[0-9a-fA-F:]+\]):(\d+)$/.exec(address);
+  return match !== null && validPort(match[2] as string);
+}
+
+/** `--endpoints kind=a,b` values, checked before anything starts. */
+function parseEndpoints(entries: readonly string[]): Map<ServerKind, string[]> {
+  const endpoints = new Map<ServerKind, string[]>();
+  for (const entry of entries) {
+    const separator = entry.indexOf('=');
+    const kind = entry.slice(0, separator) as ServerKind;
+    const addresses = list(entry.slice(separator + 1)) ?? [];
+    if (separator < 0 || !SERVER_KINDS.includes(kind) || addresses.length === 0) {
+      throw new InvalidArgumentError('--endpoints', entry, `<kind>=<address,...>, e.g. ${ENDPOINT_FORMS}`);
+    }
+    const shape = ENDPOINT_SHAPES[kind];
+    const bad = addresses.find((address) => !shape.valid(address));
+    if (bad !== undefined) {
+      throw new InvalidArgumentError(
+        '--endpoints',
+        entry,
+        `${kind} addresses like ${shape.example} (${JSON.stringify(bad)} is not one)`,
+      );
+    }
+    if (endpoints.has(kind))
+      throw new InvalidArgumentError(
+        '--endpoints',
+        entry,
+        `one --endpoints per kind (${kind} is given twice)`,
+      );
+    endpoints.set(kind, addresses);
+  }
+  return endpoints;
+}
+
 export const COMPARE_USAGE = `dlock compare [options]
   --backends <a,b>        only these backends (default: every discovered one, plus memory and setnx-getset)
   --duration <seconds>    benchmark budget per backend (default ${DEFAULT_DURATION_SECONDS}); fault windows scale with it
+  --rounds <n>            interleaved blocks per benchmark figure (default ${DEFAULT_ROUNDS}, at least ${MIN_BLOCKS}): its median and spread
   --contenders <1,8,32>   contender counts on one key (the largest also runs on as many keys)
   --scenarios <a,b|none>  fault scenarios to run (default: all that apply): ${faultScenarios.map((s) => s.id).join(', ')}
   --out <dir>             report directory (default: report)
   --json                  print results.json to stdout instead of the summary table
+  --dry-run               print what would run and about how long it takes; start nothing
   --semantics-from <dir>  read conformance reports from <dir> instead of running the kit
-  --endpoints <kind=a,b>  benchmark against running servers (repeatable), e.g. redis=redis://127.0.0.1:6379`;
+  --endpoints <kind=a,b>  benchmark against running servers (repeatable): ${ENDPOINT_FORMS}`;
 
 export function parseCompareOptions(argv: string[]): CompareOptions {
   const { values } = parseArgs({
@@ -71,10 +137,12 @@ export function parseCompareOptions(argv: string[]): CompareOptions {
     options: {
       backends: { type: 'string' },
       duration: { type: 'string' },
+      rounds: { type: 'string' },
       contenders: { type: 'string' },
       scenarios: { type: 'string' },
       out: { type: 'string' },
       json: { type: 'boolean' },
+      'dry-run': { type: 'boolean' },
       'semantics-from': { type: 'string' },
       endpoints: { type: 'string', multiple: true },
     },
@@ -84,6 +152,14 @@ export function parseCompareOptions(argv: string[]): CompareOptions {
   const durationSeconds = values.duration === undefined ? DEFAULT_DURATION_SECONDS : Number(values.duration);
   if (!Number.isFinite(durationSeconds) || durationSeconds <= 0 || durationSeconds > 3600) {
     throw new InvalidArgumentError('--duration', values.duration, 'seconds, a number > 0 and <= 3600');
+  }
+  const rounds = values.rounds === undefined ? DEFAULT_ROUNDS : Number(values.rounds);
+  if (!Number.isInteger(rounds) || rounds < MIN_BLOCKS || rounds > MAX_ROUNDS) {
+    throw new InvalidArgumentError(
+      '--rounds',
+      values.rounds,
+      `an integer from ${MIN_BLOCKS} to ${MAX_ROUNDS}`,
+    );
   }
   const contenders = (list(values.contenders) ?? DEFAULT_CONTENDERS.map(String)).map(Number);
   if (
@@ -101,25 +177,16 @@ export function parseCompareOptions(argv: string[]): CompareOptions {
   const unknown = scenarios?.filter((id) => !known.includes(id)) ?? [];
   if (unknown.length > 0)
     throw new InvalidArgumentError('--scenarios', unknown.join(','), `none, or some of: ${known.join(', ')}`);
-  const endpoints = new Map<ServerKind, string[]>();
-  for (const entry of values.endpoints ?? []) {
-    const [kind, addresses] = entry.split('=', 2) as [string, string | undefined];
-    if (!SERVER_KINDS.includes(kind as ServerKind) || !addresses) {
-      throw new InvalidArgumentError(
-        '--endpoints',
-        entry,
-        `<kind>=<address,...> with kind one of ${SERVER_KINDS.join(', ')}`,
-      );
-    }
-    endpoints.set(kind as ServerKind, list(addresses) ?? []);
-  }
+  const endpoints = parseEndpoints(values.endpoints ?? []);
   return {
     backends: list(values.backends),
     durationSeconds,
+    rounds,
     contenders: [...new Set(contenders)].sort((a, b) => a - b),
     scenarios,
     out: resolve(values.out ?? 'report'),
     json: values.json ?? false,
+    dryRun: values['dry-run'] ?? false,
     semanticsFrom: values['semantics-from'] ? resolve(values['semantics-from']) : null,
     endpoints,
   };
@@ -134,7 +201,7 @@ interface BackendState {
   unavailable: string | undefined;
 }
 
-/** Benchmarks grouped by server set: each set is started once, with its floor and peers measured once. */
+/** Benchmarks grouped by server set: each set is started once, its backends, floor and peers measured together. */
 async function runBenchmarks(
   states: readonly BackendState[],
   options: CompareOptions,
@@ -142,9 +209,9 @@ async function runBenchmarks(
   progress: Progress,
   notes: string[],
 ): Promise<{ benchmarks: BenchmarkRecord[]; peers: PeerRecord[] }> {
-  const durationMs = options.durationSeconds * 1000;
   const plan = {
-    durationMs,
+    durationMs: options.durationSeconds * 1000,
+    rounds: options.rounds,
     contenders: options.contenders,
     failoverTtlMs: FAILOVER_TTL_MS,
     failoverSessionTimeoutMs: SESSION_TIMEOUT_MS,
@@ -162,64 +229,37 @@ async function runBenchmarks(
   let done = 0;
   for (const group of groups.values()) {
     const first = (group[0] as BackendState).backend;
+    const fractionOf = (fraction: number) => (done + fraction * group.length) / total;
     let set: ServerSet | null = null;
-    let floor: FloorRecord | null = null;
     try {
       if (first.placement !== 'in-process') {
         const kind = first.placement;
-        const label = serverSetLabel(kind, first.serverCount);
         const given = options.endpoints.get(kind);
+        const useGiven = given?.length === first.serverCount;
         progress.step(
-          label,
-          given?.length === first.serverCount ? 'using the given servers' : 'starting servers',
-          done / total,
+          serversLabel(kind, first.serverCount),
+          useGiven ? 'using the given servers' : 'starting servers',
+          fractionOf(0),
         );
-        set =
-          given?.length === first.serverCount
-            ? externalServerSet(kind, given)
-            : await startServerSet(kind, first.serverCount);
-        progress.step(label, `floor: ${kind} raw round trips`, done / total);
-        try {
-          floor = (await measureFloor(set, `lab-floor-${process.pid}`, durationMs * 0.1, signal)) ?? null;
-          if (!floor)
-            notes.push(`${label}: no floor measured (its client library is not reachable from the lab)`);
-        } catch (error) {
-          signal.throwIfAborted();
-          notes.push(`${label}: floor measurement failed: ${errorText(error)}`);
-        }
-        const measured = await measurePeers(
-          set,
-          `lab-peer-${process.pid}`,
-          durationMs * 0.15,
-          floor?.p50Ms ?? null,
-          signal,
-          (name) => progress.step(label, `peer: ${name}`, done / total),
-        );
-        peers.push(...measured.peers);
-        notes.push(...measured.errors.map((error) => `${label} peer ${error}`));
+        set = useGiven ? externalServerSet(kind, given) : await startServerSet(kind, first.serverCount);
       }
-      for (const state of group) {
-        const { record, capabilities } = await benchmarkBackend(
-          state.backend,
-          set,
-          floor,
-          plan,
-          signal,
-          (detail, fraction) => progress.step(state.backend.name, detail, (done + fraction) / total),
-        );
-        state.capabilities = capabilities;
-        benchmarks.push(record);
-        done++;
-      }
+      const measured = await benchmarkGroup(
+        group.map((state) => state.backend),
+        set,
+        plan,
+        signal,
+        (subject, detail, fraction) => progress.step(subject, detail, fractionOf(fraction)),
+      );
+      for (const state of group) state.capabilities = measured.capabilities.get(state.backend.name) ?? null;
+      benchmarks.push(...measured.benchmarks);
+      peers.push(...measured.peers);
+      notes.push(...measured.notes);
     } catch (error) {
       signal.throwIfAborted();
-      for (const state of group) {
-        if (!benchmarks.some((record) => record.backend === state.backend.name)) {
-          notes.push(`${state.backend.name}: benchmarks could not run: ${errorText(error)}`);
-          done++;
-        }
-      }
+      for (const state of group)
+        notes.push(`${state.backend.name}: benchmarks could not run: ${errorText(error)}`);
     } finally {
+      done += group.length;
       await set?.stop();
     }
   }
@@ -255,7 +295,7 @@ async function runFaults(
       .map((state) => ({ scenario, state })),
   );
   const timing = {
-    windowMs: Math.min(6_000, Math.max(1_500, options.durationSeconds * 250)),
+    windowMs: scenarioWindowMs(options),
     ttlMs: SCENARIO_TTL_MS,
     sessionTimeoutMs: SESSION_TIMEOUT_MS,
     takeoverTimeoutMs: TAKEOVER_TIMEOUT_MS,
@@ -305,14 +345,60 @@ function judgeRun(results: Omit<Results, 'verdict'>): Verdict {
   return { exitCode: violations.length > 0 ? 1 : incomplete.length > 0 ? 3 : 0, violations, incomplete };
 }
 
-/** The whole `dlock compare` run: semantics, benchmarks, fault scenarios. Writes nothing itself. */
-export async function compare(
-  options: CompareOptions,
-  signal: AbortSignal,
-  progress: Progress,
-): Promise<Results> {
-  const startedAt = new Date();
-  progress.stage('discovering backends', 1, 4);
+/** Rough costs behind the dry run's estimate, from runs on a shared 2-core machine (seconds). */
+const ESTIMATE_S = {
+  serverSet: 3,
+  conformanceRun: 15,
+  failoverSampleOverhead: 1,
+  scenarioOverhead: 5,
+} as const;
+
+/** What `compare` would do with these options, and about how long it would take; starts nothing. */
+export async function planCompare(options: CompareOptions): Promise<string> {
+  const { states, notes } = await selectBackends(options);
+  const ready = states.filter((state) => !state.unavailable).map((state) => state.backend);
+  const sets = new Set(
+    ready
+      .filter((backend) => backend.placement !== 'in-process')
+      .map((b) => `${b.placement}:${b.serverCount}`),
+  );
+  const conformance = backendsNeedingConformanceRun(ready, {
+    from: options.semanticsFrom,
+    runDir: join(stateDir(), 'conformance'),
+  });
+  const scenarios = faultScenarios
+    .filter((scenario) => options.scenarios === null || options.scenarios.includes(scenario.id))
+    .flatMap((scenario) =>
+      ready
+        .filter((backend) => scenario.appliesTo(backend))
+        .map((backend) => `${scenario.id} · ${backend.name}`),
+    );
+  const windowS = scenarioWindowMs(options) / 1000;
+  const failoverS =
+    ready.filter((backend) => backend.contenderModule !== null && backend.placement !== 'in-process').length *
+    MIN_BLOCKS *
+    (SESSION_TIMEOUT_MS / 1000 + ESTIMATE_S.failoverSampleOverhead);
+  const seconds =
+    conformance.length * ESTIMATE_S.conformanceRun +
+    sets.size * ESTIMATE_S.serverSet +
+    ready.length * options.durationSeconds +
+    failoverS +
+    scenarios.length * (ESTIMATE_S.scenarioOverhead + windowS);
+  const minutes = Math.max(1, Math.round(seconds / 60));
+  return [
+    'dlock compare would run (--dry-run: nothing started):',
+    `  backends: ${ready.map((backend) => backend.name).join(', ') || 'none'}`,
+    ...notes.map((note) => `  note: ${note}`),
+    `  conformance kit runs: ${conformance.map((backend) => backend.name).join(', ') || 'none (fresh reports found)'}`,
+    `  benchmarks: ${options.durationSeconds} s per backend in ${options.rounds} interleaved rounds, contenders ${options.contenders.join(', ')}`,
+    `  fault scenarios (${scenarios.length}): ${scenarios.join(', ') || 'none'}`,
+    `  report: ${options.out}`,
+    `  estimated time on a 2-core machine: about ${minutes} min`,
+  ].join('\n');
+}
+
+/** The backends to run, with the reason each one that cannot run here is skipped. */
+async function selectBackends(options: CompareOptions): Promise<{ states: BackendState[]; notes: string[] }> {
   const discovery = await discoverBackends();
   const notes = [...discovery.notes];
   const available = discovery.backends.map((backend) => backend.name);
@@ -329,12 +415,30 @@ export async function compare(
         backend.placement !== 'in-process' &&
         !canStart(backend.placement) &&
         !options.endpoints.has(backend.placement)
-          ? `${backend.placement} is not installed on this machine (scripts/setup.sh installs it)`
+          ? `${backend.placement} is not installed on this machine (\`bash scripts/setup.sh\` installs it)`
           : undefined,
     }));
   for (const state of states) {
     if (state.unavailable) notes.push(`${state.backend.name}: skipped: ${state.unavailable}`);
   }
+  return { states, notes };
+}
+
+/** How long contenders run before and after a fault: scales with --duration, within 1.5 s – 6 s. */
+function scenarioWindowMs(options: CompareOptions): number {
+  return Math.min(6_000, Math.max(1_500, options.durationSeconds * 250));
+}
+
+/** The whole `dlock compare` run: semantics, benchmarks, fault scenarios. Writes nothing itself. */
+export async function compare(
+  options: CompareOptions,
+  signal: AbortSignal,
+  progress: Progress,
+): Promise<Results> {
+  const startedAt = new Date();
+  const loadAtStart = Math.round((loadavg()[0] ?? 0) * 100) / 100;
+  progress.stage('discovering backends', 1, 4);
+  const { states, notes } = await selectBackends(options);
   for (const note of notes) progress.note(`note: ${note}`);
 
   progress.stage('semantics', 2, 4);
@@ -375,10 +479,12 @@ export async function compare(
       arch: process.arch,
       cpus: cpuList.length,
       cpuModel: cpuList[0]?.model.trim() ?? 'unknown',
+      loadAverage: { atStart: loadAtStart, atEnd: Math.round((loadavg()[0] ?? 0) * 100) / 100 },
     },
     options: {
       backends: options.backends,
       durationSeconds: options.durationSeconds,
+      rounds: options.rounds,
       contenders: options.contenders,
       scenarios: options.scenarios,
       semanticsFrom: options.semanticsFrom,

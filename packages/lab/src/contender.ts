@@ -3,7 +3,7 @@
  * service. Started by the lab (testkit startNodeProcess) with one JSON argument (ContenderConfig).
  *
  * stdout, one event per line: ready | waiting | acquired <token> | read <token> | wrote <token> |
- * lost <token> | released <token> | error <code> <message> | unhandled <message> | done
+ * lost <token> | released <token> | error <code> <message> | unhandled <message> | stall <ms> | done
  * stdin commands: go (start contending) | stop (finish the current hold, close, exit)
  */
 import { createInterface } from 'node:readline';
@@ -103,6 +103,25 @@ async function contend(
   }
 }
 
+/** How often the stall watch looks at the clock, and the smallest stall it reports (ms). */
+const STALL_CHECK_MS = 50;
+const STALL_REPORT_MS = 100;
+
+/**
+ * A machine too busy to schedule this process stalls it exactly like a GC pause or a SIGSTOP would,
+ * and a stalled holder can outlive its lease. Reporting every stall lets a scenario tell such a run
+ * apart from a backend that broke its promise.
+ */
+function watchForStalls(): void {
+  let last = performance.now();
+  setInterval(() => {
+    const now = performance.now();
+    const late = now - last - STALL_CHECK_MS;
+    if (late >= STALL_REPORT_MS) say(`stall ${Math.round(late)}`);
+    last = now;
+  }, STALL_CHECK_MS).unref();
+}
+
 async function main(): Promise<void> {
   const config = JSON.parse(process.argv[2] ?? '') as ContenderConfig;
   if (config.clockSkewMs !== 0) {
@@ -134,6 +153,9 @@ async function main(): Promise<void> {
     stop.abort(new Error('stdin closed'));
     started?.();
   });
+  watchForStalls();
+  // The first request of a process loads its HTTP client; paying for that now keeps it out of a hold.
+  await fetch(`${config.resourceUrl}/ready`);
   say('ready');
   await go;
   await contend(config, provider, stop.signal);

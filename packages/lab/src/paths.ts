@@ -2,6 +2,12 @@ import { existsSync, readFileSync, realpathSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
+/**
+ * How a person runs the CLI from the repository (the root package.json's `dlock` script, which runs
+ * bin/dlock.js); messages that suggest a command name it this way, so the command works as printed.
+ */
+export const DLOCK_COMMAND = 'pnpm dlock';
+
 /** packages/lab, whether this code runs from dist/ or (under vitest) from src/. */
 export const labPackageDir = resolve(dirname(fileURLToPath(import.meta.url)), '..');
 

@@ -42,9 +42,14 @@ function parseEvent(body: ResourceRequest): ResourceEvent {
  * the writer's — and hands it to the checker, so overlaps are judged where the damage would happen.
  */
 export class SharedResource {
-  readonly checker = new SafetyChecker();
+  readonly checker: SafetyChecker;
   #server: Server | undefined;
   #url = '';
+
+  /** `leaseMs`: the lease contenders hold, so the checker can tell an overlap past a lease (see SafetyChecker). */
+  constructor(options: { readonly leaseMs?: number } = {}) {
+    this.checker = new SafetyChecker({ leaseMs: options.leaseMs, clockOrigin: performance.timeOrigin });
+  }
 
   get url(): string {
     return this.#url;
@@ -72,6 +77,11 @@ export class SharedResource {
   }
 
   #handle(request: IncomingMessage, response: ServerResponse): void {
+    // GET is a contender warming up its HTTP client before it contends: answered, never recorded.
+    if (request.method === 'GET') {
+      response.writeHead(200, { 'content-type': 'text/plain' }).end('ok');
+      return;
+    }
     const chunks: Buffer[] = [];
     let size = 0;
     request.on('data', (chunk: Buffer) => {

@@ -1,10 +1,10 @@
 import type { Capabilities } from '@dlock/core';
 
 /**
- * The shape of report/results.json (`dlock.results/1`). schema/results.schema.json describes the same
+ * The shape of report/results.json (`dlock.results/2`). schema/results.schema.json describes the same
  * structure for other tools; change both together and bump the version when a field changes meaning.
  */
-export const RESULTS_SCHEMA = 'dlock.results/1';
+export const RESULTS_SCHEMA = 'dlock.results/2';
 
 export type ServerKind = 'redis' | 'zookeeper' | 'etcd';
 /** Where a backend's lock state lives: real servers, or the lab's own process (memory). */
@@ -34,11 +34,18 @@ export interface MachineInfo {
   readonly arch: string;
   readonly cpus: number;
   readonly cpuModel: string;
+  /**
+   * The 1-minute load average when the run started and when it finished. Above the core count, other
+   * processes competed for the machine and the figures' spreads widen.
+   */
+  readonly loadAverage: { readonly atStart: number; readonly atEnd: number };
 }
 
 export interface RunOptionsRecord {
   readonly backends: string[] | null;
   readonly durationSeconds: number;
+  /** How many interleaved blocks each benchmark figure is measured in (at least 3). */
+  readonly rounds: number;
   readonly contenders: number[];
   readonly scenarios: string[] | null;
   readonly semanticsFrom: string | null;
@@ -64,9 +71,32 @@ export interface SemanticsRecord {
   readonly note: string | null;
 }
 
-export interface LatencySummary {
+/**
+ * A figure measured as repeated blocks, interleaved with the figures it is compared with (the floor,
+ * the other backends on the same servers), so a slow moment of a shared machine hits all of them
+ * alike. `median` is the median of the block results; `min`–`max` is their spread. A figure whose
+ * spread is wide (see `noisy`) should be read as a range, not as a number.
+ */
+export interface Figure {
+  readonly median: number;
+  readonly min: number;
+  readonly max: number;
+  /** Blocks (or independent samples) behind the figure: at least 3, or there is no median. */
+  readonly blocks: number;
+  /** True when (max − min) exceeds NOISY_SPREAD × median. */
+  readonly noisy: boolean;
+}
+
+/** The spread, relative to the median, above which a figure is marked noisy. */
+export const NOISY_SPREAD = 0.5;
+
+/** Latency over every operation of every block. */
+export interface LatencyRecord {
+  /** Operations timed, over all blocks. */
   readonly samples: number;
-  readonly p50Ms: number;
+  /** The median of the per-block p50s, with their spread. */
+  readonly p50Ms: Figure;
+  /** p99 and maximum over every operation of every block (p99 ≤ max always). */
   readonly p99Ms: number;
   readonly maxMs: number;
 }
@@ -77,7 +107,11 @@ export interface PercentilePoint {
   readonly ms: number;
 }
 
-export interface FloorRecord extends LatencySummary {
+export interface UncontendedRecord extends LatencyRecord {
+  readonly distribution: PercentilePoint[];
+}
+
+export interface FloorRecord extends LatencyRecord {
   /** The raw client round trips measured, e.g. "SET NX PX + compare-and-delete EVAL". */
   readonly protocol: string;
 }
@@ -85,38 +119,50 @@ export interface FloorRecord extends LatencySummary {
 export interface ContentionRecord {
   readonly contenders: number;
   readonly keys: number;
+  /** Acquire + release pairs completed within the blocks' deadlines, over all blocks. */
   readonly operations: number;
+  /** Time measured, over all blocks. */
   readonly seconds: number;
-  readonly opsPerSecond: number;
+  /** Operations per second of each block: median and spread. */
+  readonly opsPerSecond: Figure;
+  /**
+   * The share of all operations completed by the single busiest contender (1 / contenders when every
+   * contender got the lock equally often). High values mean barging: the releasing contender takes the
+   * lock straight back while the others wait.
+   */
+  readonly busiestShare: number;
 }
 
 export interface FailoverRecord {
-  readonly samples: number;
-  readonly medianMs: number;
-  readonly maxMs: number;
+  /** From the SIGKILL of the holder to the next holder, one sample per kill. */
+  readonly takeoverMs: Figure;
   /** The crashed holder's lease ttl, or its session timeout for session-based backends. */
   readonly expiryMs: number;
 }
 
 export interface BenchmarkRecord {
   readonly backend: string;
-  readonly uncontended: (LatencySummary & { readonly distribution: PercentilePoint[] }) | null;
+  readonly uncontended: UncontendedRecord | null;
   readonly floor: FloorRecord | null;
-  /** Backend p50 divided by the floor's p50 measured in the same run. */
-  readonly ratioToFloorP50: number | null;
+  /** Backend block p50 ÷ floor block p50 of the same round, over the rounds. */
+  readonly ratioToFloorP50: Figure | null;
   readonly contention: ContentionRecord[];
-  readonly handoff: LatencySummary | null;
+  readonly handoff: LatencyRecord | null;
   readonly failover: FailoverRecord | null;
   readonly errors: string[];
 }
 
-export interface PeerRecord extends LatencySummary {
-  /** e.g. "redlock (library)". */
+export interface PeerRecord extends LatencyRecord {
+  /** The library, e.g. "redlock (library)". */
   readonly name: string;
+  /** Unique within a run: the library and the servers it ran on, e.g. "redlock (library) · 5× redis". */
+  readonly label: string;
   readonly placement: ServerKind;
   readonly serverCount: number;
+  /** The median floor p50 of the same servers. */
   readonly floorP50Ms: number | null;
-  readonly ratioToFloorP50: number | null;
+  /** Peer block p50 ÷ floor block p50 of the same round, over the rounds. */
+  readonly ratioToFloorP50: Figure | null;
 }
 
 /**
@@ -126,13 +172,25 @@ export interface PeerRecord extends LatencySummary {
  */
 export type Claim = 'safe' | 'fenced' | 'unsafe';
 
-export type FaultVerdict = 'held' | 'claim-violated' | 'known-violation' | 'not-reproduced' | 'error';
+/**
+ * One vocabulary, used as-is in results.json, the HTML and markdown reports, the terminal summary and
+ * the README. 'held': the claim held. 'claim-violated': it did not (exit code 1). 'known-unsafe': the
+ * known weakness of an unsafe claim showed. 'not-reproduced': it did not show this time (which proves
+ * nothing). 'error': the scenario could not run.
+ */
+export const FAULT_VERDICTS = ['held', 'claim-violated', 'known-unsafe', 'not-reproduced', 'error'] as const;
+export type FaultVerdict = (typeof FAULT_VERDICTS)[number];
 
 export interface CheckerMetrics {
   readonly holds: number;
   readonly writes: number;
   /** Pairs of holds that overlap on the resource's clock: mutual-exclusion violations. */
   readonly overlaps: number;
+  /**
+   * Overlaps that began after the earlier holder's lease had run out (counted from its grant): that
+   * holder outlived its lease, as a paused or starved process does — what fencing tokens are for.
+   */
+  readonly overlapsPastLease: number;
   /** Writes carrying a token lower than one the resource had already seen: a fencing resource rejects them. */
   readonly staleWrites: number;
   /** Writes based on an outdated read: an unfenced resource silently loses an update. */

@@ -103,6 +103,18 @@ function summarize(
   };
 }
 
+/** The backends whose conformance kit `collectSemantics` would run (no fresh report to read). */
+export function backendsNeedingConformanceRun(
+  backends: readonly LabBackend[],
+  options: Pick<SemanticsOptions, 'from' | 'runDir'>,
+): LabBackend[] {
+  if (options.from !== null) return [];
+  const available = readReports(options.runDir);
+  return backends.filter(
+    (backend) => backend.origin !== 'baseline' && !isFresh(reportFor(backend, available), backend),
+  );
+}
+
 /**
  * Which guarantees held, per backend, from the conformance kit. With `from`, reports are only read.
  * Otherwise a report in `runDir` newer than the backend's build is reused, and a missing or stale one

@@ -13,8 +13,9 @@ import {
   stopAll,
 } from '@dlock/testkit';
 import { discoverBackends } from './discovery.js';
-import { stateDir } from './paths.js';
+import { DLOCK_COMMAND, stateDir } from './paths.js';
 import type { ServerKind } from './results.js';
+import { serversLabel } from './words.js';
 
 /** ZooKeeper's tick: sessions can be as short as two ticks, which keeps crash recovery quick. */
 const ZOOKEEPER_TICK_MS = 200;
@@ -29,10 +30,6 @@ export interface ServerSet {
   /** The ensemble's or cluster's current leader (ZooKeeper, etcd with several members). */
   leader?(): Promise<ServerHandle>;
   stop(): Promise<void>;
-}
-
-export function serverSetLabel(kind: ServerKind, count: number): string {
-  return count === 1 ? kind : `${count}× ${kind}`;
 }
 
 /** Whether this machine can start servers of `kind` (the binary is installed). */
@@ -122,7 +119,7 @@ export async function serversUp(kinds: ServerKind[] | undefined): Promise<never>
     throw new InvalidArgumentError(
       'servers up',
       'already running',
-      `one playground at a time: pid ${existing.pid} runs it; stop it with \`dlock servers down\``,
+      `one playground at a time: pid ${existing.pid} runs it; stop it with \`${DLOCK_COMMAND} servers down\``,
     );
   }
   const { backends } = await discoverBackends();
@@ -144,17 +141,17 @@ export async function serversUp(kinds: ServerKind[] | undefined): Promise<never>
   for (const { kind, count } of [...wanted.values()].sort((a, b) => a.kind.localeCompare(b.kind))) {
     if (!canStart(kind)) {
       console.log(
-        `${serverSetLabel(kind, count)}: not installed on this machine (run scripts/setup.sh); skipped`,
+        `${serversLabel(kind, count)}: not installed on this machine (run \`bash scripts/setup.sh\`); skipped`,
       );
       continue;
     }
     const set = await startServerSet(kind, count);
     state.servers.push({ kind, count, endpoints: set.endpoints });
-    console.log(`${serverSetLabel(kind, count)}: ${set.endpoints.join(' ')}`);
+    console.log(`${serversLabel(kind, count)}: ${set.endpoints.join(' ')}`);
   }
   mkdirSync(stateDir(), { recursive: true });
   writeFileSync(playgroundStateFile(), `${JSON.stringify(state, null, 2)}\n`);
-  console.log(`\nrunning (pid ${process.pid}); Ctrl-C or \`dlock servers down\` stops them`);
+  console.log(`\nrunning (pid ${process.pid}); Ctrl-C or \`${DLOCK_COMMAND} servers down\` stops them`);
   // The testkit unrefs its server processes; this timer is what keeps the playground in the foreground.
   const keepAlive = setInterval(() => {}, 60_000);
   await stopping;

@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { SafetyChecker } from '../src/checker.js';
+import { inconclusiveBecause, judge } from '../src/faults/scenario.js';
 
 /** Plays one hold: begin, then read → write pairs, then end, each at the given resource times. */
 function hold(checker: SafetyChecker, id: string, token: bigint, acquiredAt: number, times: number[]): void {
@@ -25,6 +26,7 @@ describe('SafetyChecker', () => {
       holds: 3,
       writes: 4,
       overlaps: 0,
+      overlapsPastLease: 0,
       staleWrites: 0,
       lostUpdates: 0,
       lostUpdatesWithFencing: 0,
@@ -81,5 +83,48 @@ describe('SafetyChecker', () => {
     // c was granted last with a smaller token: a regression (a failover that lost the counter).
     hold(checker, 'c#1', 1n, 30, [30, 31, 32]);
     expect(checker.metrics().tokenRegressions).toBe(1);
+  });
+});
+
+describe('judging a fault scenario', () => {
+  const redis = {
+    fencing: 'monotonic',
+    fairness: 'none',
+    wakeup: 'push',
+    expiry: 'ttl',
+    safety: '',
+  } as const;
+  const overlap = {
+    holds: 10,
+    writes: 30,
+    overlaps: 1,
+    overlapsPastLease: 0,
+    staleWrites: 1,
+    lostUpdates: 1,
+    lostUpdatesWithFencing: 0,
+    tokenRegressions: 0,
+  };
+
+  it('calls an overlap under a safe claim a violation, unless the holder had outlived its lease or was stalled', () => {
+    expect(judge('safe', redis, overlap)).toBe('claim-violated');
+    expect(inconclusiveBecause('claim-violated', redis, overlap, 120, 1_000)).toBeUndefined();
+    expect(inconclusiveBecause('claim-violated', redis, overlap, 600, 1_000)).toMatch(/stalled for 600 ms/);
+    expect(
+      inconclusiveBecause('claim-violated', redis, { ...overlap, overlapsPastLease: 1 }, 0, 1_000),
+    ).toMatch(/after the earlier holder's lease \(1000 ms from its grant\) had run out/);
+  });
+
+  it('never excuses a fencing failure, however long the stall', () => {
+    const fencingLost = { ...overlap, overlapsPastLease: 1, lostUpdatesWithFencing: 1 };
+    expect(judge('fenced', redis, fencingLost)).toBe('claim-violated');
+    expect(inconclusiveBecause('claim-violated', redis, fencingLost, 5_000, 1_000)).toBeUndefined();
+  });
+
+  it('tells an overlap inside the earlier lease from one after it ran out', () => {
+    const checker = new SafetyChecker({ leaseMs: 100 });
+    hold(checker, 'slow#1', 1n, 0, [0, 1, 2, 150, 151]);
+    hold(checker, 'early#1', 2n, 50, [50, 51, 52]);
+    hold(checker, 'late#1', 3n, 120, [120, 121, 122]);
+    expect(checker.metrics()).toMatchObject({ overlaps: 2, overlapsPastLease: 1 });
   });
 });

@@ -4,8 +4,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { labPackageDir, stateDir } from '../src/paths.js';
-import { loadResultsSchema, validateAgainstSchema } from '../src/report/validate.js';
+import { validateResults } from '../src/report/validate.js';
 import type { Results } from '../src/results.js';
+import { chromiumMissing, inspectReportInBrowser } from './browser.js';
 
 const CLI = join(labPackageDir, 'dist', 'cli.js');
 const scratch = mkdtempSync(join(tmpdir(), 'dlock-lab-smoke-'));
@@ -65,6 +66,8 @@ describe('dlock compare (smoke)', () => {
       'compare',
       '--duration',
       '1',
+      '--rounds',
+      '3',
       '--contenders',
       '1,4',
       '--scenarios',
@@ -81,7 +84,7 @@ describe('dlock compare (smoke)', () => {
       expect(existsSync(join(out, file)), file).toBe(true);
 
     const results = JSON.parse(readFileSync(join(out, 'results.json'), 'utf8')) as Results;
-    expect(validateAgainstSchema(results, loadResultsSchema())).toEqual([]);
+    expect(validateResults(results)).toEqual([]);
     expect(results.benchmarks.map((bench) => bench.backend)).toEqual(
       expect.arrayContaining(['memory', 'setnx-getset']),
     );
@@ -92,6 +95,14 @@ describe('dlock compare (smoke)', () => {
     expect(html.match(/\b(?:src|href)\s*=\s*["']?\s*(?:https?:)?\/\//gi) ?? []).toEqual([]);
     expect(html).not.toMatch(/<script|<link|@import/i);
     expect(html).toContain('<svg');
+    if (!chromiumMissing) {
+      const { problems, charts } = await inspectReportInBrowser(
+        join(out, 'index.html'),
+        join(out, 'screenshots'),
+      );
+      expect(problems).toEqual([]);
+      expect(charts).toBeGreaterThanOrEqual(4);
+    }
 
     expect(leftoversOf(run.pid)).toEqual([]);
 
@@ -99,7 +110,8 @@ describe('dlock compare (smoke)', () => {
     const printed = await table.done;
     expect(printed.code).toBe(0);
     expect(printed.stdout).toMatch(/^\| backend \|/);
-  }, 150_000);
+    // Every backend's servers, 3 failover kills each and two fault scenarios: minutes on a busy machine.
+  }, 480_000);
 
   it('stops everything on Ctrl-C: no server process, no temp dir, exit 130', async () => {
     const { child, done } = startCli([
@@ -128,9 +140,25 @@ describe('dlock compare (smoke)', () => {
     expect(leftoversOf(run.pid)).toEqual([]);
   }, 60_000);
 
-  it('rejects bad options with a usage error', async () => {
+  it('rejects bad options with a usage error that names a command that works', async () => {
     const run = await startCli(['compare', '--duration', 'soon']).done;
     expect(run.code).toBe(2);
     expect(run.stderr).toContain('invalid --duration: "soon"');
+    expect(run.stderr).toContain('run `pnpm dlock help` for usage');
+  });
+
+  it('checks --endpoints before anything starts, naming the flag, the value and what is allowed', async () => {
+    const run = await startCli(['compare', '--endpoints', 'redis=notaurl']).done;
+    expect(run.code).toBe(2);
+    expect(run.stderr).toContain(
+      'invalid --endpoints: "redis=notaurl" (allowed: redis addresses like redis=redis://127.0.0.1:6379 ("notaurl" is not one))',
+    );
+    expect(run.stderr).not.toMatch(/\[1\/4/);
+    const zookeeper = await startCli(['compare', '--endpoints', 'zookeeper=http://127.0.0.1:2181']).done;
+    expect(zookeeper.stderr).toContain('zookeeper addresses like zookeeper=127.0.0.1:2181');
+    const unknown = await startCli(['compare', '--endpoints', 'mysql=127.0.0.1:3306']).done;
+    expect(unknown.stderr).toContain(
+      'invalid --endpoints: "mysql=127.0.0.1:3306" (allowed: <kind>=<address,...>',
+    );
   });
 });

@@ -47,7 +47,7 @@ export interface RedisTicket {
   wait: WaitState | undefined;
 }
 
-interface LiveGrant {
+export interface LiveGrant {
   readonly key: string;
   readonly lost: AbortController;
   validUntil: number;
@@ -61,7 +61,7 @@ interface LiveGrant {
  * extend failure; a lease dropped without release is pruned once its validity has passed (aborting it
  * then would change nothing: its lease has already expired locally).
  */
-class LiveGrants {
+export class LiveGrants {
   readonly #grants = new Set<LiveGrant>();
   #pruneAtSize = 64;
 
@@ -86,7 +86,7 @@ class LiveGrants {
   }
 }
 
-function abortOnConnectionLoss(grant: LiveGrant, cause: Error): void {
+export function abortOnConnectionLoss(grant: LiveGrant, cause: Error): void {
   grant.lost.abort(
     new LockLostError(grant.key, `${cause.message} while it was held (onConnectionLoss: 'abort')`, { cause }),
   );

@@ -5,3 +5,6 @@ export { DEFAULT_KEY_PREFIX, type RedisKeyLayout, redisKeyLayout } from './layou
 export { type RedisProviderOptions, createRedisProvider, redisRetryDefaults } from './provider.js';
 export type { RedisClient } from './scripts.js';
 export { dlockBackend } from './descriptor.js';
+export { type PermitLayout, type PermitPrimitive, permitLayout } from './permit-layout.js';
+export { redisSemaphoreCapabilities } from './semaphore.js';
+export { redisReadWriteCapabilities } from './read-write.js';

@@ -11,7 +11,9 @@ import { type Cluster, Redis } from 'ioredis';
 import { RedisConnection } from './connection.js';
 import { type ConnectionLossPolicy, RedisLockDriver } from './driver.js';
 import { DEFAULT_KEY_PREFIX } from './layout.js';
+import { RedisReadWriteDriver } from './read-write.js';
 import type { RedisClient } from './scripts.js';
+import { RedisSemaphoreDriver } from './semaphore.js';
 import { ReleaseWakeups } from './wakeups.js';
 
 export interface RedisProviderOptions extends Omit<ProviderOptions, 'election'> {
@@ -153,15 +155,18 @@ export function createRedisProvider(options: RedisProviderOptions): LockProvider
   }
 
   const cluster = isCluster(connection.client);
-  const driver = new RedisLockDriver({
+  const driverOptions = {
     connection,
     wakeups: new ReleaseWakeups(createSubscriber),
     keyPrefix,
     cluster,
     onConnectionLoss,
-  });
+  };
+  const driver = new RedisLockDriver(driverOptions);
   try {
     return createLockProvider(driver, providerOptions, {
+      semaphoreDriver: new RedisSemaphoreDriver(driverOptions),
+      readWriteDriver: new RedisReadWriteDriver(driverOptions),
       retryDefaults: redisRetryDefaults(connectTimeoutMs),
     });
   } catch (error) {

@@ -4,12 +4,12 @@ import type { Cluster, Redis } from 'ioredis';
 /** A standalone, Sentinel-managed or Cluster ioredis client. */
 export type RedisClient = Redis | Cluster;
 
-interface LuaScript {
+export interface LuaScript {
   readonly source: string;
   readonly sha1: string;
 }
 
-function lua(source: string): LuaScript {
+export function lua(source: string): LuaScript {
   return { source, sha1: createHash('sha1').update(source).digest('hex') };
 }
 

@@ -7,6 +7,8 @@ import type { RedisClient } from './scripts.js';
  */
 export interface WaitState {
   readonly channel: string;
+  /** Whether a message on the channel concerns this waiter (default: every message does). */
+  readonly accepts?: (message: string) => boolean;
   changed: boolean;
   holderExpiresAt: number | undefined;
   listening: boolean;
@@ -37,9 +39,10 @@ export class ReleaseWakeups {
     this.#createSubscriber = createSubscriber;
   }
 
-  waiter(channel: string, holderTtlMs: number): WaitState {
+  waiter(channel: string, holderTtlMs: number, accepts?: (message: string) => boolean): WaitState {
     const waiter: WaitState = {
       channel,
+      accepts,
       changed: false,
       holderExpiresAt: undefined,
       listening: false,
@@ -130,8 +133,10 @@ export class ReleaseWakeups {
     const subscriber = this.#createSubscriber();
     // Errors surface as failed subscriptions (the waiters fall back to polling); the event must be handled.
     subscriber.on('error', () => {});
-    subscriber.on('message', (channel: string) => {
-      for (const waiter of this.#channels.get(channel)?.waiters ?? []) markChanged(waiter);
+    subscriber.on('message', (channel: string, message: string) => {
+      for (const waiter of this.#channels.get(channel)?.waiters ?? []) {
+        if (!waiter.accepts || waiter.accepts(message)) markChanged(waiter);
+      }
     });
     subscriber.on('ready', () => {
       this.#afterReady(this.#subscriberWasReady);

@@ -2,7 +2,7 @@ import { describeLockProvider } from '@dlock/conformance';
 import { freePort } from '@dlock/testkit';
 import type { Redis } from 'ioredis';
 import { beforeAll } from 'vitest';
-import { createRedisProvider, redisKeyLayout } from '../src/index.js';
+import { createRedisProvider, permitLayout, redisKeyLayout } from '../src/index.js';
 import { listenerCount, redisFixture } from './servers.js';
 
 const redis = redisFixture();
@@ -25,13 +25,24 @@ describeLockProvider('redis', async () => redis.provider({ keyPrefix: '' }), {
   },
   // The fencing counter stays on purpose (tokens must keep growing after the key goes idle); anything
   // else left for the key — the lock itself, a waiter still subscribed to its channel — is residue.
-  residue: async (key) => {
-    const { lockKey, releaseChannel } = redisKeyLayout(key, '');
+  residue: async (key, kind) => {
     const raw = redis.raw();
     const residue: string[] = [];
-    if ((await raw.exists(lockKey)) === 1) residue.push(`lock key ${lockKey}`);
-    const [, subscribers] = (await raw.pubsub('NUMSUB', releaseChannel)) as [string, number];
-    if (Number(subscribers) > 0) residue.push(`${subscribers} subscriber(s) on ${releaseChannel}`);
+    let keys: string[];
+    let channel: string;
+    if (kind === 'lock') {
+      const { lockKey, releaseChannel } = redisKeyLayout(key, '');
+      keys = [lockKey];
+      channel = releaseChannel;
+    } else {
+      // A semaphore's or read-write lock's hash and sorted sets go once nobody holds or waits.
+      const layout = permitLayout(key, '', kind === 'semaphore' ? 'semaphore' : 'rwlock');
+      keys = [layout.stateKey, layout.expiryKey, layout.queueKey];
+      channel = layout.channel;
+    }
+    for (const stored of keys) if ((await raw.exists(stored)) === 1) residue.push(`key ${stored}`);
+    const [, subscribers] = (await raw.pubsub('NUMSUB', channel)) as [string, number];
+    if (Number(subscribers) > 0) residue.push(`${subscribers} subscriber(s) on ${channel}`);
     return residue;
   },
   heldAtRawKey: async (key) => (await redis.raw().exists(key)) === 1,

@@ -1,5 +1,6 @@
 import { BackendUnavailableError } from '@dlock/core';
-import { type ACL, type Client, type Event, Exception, type Stat } from 'node-zookeeper-client';
+import { type ACL, type Client, Exception, type Stat } from 'node-zookeeper-client';
+import type { WatchFans, WatchKind, WatchSubscription, Watcher } from './watches.js';
 
 export const BACKEND = 'zookeeper';
 
@@ -49,7 +50,17 @@ export async function unlessMissing<T>(work: Promise<T>): Promise<T | undefined>
   }
 }
 
-export type Watcher = (event: Event) => void;
+export type { Watcher, WatchSubscription };
+
+/**
+ * Failures that repeat until someone changes something (credentials, ACLs): core does not retry them.
+ * Everything else that is not an expected reply is transient.
+ */
+const PERMANENT_FAILURES: ReadonlySet<number> = new Set([
+  Exception.NO_AUTH,
+  Exception.INVALID_ACL,
+  Exception.AUTH_FAILED,
+]);
 
 export interface CallsOptions {
   /** The connect string, named in every BackendUnavailableError. */
@@ -60,6 +71,8 @@ export interface CallsOptions {
   readonly acl: ACL[];
   /** Told the local send time of every request the server answered (proof the session was alive then). */
   readonly onAnswer: (sentAt: number) => void;
+  /** The session's shared watchers (one per kind and path). */
+  readonly watches: WatchFans;
 }
 
 interface PendingCall {
@@ -96,40 +109,63 @@ export class ZooKeeperCalls {
   }
 
   /**
-   * The node's Stat, or null when it does not exist. With a watcher, it fires once when the node is
-   * created, changed or deleted — on a missing node the watch stays until the node appears.
+   * Subscribes `listener` to the next event of a (kind, path) watch; pass the subscription to the call
+   * of that kind to set the watch, and cancel it when no longer interested (see WatchFans).
    */
-  exists(path: string, watcher?: Watcher): Promise<Stat | null> {
-    return this.#call<Stat | null>('exists', path, (done) => {
-      const callback = (error: Error | Exception | null, stat: Stat) => done(error, stat ?? null);
-      if (watcher) this.#client.exists(path, watcher, callback);
-      else this.#client.exists(path, callback);
-    });
+  watch(kind: WatchKind, path: string, listener: Watcher): WatchSubscription {
+    return this.#options.watches.subscribe(kind, path, listener);
   }
 
   /**
-   * The node's data and Stat. With a watcher, it fires once when the node's data changes or the node is
+   * The node's Stat, or null when it does not exist. With a watch, it fires once when the node is
+   * created, changed or deleted — on a missing node the watch stays until the node appears.
+   */
+  exists(path: string, watch?: WatchSubscription): Promise<Stat | null> {
+    return this.#call<Stat | null>(
+      'exists',
+      path,
+      (done) => {
+        const callback = (error: Error | Exception | null, stat: Stat) => done(error, stat ?? null);
+        if (watch) this.#client.exists(path, watch.watcher, callback);
+        else this.#client.exists(path, callback);
+      },
+      watch,
+    );
+  }
+
+  /**
+   * The node's data and Stat. With a watch, it fires once when the node's data changes or the node is
    * deleted. A missing node rejects NO_NODE and leaves no watch behind — which is why waiters watch
    * their predecessor with getData rather than exists (an exists watch on a node that is already gone
    * would stay registered for the life of the session).
    */
-  getData(path: string, watcher?: Watcher): Promise<{ data: Buffer; stat: Stat }> {
-    return this.#call('getData', path, (done) => {
-      const callback = (error: Error | Exception | null, data: Buffer, stat: Stat) =>
-        done(error, { data: data ?? Buffer.alloc(0), stat });
-      if (watcher) this.#client.getData(path, watcher, callback);
-      else this.#client.getData(path, callback);
-    });
+  getData(path: string, watch?: WatchSubscription): Promise<{ data: Buffer; stat: Stat }> {
+    return this.#call(
+      'getData',
+      path,
+      (done) => {
+        const callback = (error: Error | Exception | null, data: Buffer, stat: Stat) =>
+          done(error, { data: data ?? Buffer.alloc(0), stat });
+        if (watch) this.#client.getData(path, watch.watcher, callback);
+        else this.#client.getData(path, callback);
+      },
+      watch,
+    );
   }
 
-  /** The node's children (names, unordered) and its Stat. With a watcher, it fires once on any child change. */
-  getChildren(path: string, watcher?: Watcher): Promise<{ children: string[]; stat: Stat }> {
-    return this.#call('getChildren', path, (done) => {
-      const callback = (error: Error | Exception | null, children: string[], stat: Stat) =>
-        done(error, { children: children ?? [], stat });
-      if (watcher) this.#client.getChildren(path, watcher, callback);
-      else this.#client.getChildren(path, callback);
-    });
+  /** The node's children (names, unordered) and its Stat. With a watch, it fires once on any child change. */
+  getChildren(path: string, watch?: WatchSubscription): Promise<{ children: string[]; stat: Stat }> {
+    return this.#call(
+      'getChildren',
+      path,
+      (done) => {
+        const callback = (error: Error | Exception | null, children: string[], stat: Stat) =>
+          done(error, { children: children ?? [], stat });
+        if (watch) this.#client.getChildren(path, watch.watcher, callback);
+        else this.#client.getChildren(path, callback);
+      },
+      watch,
+    );
   }
 
   /** Fails every pending call and every later one with `error` (the session is closing or gone). */
@@ -139,8 +175,10 @@ export class ZooKeeperCalls {
   }
 
   #unavailable(operation: string, path: string, detail: string, cause?: unknown): BackendUnavailableError {
+    const code = cause instanceof Exception ? cause.getCode() : undefined;
     return new BackendUnavailableError(BACKEND, this.#options.address, `${operation} ${path}: ${detail}`, {
       cause,
+      transient: code === undefined || !PERMANENT_FAILURES.has(code),
     });
   }
 
@@ -148,9 +186,19 @@ export class ZooKeeperCalls {
     operation: string,
     path: string,
     start: (done: (error: unknown, value?: T) => void) => void,
+    watch?: WatchSubscription,
   ): Promise<T> {
     if (this.#failure) return Promise.reject(this.#failure);
     const sentAt = performance.now();
+    const watches = this.#options.watches;
+    // The library registers the watcher when it gets the reply, even after this call timed out.
+    let answered = false;
+    const answer = (registered: boolean) => {
+      if (answered || !watch) return;
+      answered = true;
+      watches.answered(watch, registered);
+    };
+    if (watch) watches.sending(watch);
     return new Promise<T>((resolve, reject) => {
       let settled = false;
       const call: PendingCall = {
@@ -178,6 +226,7 @@ export class ZooKeeperCalls {
       );
       this.#pending.add(call);
       const done = (error: unknown, value?: T) => {
+        answer(!error);
         const code = error instanceof Exception ? error.getCode() : undefined;
         if (!error || (code !== undefined && !LOCAL_FAILURES.has(code))) this.#options.onAnswer(sentAt);
         if (settled) return;
@@ -189,6 +238,7 @@ export class ZooKeeperCalls {
       try {
         start(done);
       } catch (error) {
+        answer(false);
         // The library asserts on its arguments synchronously; paths are validated before they get here.
         settle(() =>
           reject(this.#unavailable(operation, path, `rejected by the client: ${String(error)}`, error)),

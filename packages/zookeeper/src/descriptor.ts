@@ -11,6 +11,7 @@ export const dlockBackend: BackendDescriptor = {
       identity: options.identity,
       connectTimeoutMs: options.connectTimeoutMs,
       sessionTimeoutMs: options.sessionTimeoutMs,
+      retry: options.retry,
     });
   },
 };

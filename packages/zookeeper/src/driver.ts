@@ -9,13 +9,15 @@ import {
   type LockDriver,
   LockLostError,
   type LockRequest,
-  pause,
+  isTransient,
+  raceAbort,
 } from '@dlock/core';
 import { CreateMode, Event, type Stat } from 'node-zookeeper-client';
-import { BACKEND, type Watcher, isReply, unlessMissing } from './client.js';
+import { BACKEND, type ZooKeeperCalls, isReply, unlessMissing } from './client.js';
 import { isProtectedNode, lockPath, protectedNodePrefix, queueOrder } from './layout.js';
 import type { SessionOptions, ZooKeeperSession } from './session.js';
 import { SessionSource } from './sessions.js';
+import type { WatchKind, WatchSubscription } from './watches.js';
 
 export const zooKeeperCapabilities: Capabilities = {
   fencing: 'monotonic',
@@ -34,10 +36,12 @@ export const zooKeeperCapabilities: Capabilities = {
 
 /** Longest key in UTF-8 bytes; encoded, a node name stays under 3 KiB. */
 const MAX_KEY_BYTES = 1024;
-/** Rounds of "create the parent, create our node" lost to concurrent parent cleanup before giving up. */
+/**
+ * Rounds of "create the parent, create our node" lost to a concurrent clean-up of the empty parent, or
+ * of "our node vanished, queue again" (an operator deleting it), within one attempt. This is the
+ * recipe's own race, not a retry of a failure: failures go back to core's retry policy.
+ */
 const MAX_CREATE_ROUNDS = 8;
-/** Times an attempt starts over in a fresh session when its session was lost under it. */
-const MAX_SESSION_ROUNDS = 2;
 const EMPTY = Buffer.alloc(0);
 
 export interface ZooKeeperWatchEvent {
@@ -61,17 +65,40 @@ const EVENT_TYPES: Record<number, ZooKeeperWatchEvent['type']> = {
   [Event.NODE_CHILDREN_CHANGED]: 'childrenChanged',
 };
 
+type Report = (event: Event, purpose: ZooKeeperWatchEvent['purpose']) => void;
+
 function zxid(stat: Stat): bigint {
   return stat.czxid.readBigInt64BE();
 }
 
+/** `work`'s result, or undefined as soon as `signal` aborts (a late failure of `work` is swallowed). */
+async function unlessAborted<T>(work: Promise<T>, signal: AbortSignal): Promise<T | undefined> {
+  try {
+    return await raceAbort(work, signal);
+  } catch (error) {
+    if (signal.aborted) return undefined;
+    throw error;
+  }
+}
+
 /**
- * Our EPHEMERAL_SEQUENTIAL node: a place in line while queued (the ticket), the lock while held (the
- * grant's handle). It keeps one watcher function for its whole life, so node-zookeeper-client, which
- * de-duplicates watchers by function, registers it at most once per path however often we wait.
+ * One request's EPHEMERAL_SEQUENTIAL node, created under a protected name (`_c_<protectedId>-lock-`,
+ * Curator's protected mode). It is core's ticket while queued or while the outcome of its create is
+ * unknown, and the grant's handle while held. The protected id stays the same for every attempt of one
+ * request, so a node whose create reply was lost is found again, adopted, or deleted by what was sent.
  */
 class LockNode {
   state: 'queued' | 'held' | 'released' = 'queued';
+  /** The node's path, once a create reply or a protected-name lookup named it. */
+  path: string | undefined;
+  /** A create was sent and neither answered nor found since: the node may exist under our protected name. */
+  unconfirmed = false;
+  /**
+   * A create was sent again after an unknown outcome. Within one server the lookup before it is
+   * conclusive, but across an ensemble a first create still in flight to the leader may be applied
+   * later (ZOOKEEPER-1262): clean-up then looks for a second node with our protected id.
+   */
+  resent = false;
   /** The node we wait behind, set by every attempt that finds us queued. */
   predecessor: string | undefined;
   /** A watch fired since the last wait: keeps a wake-up that arrives before anyone waits. */
@@ -79,54 +106,112 @@ class LockNode {
   wake: (() => void) | undefined;
   czxid = 0n;
   readonly lost = new AbortController();
-  readonly name: string;
-  readonly onWatch: Watcher;
+  #ownWatch: WatchSubscription | undefined;
+  #predecessorWatch: WatchSubscription | undefined;
 
   constructor(
     readonly session: ZooKeeperSession,
     readonly key: string,
     readonly parent: string,
-    readonly path: string,
-    report: (event: Event, purpose: ZooKeeperWatchEvent['purpose']) => void,
-  ) {
-    this.name = path.slice(parent.length + 1);
-    this.onWatch = (event) => {
-      const own = event.getPath() === this.path;
-      report(event, own ? 'own-node' : 'predecessor');
-      if (own && event.getType() === Event.NODE_DELETED && this.state === 'held') {
-        this.markLost(`its node ${this.path} was deleted (by an operator, or with its session)`);
+    readonly protectedId: string,
+    readonly report: Report,
+  ) {}
+
+  /** The child name under the parent, once known. */
+  get name(): string | undefined {
+    return this.path?.slice(this.parent.length + 1);
+  }
+
+  /** Our node is `path`: a create answered, or the protected-name lookup found it. */
+  confirm(path: string): void {
+    this.path = path;
+    this.unconfirmed = false;
+  }
+
+  /** Our node is gone (an operator deleted it): the next round queues again under the same protected id. */
+  vanished(): void {
+    this.#ownWatch?.cancel();
+    this.#ownWatch = undefined;
+    this.path = undefined;
+    this.czxid = 0n;
+  }
+
+  /**
+   * A subscription to our own node's deletion (an operator, or the session's end, took the lock away).
+   * One per node: node-zookeeper-client then holds a single watcher on the path (see WatchFans).
+   */
+  ownWatch(path: string): WatchSubscription {
+    this.#ownWatch ??= this.session.calls.watch('data', path, (event) => {
+      this.#ownWatch = undefined;
+      this.report(event, 'own-node');
+      if (event.getType() === Event.NODE_DELETED && this.state === 'held') {
+        this.markLost(`its node ${path} was deleted (by an operator, or with its session)`);
       }
-      this.changed = true;
-      this.wake?.();
-    };
+      this.notify();
+    });
+    return this.#ownWatch;
+  }
+
+  /** A subscription to the predecessor's next event, kept across waits until it fires or changes. */
+  predecessorWatch(predecessor: string): WatchSubscription {
+    if (this.#predecessorWatch?.path !== predecessor) {
+      this.#predecessorWatch?.cancel();
+      this.#predecessorWatch = this.session.calls.watch('data', predecessor, (event) => {
+        this.#predecessorWatch = undefined;
+        this.report(event, 'predecessor');
+        this.notify();
+      });
+    }
+    return this.#predecessorWatch;
+  }
+
+  /** The node is done with (released, withdrawn, or its session is gone): stop listening. */
+  finish(): void {
+    this.state = 'released';
+    this.#ownWatch?.cancel();
+    this.#predecessorWatch?.cancel();
+    this.#ownWatch = undefined;
+    this.#predecessorWatch = undefined;
+    this.wake?.();
   }
 
   markLost(why: string): void {
     if (!this.lost.signal.aborted) this.lost.abort(new LockLostError(this.key, why));
+  }
+
+  notify(): void {
+    this.changed = true;
+    this.wake?.();
   }
 }
 
 /**
  * The ZooKeeper lock recipe as a dlock driver: ephemeral sequential nodes, the lowest holds, each
  * waiter watches only its immediate predecessor (one notification per release, however many wait),
- * the holder's token is its node's czxid.
+ * the holder's token is its node's czxid. Waiting, retries, timeouts and the clean-up of unknown
+ * outcomes are core's; this driver only knows how to take a place in line by a protected name, find
+ * it again, and give it up.
  */
 export class ZooKeeperLockDriver implements LockDriver<LockNode, LockNode> {
   readonly backend = BACKEND;
   readonly capabilities = zooKeeperCapabilities;
   readonly limits = { minTtlMs: 1, maxKeyBytes: MAX_KEY_BYTES };
-  readonly #root: string;
   readonly address: string;
-  readonly #retryDelayMs: number;
+  readonly #root: string;
   readonly #sessions: SessionSource;
   /** Nodes held in each live session, marked lost together when it is. */
   readonly #held = new Map<ZooKeeperSession, Set<LockNode>>();
+  /** Nodes each session may still have at the server (a create was sent), until they are deleted. */
+  readonly #created = new Map<ZooKeeperSession, Set<LockNode>>();
   readonly #onWatchEvent: ((event: ZooKeeperWatchEvent) => void) | undefined;
+  readonly #report: Report = (event, purpose) => {
+    const type = EVENT_TYPES[event.getType()];
+    if (this.#onWatchEvent && type) this.#onWatchEvent({ path: event.getPath(), type, purpose });
+  };
 
   constructor(options: DriverOptions) {
     this.#root = options.root;
     this.address = options.session.connectString;
-    this.#retryDelayMs = Math.min(1_000, options.session.callTimeoutMs);
     this.#onWatchEvent = options.onWatchEvent;
     this.#sessions = new SessionSource(options.session, (session) => this.#adopt(session));
   }
@@ -138,33 +223,54 @@ export class ZooKeeperLockDriver implements LockDriver<LockNode, LockNode> {
     }
   }
 
+  /**
+   * One attempt. With a ticket from this session, re-checks that place in line, or — when its create's
+   * reply was lost — finds the node by its protected name and adopts it (or creates it when the lookup
+   * proves the create was never applied). A ticket of a lost session is replaced by a new node in the
+   * current one under the same protected id; the old node goes with its session. Returns 'unknown'
+   * whenever a transient failure leaves a node of ours possibly in place.
+   */
   async attempt(request: LockRequest, ticket: LockNode | undefined): Promise<Attempt<LockNode, LockNode>> {
-    for (let round = 0; ; round++) {
-      const session = await this.#sessions.current();
-      // A place in line belongs to its session: when that session is gone, so is the node.
-      const queued = ticket?.session === session && ticket.state === 'queued' ? ticket : undefined;
-      try {
-        return await this.#attemptIn(session, request, queued);
-      } catch (error) {
-        if (session.lost.aborted && round < MAX_SESSION_ROUNDS && !request.signal.aborted) continue;
-        throw error;
+    const session = await this.#sessions.current();
+    let node = ticket;
+    if (node?.session !== session || node.state === 'released') {
+      node = new LockNode(
+        session,
+        request.key,
+        lockPath(this.#root, request.key),
+        ticket?.protectedId ?? randomUUID(),
+        this.#report,
+      );
+    }
+    try {
+      return await this.#attemptWith(node, request);
+    } catch (error) {
+      if (isTransient(error) && node.state !== 'released' && (node.unconfirmed || node.path !== undefined)) {
+        return { outcome: 'unknown', ticket: node, cause: error };
       }
+      throw error;
     }
   }
 
   waitForChange(request: LockRequest, node: LockNode | undefined, maxWaitMs: number): Promise<void> {
-    if (!node || request.signal.aborted || node.session.lost.aborted || node.predecessor === undefined) {
+    if (
+      !node ||
+      request.signal.aborted ||
+      node.session.lost.aborted ||
+      node.state !== 'queued' ||
+      node.predecessor === undefined
+    ) {
       return Promise.resolve();
     }
     if (node.changed) {
       node.changed = false;
       return Promise.resolve();
     }
-    const predecessor = node.predecessor;
+    const { session, predecessor } = node;
     return new Promise((resolve) => {
       let settled = false;
       // Watches fire once and a reconnect can hide one: a reconnect or a lost session means "look again".
-      const unsubscribe = node.session.onChange(() => done());
+      const unsubscribe = session.onChange(() => done());
       const timer = setTimeout(() => done(), maxWaitMs);
       const done = () => {
         if (settled) return;
@@ -179,13 +285,14 @@ export class ZooKeeperLockDriver implements LockDriver<LockNode, LockNode> {
       request.signal.addEventListener('abort', done, { once: true });
       node.wake = done;
       // The predecessor may have gone between the attempt and now: then there is nothing to wait for.
-      node.session.calls.getData(predecessor, node.onWatch).then(
+      session.calls.getData(predecessor, node.predecessorWatch(predecessor)).then(
         () => {},
         () => done(),
       );
     });
   }
 
+  /** Deletes what the request may have left: its node, found by path or by its protected name. */
   async withdraw(_request: LockRequest, node: LockNode): Promise<void> {
     await this.#discard(node);
   }
@@ -193,7 +300,7 @@ export class ZooKeeperLockDriver implements LockDriver<LockNode, LockNode> {
   async extend(key: string, grant: Grant<LockNode>): Promise<number> {
     const node = grant.handle;
     if (node.lost.signal.aborted) throw node.lost.signal.reason;
-    const stat = await node.session.calls.exists(node.path);
+    const stat = await node.session.calls.exists(node.path as string);
     if (!stat || stat.ephemeralOwner.readBigUInt64BE() !== node.session.id) {
       const why = `its node ${node.path} no longer exists (deleted by an operator, or expired with session ${node.session.name})`;
       node.markLost(why);
@@ -210,7 +317,7 @@ export class ZooKeeperLockDriver implements LockDriver<LockNode, LockNode> {
     const session = await this.#sessions.current();
     const parent = lockPath(this.#root, key);
     for (;;) {
-      const head = queueOrder(await this.#children(session, parent))[0];
+      const head = queueOrder(await this.#children(session.calls, parent))[0];
       if (head === undefined) return null;
       const found = await this.#describe(session, `${parent}/${head}`);
       // Undefined: that holder released between the two reads; read the queue again.
@@ -218,31 +325,44 @@ export class ZooKeeperLockDriver implements LockDriver<LockNode, LockNode> {
     }
   }
 
+  /**
+   * The holder now, then every change, until `signal` aborts. Every await (opening a session, which
+   * can take connectTimeoutMs; a read while reconnecting) ends as soon as the signal aborts, and no
+   * listener is added to a signal that has already aborted (dlock issue 12).
+   */
   async *watchHolder(key: string, signal: AbortSignal): AsyncGenerator<HolderInfo | null> {
     const parent = lockPath(this.#root, key);
     let last: string | undefined;
     while (!signal.aborted) {
-      const session = await this.#sessions.current();
+      const session = await unlessAborted(this.#sessions.current(), signal);
+      if (session === undefined || signal.aborted) return;
       let wake = () => {};
       const changed = new Promise<void>((resolve) => {
         wake = resolve;
       });
       const unsubscribe = session.onChange(wake);
       signal.addEventListener('abort', wake, { once: true });
+      const subscriptions: WatchSubscription[] = [];
+      const watch = (kind: WatchKind, path: string) => {
+        const subscription = session.calls.watch(kind, path, (event) => {
+          this.#report(event, 'holder');
+          wake();
+        });
+        subscriptions.push(subscription);
+        return subscription;
+      };
       try {
-        let holder: HolderInfo | null;
+        let holder: HolderInfo | null | undefined;
         try {
-          holder = await this.#readHolderAndWatch(session, parent, (event) => {
-            this.#report(event, 'holder');
-            wake();
-          });
+          holder = await unlessAborted(this.#readHolderAndWatch(session, parent, watch, signal), signal);
         } catch (error) {
           // A session lost mid-read: read again in the next one.
           if (session.lost.aborted) continue;
           throw error;
         }
+        if (holder === undefined || signal.aborted) return;
         const seen = holder ? `${holder.identity}\u0000${holder.token}` : '';
-        if (seen !== last && !signal.aborted) {
+        if (seen !== last) {
           last = seen;
           yield holder;
         }
@@ -250,6 +370,7 @@ export class ZooKeeperLockDriver implements LockDriver<LockNode, LockNode> {
       } finally {
         unsubscribe();
         signal.removeEventListener('abort', wake);
+        for (const subscription of subscriptions) subscription.cancel();
       }
     }
   }
@@ -266,63 +387,68 @@ export class ZooKeeperLockDriver implements LockDriver<LockNode, LockNode> {
   #adopt(session: ZooKeeperSession): void {
     const held = new Set<LockNode>();
     this.#held.set(session, held);
+    this.#created.set(session, new Set());
+    session.onFarewell((calls) => this.#farewell(session, calls));
     session.lost.addEventListener(
       'abort',
       () => {
         this.#held.delete(session);
         for (const node of held) node.markLost(`its ZooKeeper session ${session.name} ${session.whyLost}`);
+        // Whatever the farewell did not delete went with the session (or goes at its expiry).
+        const forget = () => this.#created.delete(session);
+        session.closed.then(forget, forget);
       },
       { once: true },
     );
   }
 
-  #report(event: Event, purpose: ZooKeeperWatchEvent['purpose']): void {
-    const type = EVENT_TYPES[event.getType()];
-    if (this.#onWatchEvent && type) this.#onWatchEvent({ path: event.getPath(), type, purpose });
-  }
-
-  async #attemptIn(
-    session: ZooKeeperSession,
-    request: LockRequest,
-    queued: LockNode | undefined,
-  ): Promise<Attempt<LockNode, LockNode>> {
-    const parent = lockPath(this.#root, request.key);
-    let node = queued;
+  async #attemptWith(node: LockNode, request: LockRequest): Promise<Attempt<LockNode, LockNode>> {
+    const { session, parent } = node;
     for (let round = 0; round < MAX_CREATE_ROUNDS; round++) {
-      let fresh: LockNode | undefined;
-      try {
-        let children: string[];
-        if (node) {
-          children = await this.#children(session, parent);
-        } else {
-          const path = await this.#createNode(session, request, parent);
-          fresh = new LockNode(session, request.key, parent, path, (event, purpose) =>
-            this.#report(event, purpose),
-          );
-          // Reading our own node sets the watch that tells a holder its node was deleted under it.
-          const [own, current] = await Promise.all([
-            unlessMissing(session.calls.getData(path, fresh.onWatch)),
-            this.#children(session, parent),
-          ]);
-          if (own) fresh.czxid = zxid(own.stat);
-          node = fresh;
-          children = current;
+      if (node.path === undefined && node.unconfirmed) {
+        // The reply to our create was lost: creating again blindly could leave a node nobody owns at
+        // the head of the queue. Look for our protected name first; replies come in order, so a
+        // listing answered after the create proves it was never applied (Curator's protected mode).
+        const mine = queueOrder(await this.#children(session.calls, parent)).find((child) =>
+          isProtectedNode(child, node.protectedId),
+        );
+        if (mine !== undefined) node.confirm(`${parent}/${mine}`);
+        else {
+          node.unconfirmed = false;
+          node.resent = true;
         }
-        const queue = queueOrder(children);
-        const index = queue.indexOf(node.name);
-        if (index === 0) return { outcome: 'granted', grant: this.#grant(node) };
-        if (index > 0) {
-          node.predecessor = `${parent}/${queue[index - 1]}`;
-          return { outcome: 'busy', ticket: node };
-        }
-      } catch (error) {
-        // A node we created but cannot hand to core as a ticket would block the queue: delete it.
-        if (fresh) this.#discard(fresh).catch(() => {});
-        throw error;
+      }
+      if (node.path === undefined) {
+        // A request given up on (core withdraws its ticket) must not create anything any more.
+        request.signal.throwIfAborted();
+        await this.#createNode(node, request);
+      }
+      const path = node.path as string;
+      const [own, children] = await Promise.all([
+        // Reading our own node sets the watch that tells a holder its node was deleted under it.
+        node.czxid === 0n ? unlessMissing(session.calls.getData(path, node.ownWatch(path))) : undefined,
+        this.#children(session.calls, parent),
+      ]);
+      if (own) node.czxid = zxid(own.stat);
+      if (node.state === 'released') request.signal.throwIfAborted();
+      const queue = queueOrder(children);
+      // Another node under our protected id is ours: a late duplicate of a create sent twice, or the
+      // node of a session we lost. Either would block the queue with nobody behind it: delete it.
+      const duplicates = queue.filter(
+        (child) => child !== node.name && isProtectedNode(child, node.protectedId),
+      );
+      await Promise.all(
+        duplicates.map((child) => this.#removeIfPresent(session.calls, `${parent}/${child}`)),
+      );
+      const line = queue.filter((child) => !duplicates.includes(child));
+      const index = own === undefined && node.czxid === 0n ? -1 : line.indexOf(node.name as string);
+      if (index === 0) return { outcome: 'granted', grant: this.#grant(node) };
+      if (index > 0) {
+        node.predecessor = `${parent}/${line[index - 1]}`;
+        return { outcome: 'busy', ticket: node };
       }
       // Our node is gone — an operator deleted it: take a new place in line.
-      node.state = 'released';
-      node = undefined;
+      node.vanished();
     }
     throw new BackendUnavailableError(
       BACKEND,
@@ -332,39 +458,31 @@ export class ZooKeeperLockDriver implements LockDriver<LockNode, LockNode> {
   }
 
   /**
-   * Creates our EPHEMERAL_SEQUENTIAL node under `parent` with a protected name and returns its path.
-   * The parent's create is sent in the same breath (it fails NODE_EXISTS when the parent is there),
-   * so a free key costs one round trip, not two.
+   * Creates the node under `node.parent` with its protected name. The parent's create is sent in the
+   * same breath (it fails NODE_EXISTS when the parent is there), so a free key costs one round trip.
+   * A transient failure leaves `node.unconfirmed` set: the create may have been applied.
    */
-  async #createNode(session: ZooKeeperSession, request: LockRequest, parent: string): Promise<string> {
-    const protectedId = randomUUID();
-    const prefix = protectedNodePrefix(parent, protectedId);
+  async #createNode(node: LockNode, request: LockRequest): Promise<void> {
+    const { session, parent } = node;
+    const prefix = protectedNodePrefix(parent, node.protectedId);
     const data = Buffer.from(request.identity, 'utf8');
     for (let round = 0; round < MAX_CREATE_ROUNDS; round++) {
       const parentCreated = session.calls.create(parent, EMPTY, CreateMode.PERSISTENT).then(
         () => undefined,
         (error: unknown) => error,
       );
+      node.unconfirmed = true;
+      this.#created.get(session)?.add(node);
       try {
-        return await session.calls.create(prefix, data, CreateMode.EPHEMERAL_SEQUENTIAL);
+        node.confirm(await session.calls.create(prefix, data, CreateMode.EPHEMERAL_SEQUENTIAL));
+        return;
       } catch (error) {
         const parentError = await parentCreated;
-        if (isReply(error, 'NO_NODE')) {
-          // The root is missing, or a release deleted the empty parent between our two creates.
-          if (isReply(parentError, 'NO_NODE')) await this.#createRoot(session);
-          continue;
-        }
-        if (!(error instanceof BackendUnavailableError) || session.lost.aborted) throw error;
-        // The reply is lost but the create may have been applied. Creating again blindly could leave a
-        // node nobody owns at the head of the queue (ZOOKEEPER-1262); look for our protected name.
-        const found = await this.#findProtected(session, parent, protectedId).catch(
-          (lookupError: unknown) => {
-            this.#eventually(session, () => this.#sweepProtected(session, parent, protectedId));
-            throw lookupError;
-          },
-        );
-        if (found !== undefined) return found;
-        // Replies arrive in order, so a lookup answered after the create proves it was never applied.
+        if (!isReply(error, 'NO_NODE')) throw error;
+        // Refused, so certainly not applied: the root is missing, or a release deleted the empty
+        // parent between our two creates.
+        node.unconfirmed = false;
+        if (isReply(parentError, 'NO_NODE')) await this.#createRoot(session);
       }
     }
     throw new BackendUnavailableError(
@@ -387,6 +505,7 @@ export class ZooKeeperLockDriver implements LockDriver<LockNode, LockNode> {
             BACKEND,
             this.address,
             `cannot create ${this.#root}: the connect string's chroot does not exist`,
+            { transient: false },
           );
         }
         throw error;
@@ -394,31 +513,17 @@ export class ZooKeeperLockDriver implements LockDriver<LockNode, LockNode> {
     }
   }
 
-  async #findProtected(
-    session: ZooKeeperSession,
-    parent: string,
-    protectedId: string,
-  ): Promise<string | undefined> {
-    const name = (await this.#children(session, parent)).find((child) => isProtectedNode(child, protectedId));
-    return name === undefined ? undefined : `${parent}/${name}`;
-  }
-
-  async #sweepProtected(session: ZooKeeperSession, parent: string, protectedId: string): Promise<void> {
-    const path = await this.#findProtected(session, parent, protectedId);
-    if (path !== undefined) await this.#removeWithParent(session, path, parent);
-  }
-
-  async #children(session: ZooKeeperSession, parent: string): Promise<string[]> {
-    return (await unlessMissing(session.calls.getChildren(parent)))?.children ?? [];
+  async #children(calls: ZooKeeperCalls, parent: string): Promise<string[]> {
+    return (await unlessMissing(calls.getChildren(parent)))?.children ?? [];
   }
 
   /** The holder stored at `path`, or undefined when the node is gone. */
   async #describe(
     session: ZooKeeperSession,
     path: string,
-    watcher?: Watcher,
+    watch?: WatchSubscription,
   ): Promise<HolderInfo | undefined> {
-    const found = await unlessMissing(session.calls.getData(path, watcher));
+    const found = await unlessMissing(session.calls.getData(path, watch));
     if (!found) return undefined;
     // Curator stores the client's IP address; an empty node is named by its path.
     return { identity: found.data.length > 0 ? found.data.toString('utf8') : path, token: zxid(found.stat) };
@@ -427,28 +532,31 @@ export class ZooKeeperLockDriver implements LockDriver<LockNode, LockNode> {
   /**
    * Reads the holder and leaves one watch that fires when it may change: on the holder's node while
    * the key is held (new contenders queue behind it and cannot change the holder), on the parent's
-   * children while it is empty, on the parent's existence while it is missing.
+   * children while it has no lock node, on the parent's existence while it is missing.
    */
   async #readHolderAndWatch(
     session: ZooKeeperSession,
     parent: string,
-    watcher: Watcher,
+    watch: (kind: WatchKind, path: string) => WatchSubscription,
+    signal: AbortSignal,
   ): Promise<HolderInfo | null> {
-    for (;;) {
+    while (!signal.aborted) {
       const listed = await unlessMissing(session.calls.getChildren(parent));
       if (!listed) {
-        if ((await session.calls.exists(parent, watcher)) === null) return null;
+        if ((await session.calls.exists(parent, watch('exists', parent))) === null) return null;
         continue;
       }
       const head = queueOrder(listed.children)[0];
       if (head === undefined) {
-        const watched = await unlessMissing(session.calls.getChildren(parent, watcher));
-        if (watched?.children.length === 0) return null;
+        const watched = await unlessMissing(session.calls.getChildren(parent, watch('children', parent)));
+        if (watched && queueOrder(watched.children).length === 0) return null;
         continue;
       }
-      const holder = await this.#describe(session, `${parent}/${head}`, watcher);
+      const path = `${parent}/${head}`;
+      const holder = await this.#describe(session, path, watch('data', path));
       if (holder) return holder;
     }
+    return null;
   }
 
   #grant(node: LockNode): Grant<LockNode> {
@@ -460,30 +568,61 @@ export class ZooKeeperLockDriver implements LockDriver<LockNode, LockNode> {
   }
 
   /**
-   * Deletes our node (release or withdraw) and, in the same breath, the key's parent if that leaves it
-   * empty, so idle keys leave nothing behind. A node whose session is lost goes with the session. A
-   * delete that fails for want of a reply is retried in the background while the session lives: the
-   * node must not stay at the head of the queue with nobody behind it.
+   * Release and withdraw, by what was sent: deletes our node — by its path, or found by its protected
+   * name when the create's reply was lost — and, in the same breath, the key's parent if that leaves
+   * it empty, so idle keys leave nothing behind. Idempotent; a failure leaves the node marked as ours,
+   * so core's retry really sends again. A node of a lost session goes with that session: its farewell
+   * deletes it (and the parent) as soon as it reconnects, or the server expires it; nothing to send now.
    */
   async #discard(node: LockNode): Promise<void> {
     if (node.state === 'released') return;
-    node.state = 'released';
-    this.#held.get(node.session)?.delete(node);
-    const session = node.session;
-    if (session.lost.aborted) return;
-    try {
-      await this.#removeWithParent(session, node.path, node.parent);
-    } catch (error) {
-      this.#eventually(session, () => this.#removeWithParent(session, node.path, node.parent));
-      throw error;
+    const { session } = node;
+    if (!session.lost.aborted) {
+      if (!session.connected) {
+        // The library would queue the delete until the reconnect, holding up a caller that core
+        // answers only after this first try (an abort, a timeout). Nothing is sent: core retries.
+        throw new BackendUnavailableError(
+          BACKEND,
+          this.address,
+          `session ${session.name} is reconnecting: the node of "${node.key}" is deleted once it is back`,
+        );
+      }
+      await this.#deleteNode(session.calls, node);
+      this.#created.get(session)?.delete(node);
     }
+    this.#held.get(session)?.delete(node);
+    node.finish();
   }
 
-  /** Deletes `path`, then `parent` if that left it empty; both requests go out together. */
-  async #removeWithParent(session: ZooKeeperSession, path: string, parent: string): Promise<void> {
-    const removed = this.#removeIfPresent(session, path);
+  /** Deletes whatever `node` may have left at the server, then its parent if that left it empty. */
+  async #deleteNode(calls: ZooKeeperCalls, node: LockNode): Promise<void> {
+    const paths = node.path === undefined ? [] : [node.path];
+    if (node.unconfirmed || node.resent) {
+      for (const child of await this.#children(calls, node.parent)) {
+        const path = `${node.parent}/${child}`;
+        if (isProtectedNode(child, node.protectedId) && path !== node.path) paths.push(path);
+      }
+    }
+    if (paths.length === 0 && !node.unconfirmed && !node.resent) return;
+    await this.#removeWithParent(calls, paths, node.parent);
+  }
+
+  /**
+   * What a session sends before it closes on purpose, including a retired one that reconnected only to
+   * say goodbye: the nodes it still has (released or withdrawn while it was lost, or never confirmed)
+   * and their empty parents. Closing the session alone would delete the nodes but leave the parents.
+   */
+  async #farewell(session: ZooKeeperSession, calls: ZooKeeperCalls): Promise<void> {
+    const nodes = [...(this.#created.get(session) ?? [])];
+    this.#created.delete(session);
+    await Promise.allSettled(nodes.map((node) => this.#deleteNode(calls, node)));
+  }
+
+  /** Deletes `paths`, then `parent` if that left it empty; all requests go out together. */
+  async #removeWithParent(calls: ZooKeeperCalls, paths: readonly string[], parent: string): Promise<void> {
+    const removed = Promise.all(paths.map((path) => this.#removeIfPresent(calls, path)));
     // NOT_EMPTY (others queue) and NO_NODE (already cleaned up) are the expected outcomes.
-    const parentRemoved = session.calls.remove(parent).catch(() => {});
+    const parentRemoved = calls.remove(parent).catch(() => {});
     try {
       await removed;
     } finally {
@@ -491,22 +630,7 @@ export class ZooKeeperLockDriver implements LockDriver<LockNode, LockNode> {
     }
   }
 
-  async #removeIfPresent(session: ZooKeeperSession, path: string): Promise<void> {
-    await unlessMissing(session.calls.remove(path));
-  }
-
-  /** Runs `task` until it succeeds or the session is lost (its ephemeral nodes then go with it). */
-  #eventually(session: ZooKeeperSession, task: () => Promise<void>): void {
-    const run = async () => {
-      while (!session.lost.aborted) {
-        try {
-          await task();
-          return;
-        } catch {
-          await pause(this.#retryDelayMs, session.lost);
-        }
-      }
-    };
-    run().catch(() => {});
+  async #removeIfPresent(calls: ZooKeeperCalls, path: string): Promise<void> {
+    await unlessMissing(calls.remove(path));
   }
 }

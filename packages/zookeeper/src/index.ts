@@ -1,5 +1,10 @@
 export { type ZooKeeperWatchEvent, zooKeeperCapabilities } from './driver.js';
 export { encodeKey, lockPath } from './layout.js';
-export { type ZooKeeperAcl, type ZooKeeperProviderOptions, createZooKeeperProvider } from './provider.js';
+export {
+  type ZooKeeperAcl,
+  type ZooKeeperProviderOptions,
+  createZooKeeperProvider,
+  zooKeeperRetryDefaults,
+} from './provider.js';
 export type { DigestAuth, DisconnectPolicy } from './session.js';
 export { dlockBackend } from './descriptor.js';

@@ -53,21 +53,39 @@ export function protectedNodePrefix(parent: string, protectedId: string): string
 
 /** Whether the child `name` was created with `protectedId` (the protected-mode lookup after a lost reply). */
 export function isProtectedNode(name: string, protectedId: string): boolean {
-  return name.startsWith(`${PROTECTED_PREFIX}${protectedId}-`);
+  return name.startsWith(`${PROTECTED_PREFIX}${protectedId}-${LOCK_NAME}`);
+}
+
+/**
+ * The lock node layouts dlock recognises: Curator's protected `_c_<uuid>-lock-<seq>` (what dlock and
+ * Curator's InterProcessMutex create) and the plain `lock-<seq>` of the classic recipe. The sequence is
+ * ZooKeeper's `%010d` of the parent's signed 32-bit
+ * child counter.
+ */
+const LOCK_NODE =
+  /^(?:_c_[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}-)?lock-(?:\d{10}|-\d{9})$/;
+
+/**
+ * Whether a child of a lock parent is a contender. Anything else (an operator's `.config`, a tool's
+ * `#meta`, a node of another recipe) is not in the queue: if it were, a name that sorts before the
+ * sequence digits would be taken as the holder for ever (dlock issue 12).
+ */
+export function isLockNode(name: string): boolean {
+  return LOCK_NODE.test(name);
 }
 
 /**
  * The part of a child's name that orders it, as Curator's `StandardLockInternalsDriver.fixForSorting`
- * computes it: the text after the last "lock-", or the whole name when there is none.
+ * computes it: the text after the last "lock-".
  */
 function sortKey(name: string): string {
-  const index = name.lastIndexOf(LOCK_NAME);
-  return index < 0 ? name : name.slice(index + LOCK_NAME.length);
+  return name.slice(name.lastIndexOf(LOCK_NAME) + LOCK_NAME.length);
 }
 
-/** The children of a lock parent in queue order: the first one holds the lock. */
+/** The lock nodes among a lock parent's children, in queue order: the first one holds the lock. */
 export function queueOrder(children: readonly string[]): string[] {
   return children
+    .filter(isLockNode)
     .map((name) => ({ name, order: sortKey(name) }))
     .sort((a, b) => (a.order < b.order ? -1 : a.order > b.order ? 1 : 0))
     .map(({ name }) => name);

@@ -2,6 +2,7 @@ import {
   InvalidArgumentError,
   type LockProvider,
   type ProviderOptions,
+  type RetryPolicyOptions,
   createLockProvider,
   validateDuration,
 } from '@dlock/core';
@@ -37,6 +38,29 @@ export interface ZooKeeperProviderOptions extends Omit<ProviderOptions, 'electio
   acl?: ZooKeeperAcl[];
   /** Called for every watch notification this provider receives (diagnostics, benchmarks). */
   onWatchEvent?: (event: ZooKeeperWatchEvent) => void;
+  /**
+   * How transient failures are retried (core's RetryPolicy), field by field over this backend's
+   * defaults (`zooKeeperRetryDefaults`): a waiting acquire rides out an outage of up to
+   * `outageMs` = sessionTimeoutMs + 2 × connectTimeoutMs by default.
+   */
+  retry?: RetryPolicyOptions;
+}
+
+/**
+ * This backend's retry defaults, fitted to its timeouts. A waiting acquire keeps retrying while the
+ * backend has been silent for less than `outageMs`: long enough to ride out a reconnect that takes a
+ * whole session timeout (the session may then be lost and a new one opened, which itself may take
+ * connectTimeoutMs, twice). `closeMs` leaves close() time to reconnect and send the last releases.
+ */
+export function zooKeeperRetryDefaults(timeouts: {
+  sessionTimeoutMs: number;
+  connectTimeoutMs: number;
+  callTimeoutMs: number;
+}): RetryPolicyOptions {
+  return {
+    outageMs: timeouts.sessionTimeoutMs + 2 * timeouts.connectTimeoutMs,
+    closeMs: timeouts.connectTimeoutMs + timeouts.callTimeoutMs,
+  };
 }
 
 const DISCONNECT_POLICIES: readonly DisconnectPolicy[] = ['abort', 'session-timeout'];
@@ -157,7 +181,8 @@ export function openZooKeeperProvider(options: ZooKeeperProviderOptions): {
     },
     onWatchEvent,
   });
-  return { provider: createLockProvider(driver, providerOptions), driver };
+  const retryDefaults = zooKeeperRetryDefaults({ sessionTimeoutMs, connectTimeoutMs, callTimeoutMs });
+  return { provider: createLockProvider(driver, providerOptions, { retryDefaults }), driver };
 }
 
 /**

@@ -1,6 +1,7 @@
 import { BackendUnavailableError } from '@dlock/core';
 import { type ACL, type Client, createClient } from 'node-zookeeper-client';
-import { BACKEND, ZooKeeperCalls } from './client.js';
+import { BACKEND, type CallsOptions, ZooKeeperCalls } from './client.js';
+import { WatchFans } from './watches.js';
 
 /**
  * What a `disconnected` event means for the leases of the session:
@@ -26,9 +27,17 @@ export interface SessionOptions {
   readonly acl: ACL[];
 }
 
+/** node-zookeeper-client's WatcherManager: one EventEmitter per watched path and kind. */
+interface WatcherManager {
+  dataWatchers: Record<string, NodeJS.EventEmitter>;
+  childWatchers: Record<string, NodeJS.EventEmitter>;
+  existenceWatchers: Record<string, NodeJS.EventEmitter>;
+}
+
 /** node-zookeeper-client's ConnectionManager, whose reconnect loop has no off switch of its own. */
 interface ConnectionManager {
   state: number;
+  watcherManager: WatcherManager;
   socket?: { destroy(): void };
   connectTimeoutHandler: NodeJS.Timeout | null;
   connect(): void;
@@ -54,10 +63,14 @@ type ReconnectGate = 'open' | 'held' | 'shut';
  */
 export class ZooKeeperSession {
   readonly calls: ZooKeeperCalls;
+  /** The session's shared watchers: one library watcher per (kind, path). */
+  readonly watches = new WatchFans();
   readonly #client: Client;
   readonly #connection: ConnectionManager;
   readonly #options: SessionOptions;
+  readonly #callsOptions: CallsOptions;
   readonly #lost = new AbortController();
+  #farewell: ((calls: ZooKeeperCalls) => Promise<void>) | undefined;
   readonly #listeners = new Set<() => void>();
   #id = 0n;
   #timeoutMs: number;
@@ -78,15 +91,17 @@ export class ZooKeeperSession {
     this.#options = options;
     this.#timeoutMs = options.sessionTimeoutMs;
     this.#connection = (client as unknown as { connectionManager: ConnectionManager }).connectionManager;
-    this.calls = new ZooKeeperCalls(client, {
+    this.#callsOptions = {
       address: options.connectString,
       callTimeoutMs: options.callTimeoutMs,
       acl: options.acl,
+      watches: this.watches,
       onAnswer: (sentAt) => {
         this.#lastAnswerAt = performance.now();
         if (sentAt > this.#lastAnsweredSentAt) this.#lastAnsweredSentAt = sentAt;
       },
-    });
+    };
+    this.calls = new ZooKeeperCalls(client, this.#callsOptions);
     this.#installReconnectGate();
   }
 
@@ -101,26 +116,35 @@ export class ZooKeeperSession {
     });
     const session = new ZooKeeperSession(client, options);
     for (const { scheme, auth } of options.auth) client.addAuthInfo(scheme, Buffer.from(auth, 'utf8'));
-    const failure = await new Promise<string | undefined>((resolve) => {
+    type Failure = { detail: string; transient: boolean } | undefined;
+    const failure = await new Promise<Failure>((resolve) => {
       const timer = setTimeout(
-        () => resolve(`no session within connectTimeoutMs=${options.connectTimeoutMs}`),
+        () =>
+          resolve({
+            detail: `no session within connectTimeoutMs=${options.connectTimeoutMs}`,
+            transient: true,
+          }),
         options.connectTimeoutMs,
       );
-      const settle = (outcome: string | undefined) => {
+      const settle = (outcome: Failure) => {
         clearTimeout(timer);
         client.removeListener('connected', onConnected);
         client.removeListener('authenticationFailed', onAuthFailed);
         resolve(outcome);
       };
       const onConnected = () => settle(undefined);
-      const onAuthFailed = () => settle('authentication failed (check the auth option)');
+      // Wrong credentials stay wrong: retrying cannot help.
+      const onAuthFailed = () =>
+        settle({ detail: 'authentication failed (check the auth option)', transient: false });
       client.once('connected', onConnected);
       client.once('authenticationFailed', onAuthFailed);
       client.connect();
     });
     if (failure !== undefined) {
       session.#stop();
-      throw new BackendUnavailableError(BACKEND, options.connectString, failure);
+      throw new BackendUnavailableError(BACKEND, options.connectString, failure.detail, {
+        transient: failure.transient,
+      });
     }
     session.#start();
     return session;
@@ -146,6 +170,11 @@ export class ZooKeeperSession {
     return this.#whyLost;
   }
 
+  /** Whether the client is connected now (a live session may be reconnecting under 'session-timeout'). */
+  get connected(): boolean {
+    return this.#connected;
+  }
+
   /** Aborted once this session's leases can no longer be vouched for; see the class comment. */
   get lost(): AbortSignal {
     return this.#lost.signal;
@@ -160,6 +189,16 @@ export class ZooKeeperSession {
     return () => this.#listeners.delete(listener);
   }
 
+  /**
+   * Registers what to send before the session is closed on purpose (retired sessions included, once
+   * they reconnect): the driver deletes the nodes it still has in this session, then their empty
+   * parents, which the session's close would not remove. `calls` is a channel of its own: this
+   * session's `calls` fail for good once it is retired.
+   */
+  onFarewell(farewell: (calls: ZooKeeperCalls) => Promise<void>): void {
+    this.#farewell = farewell;
+  }
+
   /** Declares the session lost (`why` completes "session 0x… …") and closes it as soon as it can. */
   retire(why: string): void {
     if (this.#lost.signal.aborted) return;
@@ -172,7 +211,9 @@ export class ZooKeeperSession {
     clearInterval(this.#heartbeat);
     clearTimeout(this.#deadlineTimer);
     this.calls.failAll(reason);
-    this.#closed ??= this.#closeGracefully();
+    // Deferred by a microtask: the farewell must start only once `lost` has aborted below, so no lease
+    // of this session is still believed held while its node is deleted.
+    this.#closed ??= Promise.resolve().then(() => this.#closeGracefully());
     this.#lost.abort(reason);
     this.#notify();
   }
@@ -182,12 +223,34 @@ export class ZooKeeperSession {
     return this.#closed ?? Promise.resolve();
   }
 
-  /** Closes the session (its ephemeral nodes go at once) within about callTimeoutMs. */
+  /**
+   * Closes the session, which deletes its ephemeral nodes at once. A disconnected session gets
+   * connectTimeoutMs to reconnect and say goodbye (a blip then leaves nothing behind); after that the
+   * client stops and the server expires the session — waiting a whole session timeout would hold
+   * close() up too long. Settles within about connectTimeoutMs + 2 × callTimeoutMs (the farewell, then
+   * the close request).
+   */
   close(): Promise<void> {
     this.retire('closed');
-    // Waiting for a reconnect only to say goodbye would hold close() up for a whole session timeout.
-    if (!this.#connected) this.#stopWaiting?.();
-    return this.#closed ?? Promise.resolve();
+    const closed = this.#closed ?? Promise.resolve();
+    if (!this.#connected) {
+      const hurry = setTimeout(() => this.#stopWaiting?.(), this.#options.connectTimeoutMs);
+      closed.finally(() => clearTimeout(hurry)).catch(() => {});
+    }
+    return closed;
+  }
+
+  /**
+   * Watcher functions node-zookeeper-client holds for this session, over all paths and kinds (for
+   * tests: they must stay bounded by the paths watched, however many waiters come and go).
+   */
+  libraryWatchers(): number {
+    const { dataWatchers, childWatchers, existenceWatchers } = this.#connection.watcherManager;
+    let count = 0;
+    for (const table of [dataWatchers, childWatchers, existenceWatchers]) {
+      for (const emitter of Object.values(table)) count += emitter.listenerCount('notification');
+    }
+    return count;
   }
 
   /**
@@ -343,6 +406,9 @@ export class ZooKeeperSession {
   async #closeGracefully(): Promise<void> {
     if (!this.#connected && this.#gate !== 'shut') {
       this.#connected = await this.#until('connected', this.#timeoutMs);
+    }
+    if (this.#connected && this.#gate !== 'shut' && this.#farewell) {
+      await this.#farewell(new ZooKeeperCalls(this.#client, this.#callsOptions)).catch(() => {});
     }
     if (this.#connected && this.#gate !== 'shut') {
       const closed = this.#until('disconnected', this.#options.callTimeoutMs);

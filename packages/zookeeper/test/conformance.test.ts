@@ -1,28 +1,73 @@
-import { describeLockProvider } from '@dlock/conformance';
+import { type ConformanceOptions, type NetworkHooks, describeLockProvider } from '@dlock/conformance';
 import { freePort } from '@dlock/testkit';
-import { sleep, useStandaloneZooKeeper } from './support.js';
+import type { DisconnectPolicy } from '../src/index.js';
+import { serverWatchCount, sleep, useStandaloneZooKeeper } from './support.js';
 
 const ROOT = '/dlock-conformance';
 const SESSION_TIMEOUT_MS = 2_000;
 const zk = useStandaloneZooKeeper(ROOT, { sessionTimeoutMs: SESSION_TIMEOUT_MS });
 const { providers } = zk;
 
+/**
+ * Providers behind the fault proxy: an 8 s session outlives the kit's long outage (twice the 1.5 s
+ * connect timeout) under 'session-timeout', as the 10 s session outlives a 10 s outage's first half in
+ * issue 11, so that case checks that a waiter keeps riding out an outage while its session lives.
+ */
+const NETWORK = { sessionTimeoutMs: 8_000, connectTimeoutMs: 1_500, callTimeoutMs: 1_500 };
+
+function network(onDisconnect: DisconnectPolicy): NetworkHooks {
+  return {
+    connectTimeoutMs: NETWORK.connectTimeoutMs,
+    connect: ({ retry } = {}) => zk.behindProxy({ ...NETWORK, onDisconnect, retry }),
+  };
+}
+
+function options(onDisconnect: DisconnectPolicy): ConformanceOptions {
+  return {
+    ttlMs: 600,
+    marginMs: 500,
+    crash: async (provider) => providers.crash(provider),
+    // The server expires a silent session sessionTimeout after it last heard from it, rounded up to its
+    // next tick (200 ms); the next waiter is then woken by its predecessor watch.
+    crashRecoveryMs: SESSION_TIMEOUT_MS + 400,
+    lapse: async (provider) => {
+      await providers.expire(provider, zk.server.connectString);
+      await sleep(50);
+    },
+    forceRelease: (key) => zk.inspector.forceRelease(ROOT, key),
+    residue: (key) => zk.inspector.residue(ROOT, key),
+    // Deliberately not through the key encoder: a simple key must be the node name as given.
+    heldAtRawKey: async (key) => (await zk.inspector.children(`${ROOT}/${key}`)).length > 0,
+    unreachable: async () =>
+      providers.open({ connectString: `127.0.0.1:${await freePort()}`, connectTimeoutMs: 1_000 }),
+    connectTimeoutMs: 1_000,
+    network: network(onDisconnect),
+  };
+}
+
+// Both disconnect policies, the whole kit each. The default policy's report is written last, so the
+// lab (which shows the newest report of a backend) shows the default.
+describeLockProvider(
+  'zookeeper-session-timeout',
+  async () => providers.open({ onDisconnect: 'session-timeout' }),
+  options('session-timeout'),
+);
 describeLockProvider('zookeeper', async () => providers.open(), {
-  ttlMs: 600,
-  marginMs: 500,
-  crash: async (provider) => providers.crash(provider),
-  // The server expires a silent session sessionTimeout after it last heard from it, rounded up to its
-  // next tick (200 ms); the next waiter is then woken by its predecessor watch.
-  crashRecoveryMs: SESSION_TIMEOUT_MS + 400,
-  lapse: async (provider) => {
-    await providers.expire(provider, zk.server.connectString);
-    await sleep(50);
+  ...options('abort'),
+  // Churn soak (issue 12 #6), under the default policy only (it is about leaks, not disconnects): the
+  // watcher functions node-zookeeper-client holds and dlock's shared watches per session, and the
+  // server's own watch count.
+  soak: {
+    client: (open) => {
+      const sessions = open.flatMap((provider) => providers.driver(provider).liveSessions());
+      let libraryWatchers = 0;
+      let sharedWatches = 0;
+      for (const session of sessions) {
+        libraryWatchers += session.libraryWatchers();
+        sharedWatches += session.watches.size;
+      }
+      return { 'library watchers': libraryWatchers, 'shared watches': sharedWatches };
+    },
+    server: async () => ({ 'server watches (wchs)': await serverWatchCount(zk.server) }),
   },
-  forceRelease: (key) => zk.inspector.forceRelease(ROOT, key),
-  residue: (key) => zk.inspector.residue(ROOT, key),
-  // Deliberately not through the key encoder: a simple key must be the node name as given.
-  heldAtRawKey: async (key) => (await zk.inspector.children(`${ROOT}/${key}`)).length > 0,
-  unreachable: async () =>
-    providers.open({ connectString: `127.0.0.1:${await freePort()}`, connectTimeoutMs: 1_000 }),
-  connectTimeoutMs: 1_000,
 });

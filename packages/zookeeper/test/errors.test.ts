@@ -76,7 +76,7 @@ describe('bad options', () => {
 });
 
 describe('an unreachable backend', () => {
-  it('fails acquire, tryAcquire and holder with BackendUnavailableError within the connect timeout', async () => {
+  it('a provider that never reached its server fails acquire, tryAcquire and holder with BackendUnavailableError within the connect timeout', async () => {
     const connectString = `127.0.0.1:${await freePort()}`;
     const provider = providers.open({ connectString, connectTimeoutMs: 1_000 });
     for (const call of [
@@ -92,6 +92,17 @@ describe('an unreachable backend', () => {
     }
   });
 
+  it('a smaller waitMs wins over the connect timeout: a dead port fails acquire({ waitMs: 500 }) within waitMs + settleGraceMs', async () => {
+    // Issue 16: this took 5005 ms (the connect timeout) before core bounded an attempt in flight.
+    const connectString = `127.0.0.1:${await freePort()}`;
+    const provider = providers.open({ connectString, connectTimeoutMs: 5_000 });
+    const { error, elapsedMs } = await outcomeWithin(provider.acquire('k', { waitMs: 500 }));
+    expect(error).toBeInstanceOf(BackendUnavailableError);
+    expect((error as Error).message).toContain(connectString);
+    // waitMs 500 + settleGraceMs 500 (core's default), with slack for a busy machine.
+    expect(elapsedMs).toBeLessThan(1_000 + 1_000);
+  });
+
   it('names a missing chroot instead of hanging', async () => {
     const provider = providers.open({ connectString: `${zk.server.connectString}/no-such-chroot` });
     const { error } = await outcomeWithin(provider.acquire('k', { waitMs: 5_000 }));
@@ -99,18 +110,26 @@ describe('an unreachable backend', () => {
     expect((error as Error).message).toMatch(/chroot/);
   });
 
-  it('a server that stops while a lease is held: the lease aborts, release settles, new acquires fail typed', async () => {
+  it('a server that stops while a lease is held: the lease aborts, release settles, a waiting acquire retries for retry.outageMs and then fails typed', async () => {
     const own = await startZooKeeper();
+    const outageMs = 2_000;
     try {
-      const provider = providers.open({ connectString: own.connectString });
+      const provider = providers.open({ connectString: own.connectString, retry: { outageMs } });
       const lease = await provider.acquire('outage');
       await own.stop();
       await until(() => lease.signal.aborted, 1_000, 'the lease aborted');
+      // The session is lost with the connection ('abort'): its node goes with it, nothing to send.
       const release = await outcomeWithin(lease.release());
+      expect(release.error).toBeUndefined();
       expect(release.elapsedMs).toBeLessThan(1_500);
       const next = await outcomeWithin(provider.acquire('outage', { waitMs: 60_000 }));
       expect(next.error).toBeInstanceOf(BackendUnavailableError);
-      expect(next.elapsedMs).toBeLessThan(1_000 + 500);
+      expect((next.error as BackendUnavailableError).tries).toBeGreaterThan(1);
+      expect((next.error as Error).message).toMatch(/gave up after \d+ tries/);
+      // The documented bound: the first failure (one connect timeout), outageMs of retries, the try in
+      // flight when it ran out (another connect timeout) and one back-off (retry.maxDelayMs, 1 s).
+      expect(next.elapsedMs).toBeGreaterThanOrEqual(outageMs);
+      expect(next.elapsedMs).toBeLessThan(outageMs + 2 * 1_000 + 1_000 + 1_500);
     } finally {
       await own.stop();
     }

@@ -68,6 +68,28 @@ describe('the queue', () => {
 });
 
 describe('protected-mode recovery', () => {
+  /** The key's only lock node is the lease's (no duplicate, no ghost); once released nothing is left. */
+  const expectSoleNodeThenRelease = async (key: string, lease: Lease) => {
+    const queue = await zk.inspector.queue(ROOT, key);
+    expect(queue).toHaveLength(1);
+    const { stat } = await zk.inspector.session.calls.getData(`${lockPath(ROOT, key)}/${queue[0]}`);
+    expect(stat.czxid.readBigInt64BE()).toBe(lease.token);
+    await lease.release();
+    expect(await zk.inspector.residue(ROOT, key)).toEqual([]);
+  };
+
+  /** A provider with its session open and calls that give up after 300 ms; then the server is paused. */
+  const openThenPauseServer = async (key: string) => {
+    const provider = providers.open({
+      onDisconnect: 'session-timeout',
+      sessionTimeoutMs: 8_000,
+      callTimeoutMs: 300,
+    });
+    await provider.holder(key);
+    await pauseServer(zk.server);
+    return provider;
+  };
+
   it('finds its node by the protected name after the connection drops during create: no duplicate, no ghost', async () => {
     const key = freshKey('lost-reply');
     const provider = providers.open({ onDisconnect: 'session-timeout', sessionTimeoutMs: 4_000 });
@@ -87,36 +109,43 @@ describe('protected-mode recovery', () => {
     const lease = await provider.acquire(key, { waitMs: 10_000 });
     expect(dropped).toBe(true);
     expect(providers.driver(provider).liveSessions()).toEqual([session]);
-    const queue = await zk.inspector.queue(ROOT, key);
-    expect(queue).toHaveLength(1);
-    const { stat } = await zk.inspector.session.calls.getData(`${lockPath(ROOT, key)}/${queue[0]}`);
-    expect(stat.czxid.readBigInt64BE()).toBe(lease.token);
-    await lease.release();
-    expect(await zk.inspector.residue(ROOT, key)).toEqual([]);
+    await expectSoleNodeThenRelease(key, lease);
   });
 
-  it('deletes a node whose create got no reply in time once the server answers again', async () => {
-    const key = freshKey('no-reply');
-    const provider = providers.open({
-      onDisconnect: 'session-timeout',
-      sessionTimeoutMs: 8_000,
-      callTimeoutMs: 300,
-    });
-    await provider.holder(key);
-    await pauseServer(zk.server);
-    let outcome: unknown;
+  it('a waiting acquire adopts the node whose create was answered only after a server pause: one node, no ghost', async () => {
+    const key = freshKey('no-reply-wait');
+    const provider = await openThenPauseServer(key);
+    let lease: Lease;
     try {
-      outcome = await provider.acquire(key, { waitMs: 10_000 }).catch((error: unknown) => error);
+      const acquiring = provider.acquire(key, { waitMs: 10_000 });
+      // Several calls time out meanwhile: the create's outcome is unknown, and the lookups fail too.
+      await sleep(1_000);
+      zk.server.resume();
+      lease = await acquiring;
     } finally {
       zk.server.resume();
     }
+    await expectSoleNodeThenRelease(key, lease);
+  });
+
+  it('a tryAcquire whose create got no reply rejects, and its node is deleted soon after the server answers again', async () => {
+    const key = freshKey('no-reply-try');
+    const provider = await openThenPauseServer(key);
+    let outcome: unknown;
+    try {
+      outcome = await provider.tryAcquire(key).catch((error: unknown) => error);
+    } finally {
+      zk.server.resume();
+    }
+    const resumedAt = performance.now();
     expect(outcome).toMatchObject({ code: 'BACKEND_UNAVAILABLE' });
-    // The create was applied after the pause; the background sweep finds it by its protected name.
+    // The create was applied after the pause; core's clean-up finds it by its protected name.
     await until(
       async () => (await zk.inspector.residue(ROOT, key)).length === 0,
-      8_000,
-      'the orphan node swept',
+      3_000,
+      'the orphan deleted',
     );
+    expect(performance.now() - resumedAt).toBeLessThan(3_000);
     const lease = await provider.acquire(key, { waitMs: 5_000 });
     await lease.release();
   });

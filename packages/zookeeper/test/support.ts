@@ -1,6 +1,8 @@
 import { readFileSync } from 'node:fs';
+import { createConnection } from 'node:net';
+import { text } from 'node:stream/consumers';
 import type { LockProvider } from '@dlock/core';
-import { type ZooKeeperServer, startZooKeeper } from '@dlock/testkit';
+import { type FaultProxy, type ZooKeeperServer, startFaultProxy, startZooKeeper } from '@dlock/testkit';
 import { ACL, Id, Permission, createClient } from 'node-zookeeper-client';
 import { afterAll, beforeAll } from 'vitest';
 import { unlessMissing } from '../src/client.js';
@@ -27,6 +29,20 @@ export async function pauseServer(server: ZooKeeperServer): Promise<void> {
   server.pause();
   const state = () => readFileSync(`/proc/${server.pid}/stat`, 'utf8').split(') ')[1]?.[0];
   await until(() => state() === 'T', 2_000, 'the server process stopped');
+}
+
+/**
+ * The server's own count of watches, from the `wchs` four-letter word ("Total watches:N"). The
+ * testkit does not export its four-letter-word client, and this one word is all the tests need.
+ */
+export async function serverWatchCount(server: ZooKeeperServer): Promise<number> {
+  const socket = createConnection({ host: '127.0.0.1', port: server.port });
+  socket.setTimeout(2_000, () => socket.destroy(new Error(`no answer to wchs from port ${server.port}`)));
+  socket.end('wchs');
+  const answer = await text(socket);
+  const total = /Total watches:\s*(\d+)/.exec(answer)?.[1];
+  if (total === undefined) throw new Error(`unexpected wchs answer: ${answer}`);
+  return Number(total);
 }
 
 /**
@@ -139,6 +155,13 @@ export interface StandaloneContext {
   readonly server: ZooKeeperServer;
   readonly inspector: Inspector;
   readonly providers: Providers;
+  /**
+   * A provider whose connection goes through its own TCP fault proxy (closed after the file), for
+   * network faults: resets, refused reconnects, black holes, lost replies.
+   */
+  behindProxy(
+    options?: Partial<ZooKeeperProviderOptions>,
+  ): Promise<{ provider: LockProvider; faults: FaultProxy }>;
 }
 
 /**
@@ -163,16 +186,23 @@ export function useStandaloneZooKeeper(
     callTimeoutMs: 3_000,
     ...defaults,
   }));
+  const proxies: FaultProxy[] = [];
   beforeAll(async () => {
     server = await startZooKeeper();
     inspector = await openInspector(server.connectString);
   });
   afterAll(async () => {
     await providers.closeAll();
+    await Promise.allSettled(proxies.map((proxy) => proxy.close()));
     await inspector?.close();
     await server?.stop();
   });
   return {
+    async behindProxy(options = {}) {
+      const faults = await startFaultProxy({ target: started(server).connectString });
+      proxies.push(faults);
+      return { provider: providers.open({ ...options, connectString: faults.address }), faults };
+    },
     get server() {
       return started(server);
     },

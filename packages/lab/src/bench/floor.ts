@@ -3,16 +3,14 @@ import { join } from 'node:path';
 import { Etcd3 } from 'etcd3';
 import { Redis } from 'ioredis';
 import { findPackageDir } from '../paths.js';
-import type { FloorRecord } from '../results.js';
 import type { ServerSet } from '../servers.js';
-import { type LatencyRecorder, measureLatency } from './histogram.js';
 
 const FLOOR_TTL_MS = 10_000;
 const CONNECT_TIMEOUT_MS = 5_000;
 
 const COMPARE_AND_DELETE = `if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) else return 0 end`;
 
-interface Floor {
+export interface Floor {
   readonly protocol: string;
   operation(): Promise<void>;
   close(): Promise<void>;
@@ -97,7 +95,13 @@ async function zooKeeperFloor(endpoints: readonly string[], key: string): Promis
   if (!zookeeper) return undefined;
   const client = zookeeper.createClient(endpoints.join(','), { sessionTimeout: 4_000, retries: 0 });
   const connected = new Promise<void>((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error('ZooKeeper did not connect')), CONNECT_TIMEOUT_MS);
+    const timer = setTimeout(
+      () =>
+        reject(
+          new Error(`ZooKeeper at ${endpoints.join(',')} did not connect within ${CONNECT_TIMEOUT_MS} ms`),
+        ),
+      CONNECT_TIMEOUT_MS,
+    );
     client.once('connected', () => {
       clearTimeout(timer);
       resolve();
@@ -141,7 +145,12 @@ async function etcdFloor(endpoints: readonly string[], key: string): Promise<Flo
   };
 }
 
-async function openFloor(set: ServerSet, key: string): Promise<Floor | undefined> {
+/**
+ * The floor: the raw client round trips a lock on these servers cannot avoid, measured in the same run
+ * (interleaved with the backends) so a backend's latency can be read as a multiple of it. Undefined
+ * when the client library is not reachable.
+ */
+export async function openFloor(set: ServerSet, key: string): Promise<Floor | undefined> {
   switch (set.kind) {
     case 'redis':
       return redisFloor(set.endpoints, key);
@@ -150,25 +159,4 @@ async function openFloor(set: ServerSet, key: string): Promise<Floor | undefined
     case 'etcd':
       return etcdFloor(set.endpoints, key);
   }
-}
-
-/**
- * The floor: the raw client round trips a lock on these servers cannot avoid, measured in the same run
- * so a backend's latency can be read as a multiple of it. Undefined when the client is not reachable.
- */
-export async function measureFloor(
-  set: ServerSet,
-  key: string,
-  budgetMs: number,
-  signal: AbortSignal,
-): Promise<FloorRecord | undefined> {
-  const floor = await openFloor(set, key);
-  if (!floor) return undefined;
-  let recorder: LatencyRecorder;
-  try {
-    recorder = await measureLatency(() => floor.operation(), { budgetMs, signal, warmup: 20 });
-  } finally {
-    await floor.close();
-  }
-  return { protocol: floor.protocol, ...recorder.summary() };
 }

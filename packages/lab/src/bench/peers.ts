@@ -2,14 +2,12 @@ import { Etcd3 } from 'etcd3';
 import type { Redis } from 'ioredis';
 import { Mutex, RedlockMutex } from 'redis-semaphore';
 import Redlock from 'redlock';
-import type { PeerRecord } from '../results.js';
 import type { ServerSet } from '../servers.js';
 import { connectRedis } from './floor.js';
-import { measureLatency } from './histogram.js';
 
 const PEER_TTL_MS = 10_000;
 
-interface Peer {
+export interface Peer {
   readonly name: string;
   operation(): Promise<void>;
 }
@@ -46,69 +44,37 @@ function redisPeers(clients: Redis[], key: string): Peer[] {
 }
 
 /**
- * Other libraries doing the same job on the same servers in the same run: the raw `redlock` library and
+ * Other libraries doing the same job on the same servers: the raw `redlock` library and
  * redis-semaphore's Mutex on Redis, etcd3's own `client.lock()` on etcd. ZooKeeper has no peer here
- * (its client library ships no lock recipe).
+ * (its client library ships no lock recipe). Measured interleaved with the backends and the floor.
  */
-export async function measurePeers(
-  set: ServerSet,
-  key: string,
-  budgetMs: number,
-  floorP50Ms: number | null,
-  signal: AbortSignal,
-  onPeer: (name: string) => void,
-): Promise<{ peers: PeerRecord[]; errors: string[] }> {
-  const closers: Array<() => void> = [];
-  let peers: Peer[] = [];
+export function openPeers(set: ServerSet, key: string): { peers: Peer[]; close(): void } {
   if (set.kind === 'redis') {
     const clients = set.endpoints.map((url) => connectRedis(url));
-    closers.push(() => {
-      for (const client of clients) client.disconnect();
-    });
-    peers = redisPeers(clients, key);
-  } else if (set.kind === 'etcd') {
-    const client = new Etcd3({ hosts: set.endpoints });
-    closers.push(() => client.close());
-    peers = [
-      {
-        name: 'etcd3 client.lock()',
-        async operation() {
-          const lock = await client
-            .lock(`${key}:etcd3`)
-            .ttl(PEER_TTL_MS / 1000)
-            .acquire();
-          await lock.release();
-        },
+    return {
+      peers: redisPeers(clients, key),
+      close: () => {
+        for (const client of clients) client.disconnect();
       },
-    ];
+    };
   }
-  const records: PeerRecord[] = [];
-  const errors: string[] = [];
-  try {
-    for (const peer of peers) {
-      onPeer(peer.name);
-      try {
-        const recorder = await measureLatency(() => peer.operation(), {
-          budgetMs: budgetMs / peers.length,
-          signal,
-          warmup: 10,
-        });
-        const summary = recorder.summary();
-        records.push({
-          name: peer.name,
-          placement: set.kind,
-          serverCount: set.endpoints.length,
-          ...summary,
-          floorP50Ms,
-          ratioToFloorP50: floorP50Ms ? Math.round((summary.p50Ms / floorP50Ms) * 100) / 100 : null,
-        });
-      } catch (error) {
-        signal.throwIfAborted();
-        errors.push(`${peer.name}: ${error instanceof Error ? error.message : String(error)}`);
-      }
-    }
-  } finally {
-    for (const close of closers) close();
+  if (set.kind === 'etcd') {
+    const client = new Etcd3({ hosts: set.endpoints });
+    return {
+      peers: [
+        {
+          name: 'etcd3 client.lock()',
+          async operation() {
+            const lock = await client
+              .lock(`${key}:etcd3`)
+              .ttl(PEER_TTL_MS / 1000)
+              .acquire();
+            await lock.release();
+          },
+        },
+      ],
+      close: () => client.close(),
+    };
   }
-  return { peers: records, errors };
+  return { peers: [], close: () => {} };
 }

@@ -31,7 +31,7 @@ export const clockSkew: FaultScenario = {
   explain({ backend, verdict, metrics, observations, findings }) {
     const skew = `One of three contenders had its wall clock ${observations.skewMs} ms ahead.`;
     if (backend.wallClockExpiry) {
-      return verdict === 'known-violation'
+      return verdict === 'known-unsafe'
         ? `${skew} It read every holder's expiry timestamp as already past and took live locks over with GETSET: ${findings}; its plain-DEL release then deleted other holders' locks as well. The pattern is only as safe as every client's clock is right.`
         : `${skew} This run happened not to catch the skewed client stealing a live lock (${findings}), but nothing in the pattern prevents it.`;
     }

@@ -74,6 +74,9 @@ export async function spawnContender(config: ContenderConfig): Promise<Contender
   return contender;
 }
 
+/** The contender event a pattern waits for ("acquired" for /^acquired /), for error messages. */
+const eventName = (pattern: RegExp) => pattern.source.replace(/^\^|\$$/g, '').trim();
+
 /**
  * Waits until `pattern` matches a line some contender prints *after* this call (lines already printed
  * do not count, unless `includeEarlier`), and returns that contender. Rejects after `timeoutMs` or
@@ -98,7 +101,7 @@ export async function nextLine(
     }
     signal?.throwIfAborted();
     if (performance.now() >= deadline) {
-      throw new Error(`no contender printed a line matching ${pattern} within ${timeoutMs} ms`);
+      throw new Error(`no contender reported "${eventName(pattern)}" within ${timeoutMs} ms`);
     }
     await pause(POLL_MS, signal);
   }

@@ -6,7 +6,10 @@ import { formatMs } from '../report/tables.js';
 import { SharedResource } from '../resource.js';
 import type { CheckerMetrics, Claim, FaultRecord, FaultVerdict, ServerKind } from '../results.js';
 import { type ServerSet, startServerSet } from '../servers.js';
+import { plural } from '../words.js';
 import { type Contender, maybeNextLine, nextLine, spawnContender } from './contenders.js';
+
+export { plural };
 
 const SECOND_HOLDER_TIMEOUT_MS = 5_000;
 
@@ -78,21 +81,52 @@ export const crossProcess = (backend: LabBackend) =>
  * backends that declare monotonic fencing; for the others tokens carry no promise.
  */
 export function judge(claim: Claim, capabilities: Capabilities, metrics: CheckerMetrics): FaultVerdict {
-  const fencingFailed =
-    capabilities.fencing === 'monotonic' &&
-    (metrics.lostUpdatesWithFencing > 0 || metrics.tokenRegressions > 0);
   const harm = metrics.overlaps > 0 || metrics.lostUpdates > 0;
   // Monotonic fencing is promised in every scenario, also in the ones where mutual exclusion is not.
-  if (fencingFailed) return 'claim-violated';
+  if (fencingFailed(capabilities, metrics)) return 'claim-violated';
   switch (claim) {
     case 'safe':
       return harm ? 'claim-violated' : 'held';
     case 'fenced':
       if (capabilities.fencing === 'monotonic') return 'held';
-      return harm ? 'known-violation' : 'not-reproduced';
+      return harm ? 'known-unsafe' : 'not-reproduced';
     case 'unsafe':
-      return harm ? 'known-violation' : 'not-reproduced';
+      return harm ? 'known-unsafe' : 'not-reproduced';
   }
+}
+
+/**
+ * Why a violated mutual-exclusion claim is inconclusive, or undefined when it stands. A holder can
+ * outlive its lease without any fault of the backend — paused, or starved by a busy machine — and no
+ * lock prevents that (fencing does): so when every overlap began after the earlier holder's lease had
+ * run out, or the machine stalled a contender for half a lease or more, the overlap says nothing about
+ * the backend. Fencing failures are never excused: tokens protect a resource whatever the pause.
+ */
+export function inconclusiveBecause(
+  verdict: FaultVerdict,
+  capabilities: Capabilities,
+  metrics: CheckerMetrics,
+  longestStallMs: number,
+  leaseMs: number,
+): string | undefined {
+  if (verdict !== 'claim-violated' || fencingFailed(capabilities, metrics)) return undefined;
+  if (metrics.overlaps > 0 && metrics.overlapsPastLease === metrics.overlaps) {
+    return `every overlapping hold began after the earlier holder's lease (${leaseMs} ms from its grant) had run out${
+      longestStallMs > 0 ? ` (the longest stall a contender reported: ${longestStallMs} ms)` : ''
+    }`;
+  }
+  if (longestStallMs * 2 >= leaseMs) {
+    return `a contender process was stalled for ${longestStallMs} ms by the machine (its lease: ${leaseMs} ms)`;
+  }
+  return undefined;
+}
+
+/** A backend that declares monotonic fencing let a stale holder's damage through, or a token went backwards. */
+function fencingFailed(capabilities: Capabilities, metrics: CheckerMetrics): boolean {
+  return (
+    capabilities.fencing === 'monotonic' &&
+    (metrics.lostUpdatesWithFencing > 0 || metrics.tokenRegressions > 0)
+  );
 }
 
 export interface ScenarioRunOptions {
@@ -109,7 +143,8 @@ export async function runScenario(
   options: ScenarioRunOptions,
 ): Promise<FaultRecord> {
   const startedAt = performance.now();
-  const resource = new SharedResource();
+  const leaseMs = capabilities.expiry === 'session' ? options.timing.sessionTimeoutMs : options.timing.ttlMs;
+  const resource = new SharedResource({ leaseMs });
   const cleanups: Array<() => Promise<void>> = [];
   const contenders: Contender[] = [];
   // Named before the (concurrent) spawns resolve, so names — and hold ids — never collide.
@@ -182,7 +217,22 @@ export async function runScenario(
   const unhandled = contenders.reduce((sum, contender) => sum + contender.count(/^unhandled /), 0);
   if (unhandled > 0) observations.unhandledRejections = unhandled;
   const metrics = resource.checker.metrics();
-  const verdict: FaultVerdict = error === null ? judge(claim, capabilities, metrics) : 'error';
+  const stalls = contenders.flatMap((contender) =>
+    contender.lines.flatMap((line) => {
+      const match = /^stall (\d+)$/.exec(line);
+      return match ? [Number(match[1])] : [];
+    }),
+  );
+  const longestStallMs = Math.max(0, ...stalls);
+  if (longestStallMs > 0) observations.longestStallMs = longestStallMs;
+  let verdict: FaultVerdict = error === null ? judge(claim, capabilities, metrics) : 'error';
+  let inconclusive: string | null = null;
+  const doubt = inconclusiveBecause(verdict, capabilities, metrics, longestStallMs, leaseMs);
+  if (doubt) {
+    verdict = 'error';
+    error = doubt;
+    inconclusive = `Inconclusive: ${doubt}, so this run cannot tell a backend fault from a holder that outlived its lease the way a paused process does. Run it again on a quieter machine.`;
+  }
   const findings = describeFindings(metrics, capabilities);
   const outcome: ScenarioOutcome = { backend, capabilities, claim, verdict, metrics, findings, observations };
   return {
@@ -193,7 +243,12 @@ export async function runScenario(
     verdict,
     metrics,
     observations,
-    explanation: error === null ? scenario.explain(outcome) : `The scenario could not run: ${error}`,
+    explanation:
+      error === null
+        ? scenario.explain(outcome)
+        : inconclusive
+          ? `${inconclusive} The checker saw ${findings}.`
+          : `The scenario could not run: ${error}`,
     durationMs: Math.round(performance.now() - startedAt),
     error,
     diagnostics: [...resource.checker.overlapDetails(3), ...contenderErrors(contenders)],
@@ -206,7 +261,13 @@ function describeFindings(metrics: CheckerMetrics, capabilities: Capabilities): 
   const add = (count: number, singular: string, pluralForm: string) => {
     if (count > 0) parts.push(plural(count, singular, pluralForm));
   };
-  add(metrics.overlaps, 'overlapping hold', 'overlapping holds');
+  add(
+    metrics.overlaps,
+    'overlapping hold',
+    metrics.overlapsPastLease > 0
+      ? `overlapping holds (${metrics.overlapsPastLease} after the earlier holder's lease had run out)`
+      : 'overlapping holds',
+  );
   add(metrics.lostUpdates, 'lost update', 'lost updates');
   if (capabilities.fencing === 'monotonic') {
     add(
@@ -314,9 +375,4 @@ export function expiryPhrase(capabilities: Capabilities): string {
 /** "850 ms", "10.3 s", or "?" for an observation that was not made. */
 export function duration(ms: number | undefined): string {
   return ms === undefined ? '?' : formatMs(ms);
-}
-
-/** "1 overlapping hold", "3 overlapping holds". */
-export function plural(count: number, singular: string, pluralForm = `${singular}s`): string {
-  return `${count} ${count === 1 ? singular : pluralForm}`;
 }

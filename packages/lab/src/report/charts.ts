@@ -1,164 +1,146 @@
 import { View, parse } from 'vega';
 import { type TopLevelSpec, compile } from 'vega-lite';
-import type { Results } from '../results.js';
+import type { Figure } from '../results.js';
 
-export interface Chart {
-  readonly title: string;
-  readonly caption: string;
-  readonly spec: TopLevelSpec;
-}
+/**
+ * Chart text is at least this size in CSS pixels; the report shows charts at their natural width
+ * (never scaled down), so this is the size a reader sees. The browser test checks it.
+ */
+export const CHART_FONT_PX = 13;
+/** Width of the plotting area; axis labels and the legend come on top of it. */
+export const PLOT_WIDTH = 620;
+/** Height of one measure within a row of the row charts (a row holds one point per measure). */
+const MEASURE_STEP = 13;
 
-const WIDTH = 560;
-const HEIGHT = 260;
+/**
+ * Shared look: readable text, and no truncated labels anywhere (labelLimit 0 lifts vega's default
+ * limits of 180 px on axes and 160 px in legends, which cut "peer: redis-semaphore RedlockMutex").
+ */
 const base = {
-  width: WIDTH,
-  height: HEIGHT,
   background: 'white',
-  config: { font: 'Helvetica, Arial, sans-serif', axis: { labelFontSize: 11, titleFontSize: 12 } },
+  padding: 8,
+  config: {
+    font: 'Helvetica, Arial, sans-serif',
+    axis: { labelFontSize: CHART_FONT_PX, titleFontSize: CHART_FONT_PX, labelLimit: 0, titlePadding: 10 },
+    legend: {
+      labelFontSize: CHART_FONT_PX,
+      titleFontSize: CHART_FONT_PX,
+      labelLimit: 0,
+      orient: 'top',
+      direction: 'horizontal',
+      title: null,
+    },
+    view: { stroke: '#d8dde6' },
+  },
 } as const;
 
-function latencyDistribution(results: Results): Chart | undefined {
-  const values = results.benchmarks.flatMap((bench) =>
-    (bench.uncontended?.distribution ?? []).map((point) => ({
-      backend: bench.backend,
-      percentile: `p${point.percentile}`,
-      order: point.percentile,
-      ms: Math.max(point.ms, 0.001),
-    })),
-  );
-  if (values.length === 0) return undefined;
-  return {
-    title: 'Uncontended acquire + release: latency distribution',
-    caption: 'Latency at each percentile (log scale), from an HDR histogram of every operation.',
-    spec: {
-      ...base,
-      data: { values },
-      mark: { type: 'line', point: true },
-      encoding: {
-        x: { field: 'percentile', type: 'ordinal', sort: { field: 'order' }, title: 'percentile' },
-        y: { field: 'ms', type: 'quantitative', scale: { type: 'log' }, title: 'ms' },
-        color: { field: 'backend', type: 'nominal' },
-      },
-    },
-  };
+export interface RowPoint {
+  /** The row: a backend or a peer library; unique within the chart. */
+  readonly row: string;
+  /** Which measure of the row: "p50", "floor p50", "p99", ... */
+  readonly measure: string;
+  readonly value: number;
+  /** The spread of the value (min–max of its blocks), drawn as a line through the point. */
+  readonly low?: number;
+  readonly high?: number;
 }
 
-function latencyAgainstFloor(results: Results): Chart | undefined {
-  const values = [
-    ...results.benchmarks.flatMap((bench) => [
-      ...(bench.uncontended
-        ? [
-            { who: bench.backend, measure: 'p50', ms: bench.uncontended.p50Ms },
-            { who: bench.backend, measure: 'p99', ms: bench.uncontended.p99Ms },
-          ]
-        : []),
-      ...(bench.floor ? [{ who: bench.backend, measure: 'floor p50', ms: bench.floor.p50Ms }] : []),
-    ]),
-    ...results.peers.flatMap((peer) => [
-      { who: `peer: ${peer.name}`, measure: 'p50', ms: peer.p50Ms },
-      { who: `peer: ${peer.name}`, measure: 'p99', ms: peer.p99Ms },
-    ]),
-  ];
-  if (values.length === 0) return undefined;
-  return {
-    title: 'Uncontended acquire + release vs the raw-protocol floor',
-    caption: 'p50 and p99 per backend and peer library, beside the floor measured on the same servers in the same run.',
-    spec: {
-      ...base,
-      data: { values },
-      mark: 'bar',
-      encoding: {
-        x: { field: 'who', type: 'nominal', title: null, axis: { labelAngle: -30 } },
-        xOffset: { field: 'measure', type: 'nominal' },
-        y: { field: 'ms', type: 'quantitative', title: 'ms' },
-        color: { field: 'measure', type: 'nominal', title: null },
-      },
-    },
-  };
+/** A figure as a point with its spread. */
+export function figurePoint(row: string, measure: string, figure: Figure): RowPoint {
+  return { row, measure, value: figure.median, low: figure.min, high: figure.max };
 }
 
-function throughput(results: Results): Chart | undefined {
-  const values = results.benchmarks.flatMap((bench) =>
-    bench.contention
-      // A log scale has no place for zero; a level that completed nothing is in the table, not the chart.
-      .filter((entry) => entry.opsPerSecond > 0)
-      .map((entry) => ({
-        backend: bench.backend,
-        level: entry.keys === 1 ? `${entry.contenders} on 1 key` : `${entry.contenders} on ${entry.keys} keys`,
-        order: entry.keys * 1000 + entry.contenders,
-        opsPerSecond: entry.opsPerSecond,
-      })),
-  );
-  if (values.length === 0) return undefined;
+/**
+ * One row per backend or peer, one point per measure, a line for each point's spread: a dot plot.
+ * Measures sit side by side within a row (yOffset), so equal values never hide each other, and the
+ * log axis keeps sub-millisecond medians readable next to multi-millisecond tails.
+ */
+export function rowChart(options: {
+  readonly points: readonly RowPoint[];
+  readonly measures: readonly string[];
+  readonly axisTitle: string;
+  readonly log: boolean;
+}): TopLevelSpec {
+  const rows = [...new Set(options.points.map((point) => point.row))];
+  const positive = (value: number) => (options.log ? Math.max(value, 0.001) : value);
+  const values = options.points.map((point) => ({
+    ...point,
+    value: positive(point.value),
+    low: point.low === undefined ? undefined : positive(point.low),
+    high: point.high === undefined ? undefined : positive(point.high),
+  }));
+  const y = { field: 'row', type: 'nominal', sort: rows, title: null } as const;
+  const yOffset = { field: 'measure', type: 'nominal', sort: options.measures } as const;
+  const x = {
+    field: 'value',
+    type: 'quantitative',
+    title: options.axisTitle,
+    scale: options.log ? { type: 'log' } : { zero: true, padding: 12 },
+  } as const;
+  const color = {
+    field: 'measure',
+    type: 'nominal',
+    sort: options.measures,
+    scale: { domain: options.measures },
+  } as const;
   return {
-    title: 'Throughput vs contenders',
-    caption:
-      'Acquire + release per second with N contenders on one key, and on one key each (log scale: the in-process memory provider runs orders of magnitude above the networked backends).',
-    spec: {
-      ...base,
-      data: { values },
-      mark: { type: 'line', point: true },
-      encoding: {
-        x: { field: 'level', type: 'ordinal', sort: { field: 'order' }, title: 'contenders' },
-        y: { field: 'opsPerSecond', type: 'quantitative', scale: { type: 'log' }, title: 'operations / s' },
-        color: { field: 'backend', type: 'nominal' },
+    ...base,
+    width: PLOT_WIDTH,
+    height: { step: MEASURE_STEP },
+    data: { values },
+    layer: [
+      {
+        transform: [{ filter: 'isValid(datum.low) && isValid(datum.high)' }],
+        mark: { type: 'rule', strokeWidth: 2 },
+        encoding: { y, yOffset, x: { ...x, field: 'low' }, x2: { field: 'high' }, color },
       },
-    },
-  };
+      {
+        mark: { type: 'point', filled: true, size: 70 },
+        encoding: {
+          y,
+          yOffset,
+          x,
+          color,
+          shape: { field: 'measure', type: 'nominal', sort: options.measures, scale: { domain: options.measures } },
+        },
+      },
+    ],
+  } as TopLevelSpec;
 }
 
-function barsPerBackend(
-  title: string,
-  caption: string,
-  values: Array<{ backend: string; measure: string; ms: number }>,
-): Chart | undefined {
-  if (values.length === 0) return undefined;
-  return {
-    title,
-    caption,
-    spec: {
-      ...base,
-      data: { values },
-      mark: 'bar',
-      encoding: {
-        x: { field: 'backend', type: 'nominal', title: null, axis: { labelAngle: -30 } },
-        xOffset: { field: 'measure', type: 'nominal' },
-        y: { field: 'ms', type: 'quantitative', title: 'ms' },
-        color: { field: 'measure', type: 'nominal', title: null },
-      },
-    },
-  };
+export interface SeriesPoint {
+  readonly series: string;
+  /** The x position's label, ordered by `order`. */
+  readonly x: string;
+  readonly order: number;
+  readonly value: number;
+  readonly low?: number;
+  readonly high?: number;
 }
 
-/** The report's charts as Vega-Lite specs; a chart with no data is left out. */
-export function buildCharts(results: Results): Chart[] {
-  const handoff = results.benchmarks.flatMap((bench) =>
-    bench.handoff
-      ? [
-          { backend: bench.backend, measure: 'p50', ms: bench.handoff.p50Ms },
-          { backend: bench.backend, measure: 'p99', ms: bench.handoff.p99Ms },
-        ]
-      : [],
-  );
-  const failover = results.benchmarks.flatMap((bench) =>
-    bench.failover
-      ? [
-          { backend: bench.backend, measure: 'failover (median)', ms: bench.failover.medianMs },
-          { backend: bench.backend, measure: 'holder ttl / session', ms: bench.failover.expiryMs },
-        ]
-      : [],
-  );
-  return [
-    latencyDistribution(results),
-    latencyAgainstFloor(results),
-    throughput(results),
-    barsPerBackend('Hand-off latency', 'From release() to a waiting client holding the lock.', handoff),
-    barsPerBackend(
-      'Failover: holder SIGKILLed → next holder',
-      'A crashed holder releases nothing: the next holder waits out the ttl or session.',
-      failover,
-    ),
-  ].filter((chart): chart is Chart => chart !== undefined);
+/** Lines over an ordinal x axis, a log y axis, and the spread of each point as a vertical line. */
+export function seriesChart(options: {
+  readonly points: readonly SeriesPoint[];
+  readonly xTitle: string;
+  readonly yTitle: string;
+}): TopLevelSpec {
+  const x = { field: 'x', type: 'ordinal', sort: { field: 'order' }, title: options.xTitle, axis: { labelAngle: 0 } } as const;
+  const y = { field: 'value', type: 'quantitative', scale: { type: 'log' }, title: options.yTitle } as const;
+  const color = { field: 'series', type: 'nominal' } as const;
+  return {
+    ...base,
+    width: PLOT_WIDTH,
+    height: 300,
+    data: { values: options.points.filter((point) => point.value > 0) },
+    layer: [
+      {
+        transform: [{ filter: 'isValid(datum.low) && isValid(datum.high) && datum.low > 0' }],
+        mark: { type: 'rule', strokeWidth: 2 },
+        encoding: { x, y: { ...y, field: 'low' }, y2: { field: 'high' }, color },
+      },
+      { mark: { type: 'line', point: { filled: true, size: 60 } }, encoding: { x, y, color } },
+    ],
+  } as TopLevelSpec;
 }
 
 /** Renders a Vega-Lite spec to an SVG string with vega's headless view (no DOM, no network). */

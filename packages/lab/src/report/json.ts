@@ -1,6 +1,6 @@
 import { readFileSync, writeFileSync } from 'node:fs';
 import { RESULTS_SCHEMA, type Results } from '../results.js';
-import { loadResultsSchema, validateAgainstSchema } from './validate.js';
+import { validateResults } from './validate.js';
 
 export function renderResultsJson(results: Results): string {
   return `${JSON.stringify(results, null, 2)}\n`;
@@ -16,7 +16,7 @@ export function readResultsJson(path: string): Results {
   if (value.schema !== RESULTS_SCHEMA) {
     throw new Error(`${path} is not a ${RESULTS_SCHEMA} file (schema: ${JSON.stringify(value.schema)})`);
   }
-  const problems = validateAgainstSchema(value, loadResultsSchema());
-  if (problems.length > 0) throw new Error(`${path} does not match ${RESULTS_SCHEMA}:\n${problems.join('\n')}`);
+  const problems = validateResults(value);
+  if (problems.length > 0) throw new Error(`${path} is not a consistent ${RESULTS_SCHEMA} file:\n${problems.join('\n')}`);
   return value as Results;
 }

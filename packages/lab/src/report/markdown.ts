@@ -1,20 +1,15 @@
 import type { Results } from '../results.js';
-import {
-  type Table,
-  backendsTable,
-  contentionTable,
-  faultTable,
-  handoffFailoverTable,
-  latencyTable,
-  overviewTable,
-  verdictLabel,
-} from './tables.js';
+import { type Block, buildReportDocument } from './document.js';
+import { markdownWithLinks } from './links.js';
+import { type Table, overviewTable } from './tables.js';
 
 const escapeCell = (cell: string) => cell.replace(/\|/g, '\\|').replace(/\n/g, ' ');
 
 export function markdownTable(table: Table): string {
   const line = (cells: readonly string[]) => `| ${cells.map(escapeCell).join(' | ')} |`;
-  return [line(table.header), `|${table.header.map(() => '---').join('|')}|`, ...table.rows.map(line)].join('\n');
+  return [line(table.header), `|${table.header.map(() => '---').join('|')}|`, ...table.rows.map(line)].join(
+    '\n',
+  );
 }
 
 /** A plain-text table for the terminal summary: columns padded to width. */
@@ -22,62 +17,79 @@ export function textTable(table: Table): string {
   const widths = table.header.map((cell, column) =>
     Math.max(cell.length, ...table.rows.map((row) => (row[column] ?? '').length)),
   );
-  const line = (cells: readonly string[]) => cells.map((cell, column) => cell.padEnd(widths[column] ?? 0)).join('  ').trimEnd();
-  return [line(table.header), widths.map((width) => '-'.repeat(width)).join('  '), ...table.rows.map(line)].join('\n');
+  const line = (cells: readonly string[]) =>
+    cells
+      .map((cell, column) => cell.padEnd(widths[column] ?? 0))
+      .join('  ')
+      .trimEnd();
+  return [line(table.header), widths.map((width) => '-'.repeat(width)).join('  '), ...table.rows.map(line)].join(
+    '\n',
+  );
 }
-
-const bulletList = (items: readonly string[]) => items.map((item) => `- ${item}`).join('\n');
 
 export function verdictLine(results: Results): string {
   const { exitCode, violations, incomplete } = results.verdict;
-  if (exitCode === 1) return `A backend violated a guarantee it claims:\n${violations.map((v) => `- ${v}`).join('\n')}`;
-  if (exitCode === 3) return `Every claim checked held, but parts of the run could not complete:\n${incomplete.map((v) => `- ${v}`).join('\n')}`;
+  if (exitCode === 1)
+    return `A backend violated a guarantee it claims:\n${violations.map((v) => `- ${v}`).join('\n')}`;
+  if (exitCode === 3)
+    return `Every claim checked held, but parts of the run could not complete:\n${incomplete.map((v) => `- ${v}`).join('\n')}`;
   return 'Every guarantee a backend claims held in this run.';
 }
 
+/**
+ * The machine and the run, in one sentence, for both reports and the README table: a reader needs the
+ * load beside the figures to judge their spreads.
+ */
+export function runDescription(results: Results): string {
+  const { machine, options } = results;
+  const { atStart, atEnd } = machine.loadAverage;
+  const busy =
+    Math.max(atStart, atEnd) > machine.cpus
+      ? ' — more than the cores: other processes competed for the machine, so expect wide spreads'
+      : '';
+  return `${machine.cpus}× ${machine.cpuModel}, Node ${machine.node}, load average ${atStart} at the start and ${atEnd} at the end${busy}; ${options.durationSeconds} s of benchmarks per backend in ${options.rounds} interleaved rounds`;
+}
+
+const anchor = (id: string) => `<a id="${id}"></a>`;
+
 export function renderMarkdownReport(results: Results): string {
-  const sections: string[] = [
+  const { blocks, anchors } = buildReportDocument(results);
+  const text = (value: string) => markdownWithLinks(value, anchors);
+  const render = (block: Block): string => {
+    switch (block.kind) {
+      case 'heading':
+        return `${block.id ? `${anchor(block.id)}\n\n` : ''}${'#'.repeat(block.level)} ${block.text}`;
+      case 'paragraph':
+        return text(block.text);
+      case 'list':
+        return block.items.map((item) => `- ${text(item)}`).join('\n');
+      case 'table':
+        return markdownTable(block.table);
+      case 'charts':
+        return '';
+      case 'definitions':
+        return block.items
+          .map((item) => `- ${item.ids.map(anchor).join('')}**${item.term}**: ${text(item.text)}`)
+          .join('\n');
+    }
+  };
+  const sections = [
     '# dlock compare',
-    `Run ${results.startedAt} → ${results.finishedAt} on ${results.machine.cpus}× ${results.machine.cpuModel}, Node ${results.machine.node} (${results.machine.platform}/${results.machine.arch}); benchmark budget ${results.options.durationSeconds} s per backend. All figures come from this one run on this one machine: compare ratios, not absolute numbers, across machines.`,
+    `Run ${results.startedAt} → ${results.finishedAt} (${results.machine.platform}/${results.machine.arch}): ${runDescription(results)}. The charts are in index.html.`,
     `**Verdict.** ${verdictLine(results)}`,
-    '## Overview',
-    markdownTable(overviewTable(results)),
-    '## Backends and what they declare',
-    markdownTable(backendsTable(results)),
-    '## Semantics (conformance kit)',
-    results.semanticsTable ||
-      '_No conformance report was available (run the test command, or `dlock compare` without `--semantics-from`)._',
-    bulletList(results.semantics.filter((entry) => entry.note).map((entry) => `${entry.backend}: ${entry.note}`)),
-    '## Benchmarks',
-    '### Uncontended acquire + release',
-    'The floor is the raw client round trips the same protocol cannot avoid, measured against the same servers in the same run; the ratio is the cost of the lock library on top of it. Peers are other libraries on the same servers.',
-    markdownTable(latencyTable(results)),
-    '### Throughput under contention (acquire + release per second)',
-    markdownTable(contentionTable(results)),
-    '### Hand-off and failover',
-    'Hand-off: from release() to a waiting client holding the lock. Failover: from SIGKILL of the holder to the next holder — a crashed holder releases nothing, so this is about one ttl or session timeout.',
-    markdownTable(handoffFailoverTable(results)),
-    '## Fault scenarios',
-    'Contenders run in separate processes and update a shared counter under the lock. The counter stamps every request with its own clock and the writer\'s fencing token. **Overlaps**: holds that overlapped (mutual exclusion broken). **Lost updates**: writes based on an outdated read. **Stale writes**: writes with a token lower than one already seen — a fencing resource rejects them. **Lost with fencing**: damage a fencing resource would still let through. **Token regressions**: a grant whose token did not grow.',
-    markdownTable(faultTable(results)),
-    bulletList(
-      results.faults.map(
-        (fault) => `**${fault.title} — ${fault.backend}** (${verdictLabel[fault.verdict]}): ${fault.explanation}`,
-      ),
-    ),
+    ...blocks.map(render),
   ];
-  const errors = results.benchmarks.flatMap((bench) => bench.errors.map((error) => `${bench.backend}: ${error}`));
-  if (results.notes.length > 0 || errors.length > 0) {
-    sections.push('## Notes', bulletList([...results.notes, ...errors]));
-  }
   return `${sections.filter((section) => section !== '').join('\n\n')}\n`;
 }
 
-/** The README's comparison table, regenerated from a real run by `dlock readme-table <results.json>`. */
+/**
+ * The README's comparison table, regenerated from a real run by `dlock readme-table <results.json>`.
+ * Every figure carries its spread, so a README claim quoted from it carries its spread too.
+ */
 export function renderReadmeTable(results: Results): string {
   return [
     markdownTable(overviewTable(results)),
     '',
-    `<sub>Generated by \`dlock readme-table\` from a \`dlock compare\` run on ${results.startedAt.slice(0, 10)} (${results.machine.cpus}× ${results.machine.cpuModel}, Node ${results.machine.node}, ${results.options.durationSeconds} s per backend). Latencies are loopback figures; the × floor ratio is what carries across machines.</sub>`,
+    `<sub>Generated by \`pnpm dlock readme-table\` from a \`dlock compare\` run on ${results.startedAt.slice(0, 10)} (${runDescription(results)}). Each figure is the median of its blocks with their min–max in parentheses; “noisy” marks a spread wider than half the median. Loopback figures from one run on one machine: another machine, or another run here, gives other numbers.</sub>`,
   ].join('\n');
 }

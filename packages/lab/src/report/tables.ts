@@ -1,4 +1,5 @@
-import type { BenchmarkRecord, FaultRecord, Results } from '../results.js';
+import { type BenchmarkRecord, FAULT_VERDICTS, type Figure, type Results } from '../results.js';
+import { contentionLevel, serversLabel } from '../words.js';
 
 /** A table as data, rendered to markdown, HTML or the terminal by the caller. */
 export interface Table {
@@ -17,22 +18,38 @@ export function formatRatio(ratio: number | null | undefined): string {
   return ratio === null || ratio === undefined ? '—' : `×${ratio.toFixed(ratio >= 10 ? 0 : 1)}`;
 }
 
-const formatRate = (opsPerSecond: number | undefined) =>
+export const formatRate = (opsPerSecond: number | undefined) =>
   opsPerSecond === undefined ? '—' : Math.round(opsPerSecond).toLocaleString('en-US');
 
-export const verdictLabel: Record<FaultRecord['verdict'], string> = {
-  held: 'held',
-  'claim-violated': 'CLAIM VIOLATED',
-  'known-violation': 'violated (known-unsafe)',
-  'not-reproduced': 'not reproduced',
-  error: 'could not run',
-};
+/** The number without its unit, for the inside of a spread ("0.19–0.25 ms", "×1.1–1.4"). */
+const bare = (text: string) => text.replace(/^×/, '').replace(/ (ms|s)$/, '');
 
-function serversOf(results: Results, backend: string): string {
+/**
+ * A figure as every report prints it: the median, then the min–max of its blocks in parentheses, and
+ * "noisy" when that spread is wide — "0.21 ms (0.19–0.25)", "×1.6 (1.1–2.9, noisy)". The unit of the
+ * spread is the median's unless the formatter switches units between them (ms → s).
+ */
+export function formatFigure(
+  figure: Figure | null | undefined,
+  format: (value: number) => string = formatMs,
+): string {
+  if (!figure) return '—';
+  const median = format(figure.median);
+  const [low, high] = [format(figure.min), format(figure.max)];
+  const sameUnit = (a: string, b: string) => a.replace(/[\d.,×]/g, '') === b.replace(/[\d.,×]/g, '');
+  const spread =
+    sameUnit(low, median) && sameUnit(high, median) ? `${bare(low)}–${bare(high)}` : `${low}–${high}`;
+  return `${median} (${spread}${figure.noisy ? ', noisy' : ''})`;
+}
+
+export const formatRateFigure = (figure: Figure | null | undefined) => formatFigure(figure, formatRate);
+export const formatRatioFigure = (figure: Figure | null | undefined) => formatFigure(figure, formatRatio);
+
+export function serversOf(results: Results, backend: string): string {
   const record = results.backends.find((entry) => entry.name === backend);
   if (!record) return '—';
   if (record.placement === 'in-process') return 'in-process';
-  return record.serverCount === 1 ? record.placement : `${record.serverCount}× ${record.placement}`;
+  return serversLabel(record.placement, record.serverCount);
 }
 
 export function backendsTable(results: Results): Table {
@@ -55,56 +72,88 @@ export function latencyTable(results: Results): Table {
   const rows = results.benchmarks.map((bench) => [
     bench.backend,
     serversOf(results, bench.backend),
-    formatMs(bench.uncontended?.p50Ms),
+    formatFigure(bench.uncontended?.p50Ms),
     formatMs(bench.uncontended?.p99Ms),
-    bench.floor ? `${formatMs(bench.floor.p50Ms)} (${bench.floor.protocol})` : '—',
-    formatRatio(bench.ratioToFloorP50),
+    bench.floor ? `${bench.floor.protocol}: ${formatFigure(bench.floor.p50Ms)}` : '—',
+    formatRatioFigure(bench.ratioToFloorP50),
   ]);
   for (const peer of results.peers) {
     rows.push([
-      `peer: ${peer.name}`,
-      peer.serverCount === 1 ? peer.placement : `${peer.serverCount}× ${peer.placement}`,
-      formatMs(peer.p50Ms),
+      `peer: ${peer.label}`,
+      serversLabel(peer.placement, peer.serverCount),
+      formatFigure(peer.p50Ms),
       formatMs(peer.p99Ms),
       formatMs(peer.floorP50Ms),
-      formatRatio(peer.ratioToFloorP50),
+      formatRatioFigure(peer.ratioToFloorP50),
     ]);
   }
-  return { header: ['backend', 'servers', 'p50', 'p99', 'floor p50 (same run)', 'p50 / floor'], rows };
+  return {
+    header: ['backend', 'servers', 'p50 (spread)', 'p99', 'floor p50 (same run)', 'p50 ÷ floor (spread)'],
+    rows,
+  };
 }
 
-/** The contention levels present in the run, as "N on K key(s)" columns. */
-function contentionLevels(benchmarks: readonly BenchmarkRecord[]): Array<{ contenders: number; keys: number }> {
+/** The contention levels present in the run. */
+export function contentionLevels(
+  benchmarks: readonly BenchmarkRecord[],
+): Array<{ contenders: number; keys: number }> {
   const levels = new Map<string, { contenders: number; keys: number }>();
   for (const bench of benchmarks) {
-    for (const entry of bench.contention) levels.set(`${entry.contenders}/${entry.keys}`, entry);
+    for (const { contenders, keys } of bench.contention) levels.set(`${contenders}/${keys}`, { contenders, keys });
   }
   return [...levels.values()].sort((a, b) => a.keys - b.keys || a.contenders - b.contenders);
 }
 
 export function contentionTable(results: Results): Table {
   const levels = contentionLevels(results.benchmarks);
+  const busiest = Math.max(0, ...levels.filter((level) => level.keys === 1).map((level) => level.contenders));
   return {
-    header: ['backend', ...levels.map((level) => `${level.contenders} on ${level.keys} key${level.keys === 1 ? '' : 's'}`)],
-    rows: results.benchmarks.map((bench) => [
-      bench.backend,
-      ...levels.map((level) =>
-        formatRate(bench.contention.find((entry) => entry.contenders === level.contenders && entry.keys === level.keys)?.opsPerSecond),
-      ),
-    ]),
+    header: [
+      'backend',
+      ...levels.map((level) => contentionLevel(level.contenders, level.keys)),
+      `busiest contender's share, ${contentionLevel(busiest, 1)}`,
+    ],
+    rows: results.benchmarks.map((bench) => {
+      const at = (contenders: number, keys: number) =>
+        bench.contention.find((entry) => entry.contenders === contenders && entry.keys === keys);
+      const record = at(busiest, 1);
+      // With fewer operations than two per contender, the busiest one's share says nothing.
+      const share = record && record.operations >= 2 * busiest ? record.busiestShare : undefined;
+      return [
+        bench.backend,
+        ...levels.map((level) => formatRateFigure(at(level.contenders, level.keys)?.opsPerSecond)),
+        share === undefined ? '—' : `${Math.round(share * 100)}% (even: ${Math.round(100 / busiest)}%)`,
+      ];
+    }),
   };
 }
 
-export function handoffFailoverTable(results: Results): Table {
+export function handoffTable(results: Results): Table {
   return {
-    header: ['backend', 'hand-off p50', 'hand-off p99', 'failover (holder killed → next holder)', 'holder ttl / session'],
-    rows: results.benchmarks.map((bench) => [
-      bench.backend,
-      formatMs(bench.handoff?.p50Ms),
-      formatMs(bench.handoff?.p99Ms),
-      bench.failover ? `${formatMs(bench.failover.medianMs)} (${bench.failover.samples} sample${bench.failover.samples === 1 ? '' : 's'})` : '—',
-      bench.failover ? formatMs(bench.failover.expiryMs) : '—',
-    ]),
+    header: ['backend', 'wake-up', 'hand-off p50 (spread)', 'hand-off p99', 'hand-off max'],
+    rows: results.benchmarks
+      .filter((bench) => bench.handoff)
+      .map((bench) => [
+        bench.backend,
+        results.backends.find((entry) => entry.name === bench.backend)?.capabilities?.wakeup ?? '?',
+        formatFigure(bench.handoff?.p50Ms),
+        formatMs(bench.handoff?.p99Ms),
+        formatMs(bench.handoff?.maxMs),
+      ]),
+  };
+}
+
+export function failoverTable(results: Results): Table {
+  return {
+    header: ['backend', 'expiry', 'holder ttl / session', 'holder killed → next holder (spread)'],
+    rows: results.benchmarks
+      .filter((bench) => bench.failover)
+      .map((bench) => [
+        bench.backend,
+        results.backends.find((entry) => entry.name === bench.backend)?.capabilities?.expiry ?? '?',
+        formatMs(bench.failover?.expiryMs),
+        formatFigure(bench.failover?.takeoverMs),
+      ]),
   };
 }
 
@@ -114,7 +163,18 @@ function fencingDeclared(results: Results, backend: string): boolean {
 
 export function faultTable(results: Results): Table {
   return {
-    header: ['scenario', 'backend', 'claim', 'result', 'holds', 'overlaps', 'lost updates', 'stale writes', 'lost with fencing', 'token regressions'],
+    header: [
+      'scenario',
+      'backend',
+      'claim',
+      'result',
+      'holds',
+      'overlaps',
+      'lost updates',
+      'stale writes',
+      'lost with fencing',
+      'token regressions',
+    ],
     rows: results.faults.map((fault) => {
       const fenced = fencingDeclared(results, fault.backend);
       const m = fault.metrics;
@@ -122,7 +182,7 @@ export function faultTable(results: Results): Table {
         fault.title,
         fault.backend,
         fault.claim,
-        verdictLabel[fault.verdict],
+        fault.verdict,
         String(m.holds),
         String(m.overlaps),
         String(m.lostUpdates),
@@ -134,27 +194,24 @@ export function faultTable(results: Results): Table {
   };
 }
 
-/** Counts of fault verdicts for one backend, e.g. "4 held, 2 known-unsafe". */
+/** Counts of fault verdicts for one backend, in the one vocabulary: "4 held, 2 known-unsafe". */
 export function faultSummary(results: Results, backend: string): string {
   const faults = results.faults.filter((fault) => fault.backend === backend);
   if (faults.length === 0) return '—';
-  const count = (verdict: FaultRecord['verdict']) => faults.filter((fault) => fault.verdict === verdict).length;
-  const parts = [
-    [count('held'), 'held'],
-    [count('claim-violated'), 'CLAIM VIOLATED'],
-    [count('known-violation'), 'known-unsafe shown'],
-    [count('not-reproduced'), 'not reproduced'],
-    [count('error'), 'could not run'],
-  ] as const;
-  return parts
-    .filter(([n]) => n > 0)
-    .map(([n, label]) => `${n} ${label}`)
-    .join(', ');
+  return FAULT_VERDICTS.flatMap((verdict) => {
+    const count = faults.filter((fault) => fault.verdict === verdict).length;
+    return count > 0 ? [`${count} ${verdict}`] : [];
+  }).join(', ');
 }
 
 /** The one-line-per-backend overview: the terminal summary and the README table. */
 export function overviewTable(results: Results): Table {
-  const busiest = Math.max(0, ...results.benchmarks.flatMap((bench) => bench.contention.filter((c) => c.keys === 1).map((c) => c.contenders)));
+  const busiest = Math.max(
+    0,
+    ...results.benchmarks.flatMap((bench) =>
+      bench.contention.filter((c) => c.keys === 1).map((c) => c.contenders),
+    ),
+  );
   return {
     header: [
       'backend',
@@ -162,8 +219,9 @@ export function overviewTable(results: Results): Table {
       'fencing',
       'expiry',
       'wake-up',
-      'acquire+release p50 (× floor)',
-      `ops/s, ${busiest} contenders on 1 key`,
+      'acquire+release p50',
+      '× floor',
+      busiest > 0 ? `ops/s, ${contentionLevel(busiest, 1)}` : 'ops/s under contention',
       'hand-off p50',
       'failover',
       'fault scenarios',
@@ -171,17 +229,17 @@ export function overviewTable(results: Results): Table {
     rows: results.backends.map((backend) => {
       const bench = results.benchmarks.find((entry) => entry.backend === backend.name);
       const contention = bench?.contention.find((entry) => entry.keys === 1 && entry.contenders === busiest);
-      const p50 = bench?.uncontended ? formatMs(bench.uncontended.p50Ms) : '—';
       return [
         backend.name,
         serversOf(results, backend.name),
         backend.capabilities?.fencing ?? '?',
         backend.capabilities?.expiry ?? '?',
         backend.capabilities?.wakeup ?? '?',
-        bench?.ratioToFloorP50 ? `${p50} (${formatRatio(bench.ratioToFloorP50)})` : p50,
-        formatRate(contention?.opsPerSecond),
-        formatMs(bench?.handoff?.p50Ms),
-        formatMs(bench?.failover?.medianMs),
+        formatFigure(bench?.uncontended?.p50Ms),
+        formatRatioFigure(bench?.ratioToFloorP50),
+        formatRateFigure(contention?.opsPerSecond),
+        formatFigure(bench?.handoff?.p50Ms),
+        formatFigure(bench?.failover?.takeoverMs),
         faultSummary(results, backend.name),
       ];
     }),

@@ -1,115 +1,98 @@
 import { readFileSync } from 'node:fs';
+import { createRequire } from 'node:module';
 import { join } from 'node:path';
+import type { Ajv2020 as Ajv2020Class } from 'ajv/dist/2020.js';
+import type { FormatsPlugin } from 'ajv-formats';
+import { MIN_BLOCKS } from '../bench/blocks.js';
 import { labPackageDir } from '../paths.js';
+import { FAULT_VERDICTS, type Figure, type LatencyRecord, type Results } from '../results.js';
 
 /**
- * A structural check of a value against the subset of JSON Schema that schema/results.schema.json
- * uses: type, const, enum, properties, required, additionalProperties, items, anyOf, $ref into $defs,
- * minimum, maximum, minLength and format date-time. Returns every problem found ([] when valid).
- * Anything else in a schema is a mistake in the schema, reported as such rather than ignored.
+ * ajv and ajv-formats are CommonJS packages whose default export TypeScript's NodeNext resolution
+ * types as the module object; loading them through require gives the constructor and the plugin.
  */
+const require = createRequire(import.meta.url);
+const { Ajv2020 } = require('ajv/dist/2020.js') as { Ajv2020: typeof Ajv2020Class };
+const addFormats = require('ajv-formats') as FormatsPlugin;
+
 export type JsonSchema = { readonly [keyword: string]: unknown };
-
-const KNOWN_KEYWORDS = new Set([
-  '$schema',
-  '$id',
-  '$defs',
-  '$ref',
-  'title',
-  'description',
-  'type',
-  'const',
-  'enum',
-  'properties',
-  'required',
-  'additionalProperties',
-  'items',
-  'anyOf',
-  'minimum',
-  'maximum',
-  'minLength',
-  'format',
-]);
-
-function typeOf(value: unknown): string {
-  if (value === null) return 'null';
-  if (Array.isArray(value)) return 'array';
-  if (typeof value === 'number') return Number.isInteger(value) ? 'integer' : 'number';
-  return typeof value;
-}
-
-function matchesType(value: unknown, type: string): boolean {
-  const actual = typeOf(value);
-  return actual === type || (type === 'number' && actual === 'integer');
-}
-
-export function validateAgainstSchema(value: unknown, root: JsonSchema): string[] {
-  const problems: string[] = [];
-  const check = (node: unknown, schema: JsonSchema, path: string): void => {
-    for (const keyword of Object.keys(schema)) {
-      if (!KNOWN_KEYWORDS.has(keyword)) problems.push(`${path}: schema keyword "${keyword}" is not supported`);
-    }
-    if (typeof schema.$ref === 'string') {
-      const name = /^#\/\$defs\/(.+)$/.exec(schema.$ref)?.[1];
-      const target = name ? (root.$defs as Record<string, JsonSchema> | undefined)?.[name] : undefined;
-      if (!target) problems.push(`${path}: unresolvable $ref ${schema.$ref}`);
-      else check(node, target, path);
-    }
-    if (Array.isArray(schema.anyOf)) {
-      const branches = schema.anyOf as JsonSchema[];
-      const matched = branches.some((branch) => {
-        const before = problems.length;
-        check(node, branch, path);
-        const failed = problems.length > before;
-        problems.length = before;
-        return !failed;
-      });
-      if (!matched) problems.push(`${path}: matches none of the allowed shapes`);
-    }
-    if (schema.type !== undefined) {
-      const types = Array.isArray(schema.type) ? (schema.type as string[]) : [schema.type as string];
-      if (!types.some((type) => matchesType(node, type))) {
-        problems.push(`${path}: expected ${types.join(' or ')}, got ${typeOf(node)}`);
-        return;
-      }
-    }
-    if ('const' in schema && node !== schema.const) {
-      problems.push(`${path}: expected ${JSON.stringify(schema.const)}, got ${JSON.stringify(node)}`);
-    }
-    if (Array.isArray(schema.enum) && !schema.enum.includes(node)) {
-      problems.push(`${path}: ${JSON.stringify(node)} is not one of ${JSON.stringify(schema.enum)}`);
-    }
-    if (typeof node === 'number') {
-      if (typeof schema.minimum === 'number' && node < schema.minimum) problems.push(`${path}: ${node} < ${schema.minimum}`);
-      if (typeof schema.maximum === 'number' && node > schema.maximum) problems.push(`${path}: ${node} > ${schema.maximum}`);
-    }
-    if (typeof node === 'string') {
-      if (typeof schema.minLength === 'number' && node.length < schema.minLength) problems.push(`${path}: shorter than ${schema.minLength}`);
-      if (schema.format === 'date-time' && Number.isNaN(Date.parse(node))) problems.push(`${path}: not a date-time`);
-    }
-    if (Array.isArray(node) && schema.items) {
-      node.forEach((item, index) => check(item, schema.items as JsonSchema, `${path}[${index}]`));
-    }
-    if (typeOf(node) === 'object') {
-      const record = node as Record<string, unknown>;
-      const properties = (schema.properties ?? {}) as Record<string, JsonSchema>;
-      for (const name of (schema.required ?? []) as string[]) {
-        if (!(name in record)) problems.push(`${path}: missing "${name}"`);
-      }
-      for (const [name, child] of Object.entries(record)) {
-        const propertySchema = properties[name];
-        if (propertySchema) check(child, propertySchema, `${path}.${name}`);
-        else if (schema.additionalProperties === false) problems.push(`${path}: unexpected "${name}"`);
-        else if (typeof schema.additionalProperties === 'object' && schema.additionalProperties !== null) {
-          check(child, schema.additionalProperties as JsonSchema, `${path}.${name}`);
-        }
-      }
-    }
-  };
-  check(value, root, '$');
-  return problems;
-}
 
 export function loadResultsSchema(): JsonSchema {
   return JSON.parse(readFileSync(join(labPackageDir, 'schema', 'results.schema.json'), 'utf8')) as JsonSchema;
+}
+
+let compiled: ((value: unknown) => string[]) | undefined;
+
+/** Checks a value against schema/results.schema.json (JSON Schema 2020-12, with ajv); [] when it matches. */
+export function validateAgainstSchema(value: unknown): string[] {
+  if (!compiled) {
+    const ajv = new Ajv2020({ allErrors: true, strict: true });
+    addFormats(ajv, ['date-time']);
+    const validate = ajv.compile(loadResultsSchema());
+    compiled = (candidate) =>
+      validate(candidate)
+        ? []
+        : (validate.errors ?? []).map(
+            (error) => `$${error.instancePath.replace(/\//g, '.')}: ${error.message ?? error.keyword}${
+              error.keyword === 'additionalProperties'
+                ? ` (${JSON.stringify((error.params as { additionalProperty?: string }).additionalProperty)})`
+                : error.keyword === 'enum'
+                  ? ` (${JSON.stringify((error.params as { allowedValues?: unknown }).allowedValues)})`
+                  : ''
+            }`,
+          );
+  }
+  return compiled(value);
+}
+
+/**
+ * What a schema cannot say: every figure has a median that lies within its spread and comes from at
+ * least MIN_BLOCKS blocks; p50 ≤ p99 ≤ max for every latency; fault verdicts use the one vocabulary.
+ * Returns every inconsistency found, each naming where it is.
+ */
+export function checkConsistency(results: Results): string[] {
+  const problems: string[] = [];
+  const figure = (where: string, value: Figure | null | undefined) => {
+    if (!value) return;
+    if (value.blocks < MIN_BLOCKS)
+      problems.push(`${where}: a median of ${value.blocks} blocks (at least ${MIN_BLOCKS} needed)`);
+    if (!(value.min <= value.median && value.median <= value.max))
+      problems.push(`${where}: median ${value.median} outside its spread ${value.min}–${value.max}`);
+  };
+  const latency = (where: string, value: LatencyRecord | null | undefined) => {
+    if (!value) return;
+    figure(`${where} p50`, value.p50Ms);
+    if (!(value.p50Ms.median <= value.p99Ms && value.p99Ms <= value.maxMs)) {
+      problems.push(`${where}: p50 ${value.p50Ms.median} ≤ p99 ${value.p99Ms} ≤ max ${value.maxMs} does not hold`);
+    }
+  };
+  for (const bench of results.benchmarks) {
+    latency(`${bench.backend} uncontended`, bench.uncontended);
+    latency(`${bench.backend} floor`, bench.floor);
+    figure(`${bench.backend} ratio to the floor`, bench.ratioToFloorP50);
+    latency(`${bench.backend} hand-off`, bench.handoff);
+    figure(`${bench.backend} failover`, bench.failover?.takeoverMs);
+    for (const level of bench.contention) {
+      figure(`${bench.backend} contention ${level.contenders}/${level.keys}`, level.opsPerSecond);
+    }
+  }
+  const labels = new Set<string>();
+  for (const peer of results.peers) {
+    latency(`peer ${peer.label}`, peer);
+    figure(`peer ${peer.label} ratio to the floor`, peer.ratioToFloorP50);
+    if (labels.has(peer.label)) problems.push(`peer ${peer.label}: label used twice`);
+    labels.add(peer.label);
+  }
+  for (const fault of results.faults) {
+    if (!(FAULT_VERDICTS as readonly string[]).includes(fault.verdict)) {
+      problems.push(`${fault.scenario} · ${fault.backend}: verdict "${fault.verdict}" is not one of ${FAULT_VERDICTS.join(', ')}`);
+    }
+  }
+  return problems;
+}
+
+/** Schema problems first; when the structure is right, the consistency problems. */
+export function validateResults(value: unknown): string[] {
+  const structural = validateAgainstSchema(value);
+  return structural.length > 0 ? structural : checkConsistency(value as Results);
 }

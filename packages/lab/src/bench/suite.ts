@@ -1,0 +1,408 @@
+import { randomBytes } from 'node:crypto';
+import type { Capabilities, LockProvider } from '@dlock/core';
+import type { LabBackend } from '../discovery.js';
+import type {
+  BenchmarkRecord,
+  ContentionRecord,
+  FailoverRecord,
+  Figure,
+  FloorRecord,
+  LatencyRecord,
+  PeerRecord,
+  UncontendedRecord,
+} from '../results.js';
+import type { ServerSet } from '../servers.js';
+import { contentionLevel, serversLabel } from '../words.js';
+import { MIN_BLOCKS, figureOf, interleave, pairedRatios } from './blocks.js';
+import { type ContentionBlock, measureContention } from './contention.js';
+import { measureFailover } from './failover.js';
+import { type Floor, openFloor } from './floor.js';
+import { measureHandoff } from './handoff.js';
+import { LatencyRecorder, measureLatency } from './histogram.js';
+import { type Peer, openPeers } from './peers.js';
+import { acquireAndRelease } from './uncontended.js';
+
+export interface BenchPlan {
+  /** Time budget per backend (ms), split across the measurements below. */
+  readonly durationMs: number;
+  /** Interleaved blocks per figure (at least MIN_BLOCKS). */
+  readonly rounds: number;
+  /** Contender counts on one key; the largest also runs on as many keys. */
+  readonly contenders: readonly number[];
+  /** Lease ttl (ttl backends) or session timeout (session backends) of the holders killed in the failover measurement. */
+  readonly failoverTtlMs: number;
+  readonly failoverSessionTimeoutMs: number;
+}
+
+/**
+ * How a backend's budget is spent: these fractions of `durationMs` per backend, and per server set the
+ * floor and the peer libraries. Each is split evenly over the rounds (and the levels or peers).
+ */
+const SHARE = { uncontended: 0.2, contention: 0.45, handoff: 0.2, floor: 0.1, peers: 0.15 } as const;
+/**
+ * The shortest block worth measuring (ms): below this a block is mostly start-up (32 contenders
+ * arriving at once, a waiter subscribing) and its result is noise. A short --duration makes the run
+ * longer than asked rather than its figures meaningless.
+ */
+const MIN_BLOCK_MS = { latency: 100, contention: 400, handoff: 200 } as const;
+/** Separate clients shared by the contention loops: enough to contend for real, few enough for 2 cores. */
+const MAX_PROVIDERS = 8;
+const CONNECT_TIMEOUT_MS = 5_000;
+const FIRST_BLOCK_WARMUP = 20;
+const BLOCK_WARMUP = 5;
+
+export type StepReporter = (subject: string, detail: string, fraction: number) => void;
+
+export interface GroupResults {
+  readonly benchmarks: BenchmarkRecord[];
+  readonly peers: PeerRecord[];
+  readonly capabilities: Map<string, Capabilities | null>;
+  readonly notes: string[];
+}
+
+const errorText = (error: unknown) => (error instanceof Error ? error.message : String(error));
+
+/** One backend of the group, connected. */
+interface Member {
+  readonly backend: LabBackend;
+  readonly providers: LockProvider[];
+  readonly errors: string[];
+}
+
+/** Something timed back to back for the uncontended figure: a backend, the floor or a peer library. */
+interface LatencySubject {
+  readonly kind: 'backend' | 'floor' | 'peer';
+  readonly name: string;
+  readonly budgetMs: number;
+  operation(): Promise<void>;
+}
+
+/** Pools the blocks of one subject: p50 as the median of block p50s, p99 and max over everything. */
+function latencyRecord(blocks: readonly LatencyRecorder[]): LatencyRecord & { pooled: LatencyRecorder } {
+  const pooled = new LatencyRecorder();
+  for (const block of blocks) pooled.add(block);
+  return {
+    samples: pooled.count,
+    p50Ms: figureOf(blocks.map((block) => block.percentileMs(50))),
+    p99Ms: pooled.percentileMs(99),
+    maxMs: pooled.maxMs,
+    pooled,
+  };
+}
+
+function contentionRecord(
+  contenders: number,
+  keys: number,
+  blocks: readonly ContentionBlock[],
+): ContentionRecord {
+  const perContender = Array.from({ length: contenders }, (_, index) =>
+    blocks.reduce((sum, block) => sum + (block.perContender[index] ?? 0), 0),
+  );
+  const operations = perContender.reduce((sum, count) => sum + count, 0);
+  const seconds = blocks.reduce((sum, block) => sum + block.seconds, 0);
+  return {
+    contenders,
+    keys,
+    operations,
+    seconds: Math.round(seconds * 1000) / 1000,
+    opsPerSecond: figureOf(
+      blocks.map((block) => block.perContender.reduce((sum, count) => sum + count, 0) / block.seconds),
+    ),
+    busiestShare: operations === 0 ? 0 : Math.round((Math.max(...perContender) / operations) * 1000) / 1000,
+  };
+}
+
+/** A figure from blocks that may have failed part-way: null (with the reason in `errors`) below MIN_BLOCKS. */
+function guarded<T>(what: string, errors: string[], build: () => T): T | null {
+  try {
+    return build();
+  } catch (error) {
+    errors.push(`${what}: ${errorText(error)}`);
+    return null;
+  }
+}
+
+/**
+ * Every benchmark for the backends sharing one server set (or the in-process memory provider), on
+ * servers already running. Each figure is measured as `plan.rounds` blocks, interleaved across the
+ * backends, the floor and the peer libraries of the set, so they are compared under the same load.
+ * Failures become errors on the record, not exceptions (an abort still rejects).
+ */
+export async function benchmarkGroup(
+  backends: readonly LabBackend[],
+  set: ServerSet | null,
+  plan: BenchPlan,
+  signal: AbortSignal,
+  step: StepReporter,
+): Promise<GroupResults> {
+  const label = set ? serversLabel(set.kind, set.endpoints.length) : 'in-process';
+  const prefix = `lab-bench-${randomBytes(3).toString('hex')}`;
+  const maxContenders = Math.max(...plan.contenders, 2);
+  const levels = [
+    ...plan.contenders.map((count) => ({ contenders: count, keys: 1 })),
+    { contenders: maxContenders, keys: maxContenders },
+  ];
+  const notes: string[] = [];
+  const members: Member[] = [];
+  let floor: Floor | undefined;
+  let peers: { peers: Peer[]; close(): void } = { peers: [], close: () => {} };
+  const budget = plan.durationMs;
+  // Progress: blocks planned and done across the whole group.
+  const plannedBlocks = plan.rounds * (backends.length * (2 + levels.length) + 1 + 2) + backends.length * 3;
+  let doneBlocks = 0;
+  const progress = (subject: string, detail: string) =>
+    step(subject, detail, Math.min(1, doneBlocks / plannedBlocks));
+
+  try {
+    if (set) {
+      progress(label, `floor: ${set.kind} raw round trips`);
+      try {
+        floor = await openFloor(set, `${prefix}:floor`);
+        if (!floor)
+          notes.push(`${label}: no floor measured (its client library is not reachable from the lab)`);
+      } catch (error) {
+        signal.throwIfAborted();
+        notes.push(`${label}: floor measurement failed: ${errorText(error)}`);
+      }
+      peers = openPeers(set, `${prefix}:peer`);
+    }
+    for (const backend of backends) {
+      const member: Member = { backend, providers: [], errors: [] };
+      members.push(member);
+      progress(backend.name, 'connecting');
+      try {
+        for (let i = 0; i < Math.min(MAX_PROVIDERS, maxContenders); i++) {
+          member.providers.push(
+            await backend.createProvider(set?.endpoints ?? [], { connectTimeoutMs: CONNECT_TIMEOUT_MS }),
+          );
+        }
+      } catch (error) {
+        signal.throwIfAborted();
+        member.errors.push(`connect: ${errorText(error)}`);
+      }
+    }
+    const ready = members.filter((member) => member.providers.length >= 2);
+
+    // Uncontended latency: the backends, the floor and the peers, interleaved round by round.
+    const subjects: LatencySubject[] = [
+      ...(floor
+        ? [
+            {
+              kind: 'floor' as const,
+              name: floor.protocol,
+              budgetMs: budget * SHARE.floor,
+              operation: floor.operation,
+            },
+          ]
+        : []),
+      ...peers.peers.map((peer) => ({
+        kind: 'peer' as const,
+        name: peer.name,
+        budgetMs: (budget * SHARE.peers) / peers.peers.length,
+        operation: () => peer.operation(),
+      })),
+      ...ready.map((member) => {
+        const provider = member.providers[0] as LockProvider;
+        const key = `${prefix}:${member.backend.name}:solo`;
+        return {
+          kind: 'backend' as const,
+          name: member.backend.name,
+          budgetMs: budget * SHARE.uncontended,
+          operation: () => acquireAndRelease(provider, key),
+        };
+      }),
+    ];
+    const latency = await interleave(
+      subjects,
+      plan.rounds,
+      async (subject, round) => {
+        progress(
+          subject.kind === 'backend' ? subject.name : label,
+          `uncontended: ${subject.kind === 'floor' ? 'floor' : subject.name} (round ${round + 1}/${plan.rounds})`,
+        );
+        const recorder = await measureLatency(subject.operation, {
+          budgetMs: Math.max(MIN_BLOCK_MS.latency, subject.budgetMs / plan.rounds),
+          signal,
+          warmup: round === 0 ? FIRST_BLOCK_WARMUP : BLOCK_WARMUP,
+        });
+        doneBlocks++;
+        return recorder;
+      },
+      signal,
+    );
+    const blocksOf = (kind: LatencySubject['kind'], name: string) => {
+      const subject = subjects.find((entry) => entry.kind === kind && entry.name === name);
+      return subject ? (latency.results.get(subject) ?? []) : [];
+    };
+    for (const [subject, error] of latency.failures) {
+      if (subject.kind === 'backend')
+        members.find((m) => m.backend.name === subject.name)?.errors.push(`uncontended: ${errorText(error)}`);
+      else
+        notes.push(
+          `${label} ${subject.kind === 'floor' ? 'floor' : `peer ${subject.name}`}: ${errorText(error)}`,
+        );
+    }
+    const floorBlocks = floor ? blocksOf('floor', floor.protocol) : [];
+    const floorRecord: FloorRecord | null = floor
+      ? guarded(`${label} floor`, notes, () => {
+          const { pooled: _, ...record } = latencyRecord(floorBlocks);
+          return { protocol: (floor as Floor).protocol, ...record };
+        })
+      : null;
+    const floorP50s = floorBlocks.map((block) => block.percentileMs(50));
+    const ratioTo = (blocks: readonly LatencyRecorder[], errors: string[]): Figure | null =>
+      floorRecord
+        ? guarded('ratio to the floor', errors, () =>
+            figureOf(
+              pairedRatios(
+                blocks.map((block) => block.percentileMs(50)),
+                floorP50s,
+              ),
+            ),
+          )
+        : null;
+
+    const peerRecords: PeerRecord[] = [];
+    for (const peer of peers.peers) {
+      const blocks = blocksOf('peer', peer.name);
+      const record = guarded(`${label} peer ${peer.name}`, notes, () => latencyRecord(blocks));
+      if (!record || !set) continue;
+      const { pooled: _, ...summary } = record;
+      peerRecords.push({
+        name: peer.name,
+        label: `${peer.name} · ${label}`,
+        placement: set.kind,
+        serverCount: set.endpoints.length,
+        ...summary,
+        floorP50Ms: floorRecord?.p50Ms.median ?? null,
+        ratioToFloorP50: ratioTo(blocks, notes),
+      });
+    }
+
+    // Contention: per level, the backends interleaved round by round.
+    const contention = new Map<Member, ContentionRecord[]>(ready.map((member) => [member, []]));
+    for (const level of levels) {
+      const blocks = await interleave(
+        ready,
+        plan.rounds,
+        async (member, round) => {
+          progress(
+            member.backend.name,
+            `contention: ${contentionLevel(level.contenders, level.keys)} (round ${round + 1}/${plan.rounds})`,
+          );
+          const block = await measureContention(
+            member.providers,
+            level.contenders,
+            level.keys,
+            // A fresh key per block: waiters a previous block gave up on cannot be in this one's way.
+            `${prefix}:${member.backend.name}:c${level.contenders}k${level.keys}r${round}`,
+            Math.max(MIN_BLOCK_MS.contention, (budget * SHARE.contention) / levels.length / plan.rounds),
+            signal,
+          );
+          doneBlocks++;
+          if (block.errors > 0)
+            member.errors.push(
+              `contention ${contentionLevel(level.contenders, level.keys)}: ${block.errors} failed acquires`,
+            );
+          return block;
+        },
+        signal,
+      );
+      for (const member of ready) {
+        const failure = blocks.failures.get(member);
+        if (failure)
+          member.errors.push(
+            `contention ${contentionLevel(level.contenders, level.keys)}: ${errorText(failure)}`,
+          );
+        const record = guarded(
+          `contention ${contentionLevel(level.contenders, level.keys)}`,
+          member.errors,
+          () => contentionRecord(level.contenders, level.keys, blocks.results.get(member) ?? []),
+        );
+        if (record) contention.get(member)?.push(record);
+      }
+    }
+
+    // Hand-off: the backends interleaved round by round.
+    const handoff = await interleave(
+      ready,
+      plan.rounds,
+      async (member, round) => {
+        progress(member.backend.name, `hand-off latency (round ${round + 1}/${plan.rounds})`);
+        const [first, second] = member.providers as [LockProvider, LockProvider];
+        const recorder = await measureHandoff(
+          first,
+          second,
+          `${prefix}:${member.backend.name}:handoff`,
+          Math.max(MIN_BLOCK_MS.handoff, (budget * SHARE.handoff) / plan.rounds),
+          signal,
+        );
+        doneBlocks++;
+        return recorder;
+      },
+      signal,
+    );
+
+    const capabilities = new Map<string, Capabilities | null>();
+    const benchmarks: BenchmarkRecord[] = [];
+    for (const member of members) {
+      const { backend, errors } = member;
+      capabilities.set(backend.name, member.providers[0]?.capabilities ?? null);
+      const handoffFailure = handoff.failures.get(member);
+      if (handoffFailure) errors.push(`hand-off: ${errorText(handoffFailure)}`);
+      const soloBlocks = blocksOf('backend', backend.name);
+      const solo = ready.includes(member)
+        ? guarded('uncontended', errors, () => latencyRecord(soloBlocks))
+        : null;
+      let uncontended: UncontendedRecord | null = null;
+      if (solo) {
+        const { pooled, ...summary } = solo;
+        uncontended = { ...summary, distribution: pooled.distribution() };
+      }
+      const handoffRecord: LatencyRecord | null = ready.includes(member)
+        ? guarded('hand-off', errors, () => {
+            const { pooled: _, ...summary } = latencyRecord(handoff.results.get(member) ?? []);
+            return summary;
+          })
+        : null;
+      let failover: FailoverRecord | null = null;
+      if (set && backend.contenderModule) {
+        progress(backend.name, 'failover: holder SIGKILLed → next holder');
+        try {
+          failover = await measureFailover(
+            backend,
+            set.endpoints,
+            MIN_BLOCKS,
+            {
+              ttlMs: plan.failoverTtlMs,
+              sessionTimeoutMs: plan.failoverSessionTimeoutMs,
+              session: capabilities.get(backend.name)?.expiry === 'session',
+            },
+            signal,
+          );
+        } catch (error) {
+          signal.throwIfAborted();
+          errors.push(`failover: ${errorText(error)}`);
+        }
+        doneBlocks += 3;
+      }
+      benchmarks.push({
+        backend: backend.name,
+        uncontended,
+        floor: floorRecord,
+        ratioToFloorP50: solo ? ratioTo(soloBlocks, errors) : null,
+        contention: contention.get(member) ?? [],
+        handoff: handoffRecord,
+        failover,
+        errors,
+      });
+    }
+    return { benchmarks, peers: peerRecords, capabilities, notes };
+  } finally {
+    await Promise.allSettled(
+      members.flatMap((member) => member.providers.map((provider) => provider.close())),
+    );
+    await floor?.close().catch(() => {});
+    peers.close();
+  }
+}
