@@ -12,6 +12,13 @@ echo "build: every package (turbo; cached after the first time)"
 pnpm exec turbo run build --output-logs=errors-only
 echo "lint: biome check"
 pnpm exec biome check .
+echo "api + publish: the API reports, publint / attw / require() on the packed packages"
+# The public API against its checked-in reports, and publint / attw / require() on the packed
+# packages: a few seconds each, side by side.
+node scripts/api-report.mjs &
+api_report=$!
+node scripts/check-publish.mjs
+wait "$api_report"
 echo "typecheck: every package"
 pnpm exec turbo run typecheck --output-logs=errors-only
 echo "test: every package, one at a time, on real servers"

@@ -185,7 +185,13 @@ export class DriverLease<Handle> {
               now() - startedAt,
             )
           : error;
-      publish.releaseFailed(() => ({ ...this.#describe(), identity: this.identity, error: failure, tries }));
+      publish.releaseFailed(() => ({
+        ...this.#describe(),
+        identity: this.identity,
+        error: failure,
+        tries,
+        heldMs: now() - this.#grantedAt,
+      }));
       throw failure;
     }
     publish.released(() => ({
@@ -198,6 +204,7 @@ export class DriverLease<Handle> {
 
   #describe() {
     return {
+      lease: this,
       backend: this.#context.driver.backend,
       key: this.key,
       kind: this.#context.kind,

@@ -361,6 +361,8 @@ describe('withLock when only the release fails', () => {
         1,
       );
       expect(published).toHaveLength(2);
+      expect(published[0]).toMatchObject({ key: 'a', tries: expect.any(Number), heldMs: expect.any(Number) });
+      expect((published[0] as { lease: { key: string } }).lease.key).toBe('a');
     } finally {
       process.off('warning', onWarning);
       unsubscribe('dlock:lease:release-failed', onPublished);
