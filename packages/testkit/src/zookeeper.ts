@@ -39,8 +39,10 @@ export interface ZooKeeperEnsemble {
 }
 
 const DEFAULT_TICK_TIME_MS = 200;
-const START_TIMEOUT_MS = 20_000;
-const LEADER_TIMEOUT_MS = 20_000;
+// Generous: a JVM or etcd member (re)joining an ensemble on a busy 2-core CI machine can take tens of
+// seconds; a healthy one is seen within one probe interval, so the bound costs nothing when all is well.
+const START_TIMEOUT_MS = 60_000;
+const LEADER_TIMEOUT_MS = 60_000;
 const PROBE_INTERVAL_MS = 100;
 const PROBE_TIMEOUT_MS = 1_000;
 
