@@ -5,6 +5,7 @@ import {
   type Capabilities,
   type Grant,
   type HolderInfo,
+  type KeyInspection,
   InvalidArgumentError,
   type LockDriver,
   LockLostError,
@@ -14,7 +15,7 @@ import {
 } from '@dlock/core';
 import { CreateMode, Event, type Stat } from 'node-zookeeper-client';
 import { BACKEND, type ZooKeeperCalls, isReply, unlessMissing } from './client.js';
-import { isProtectedNode, lockPath, protectedNodePrefix, queueOrder } from './layout.js';
+import { decodeKey, isProtectedNode, lockPath, protectedNodePrefix, queueOrder } from './layout.js';
 import type { SessionOptions, ZooKeeperSession } from './session.js';
 import { SessionSource } from './sessions.js';
 import type { WatchKind, WatchSubscription } from './watches.js';
@@ -69,6 +70,16 @@ type Report = (event: Event, purpose: ZooKeeperWatchEvent['purpose']) => void;
 
 function zxid(stat: Stat): bigint {
   return stat.czxid.readBigInt64BE();
+}
+
+/** Who a lock node belongs to. Curator stores the client's IP address; an empty node is named by its path. */
+function describeNode(path: string, found: { data: Buffer; stat: Stat }): HolderInfo {
+  return { identity: found.data.length > 0 ? found.data.toString('utf8') : path, token: zxid(found.stat) };
+}
+
+/** The session an ephemeral node lives in, as ZooKeeper's tools print it (0x…). */
+function sessionHex(stat: Stat): string {
+  return `0x${stat.ephemeralOwner.readBigUInt64BE().toString(16)}`;
 }
 
 /** `work`'s result, or undefined as soon as `signal` aborts (a late failure of `work` is swallowed). */
@@ -326,6 +337,47 @@ export class ZooKeeperLockDriver implements LockDriver<LockNode, LockNode> {
   }
 
   /**
+   * The queue under the key's parent in Curator's order: the first node holds the lock, the rest
+   * wait in line. Each node's data names its owner and its ephemeralOwner the session keeping it.
+   */
+  async inspect(key: string): Promise<KeyInspection> {
+    const session = await this.#sessions.current();
+    const parent = lockPath(this.#root, key);
+    for (;;) {
+      const line = queueOrder(await this.#children(session.calls, parent));
+      const nodes = await Promise.all(
+        line.map(async (name) => {
+          const path = `${parent}/${name}`;
+          const found = await unlessMissing(session.calls.getData(path));
+          return found && { ...describeNode(path, found), session: sessionHex(found.stat) };
+        }),
+      );
+      // The holder released between the two reads: read the queue again, as holder() does.
+      if (nodes.length > 0 && nodes[0] === undefined) continue;
+      const [head, ...rest] = nodes.filter((node) => node !== undefined);
+      if (head === undefined) return { holder: null, waiters: [] };
+      return {
+        holder: { identity: head.identity, token: head.token },
+        session: head.session,
+        waiters: rest.map(({ identity, session }) => ({ identity, session })),
+      };
+    }
+  }
+
+  /** The root's children whose names decode to a key under `prefix`, each with a lock node in line. */
+  async heldKeys(prefix: string): Promise<string[]> {
+    const session = await this.#sessions.current();
+    const held: string[] = [];
+    for (const name of await this.#children(session.calls, this.#root)) {
+      const key = decodeKey(name);
+      if (key === undefined || !key.startsWith(prefix)) continue;
+      const line = queueOrder(await this.#children(session.calls, `${this.#root}/${name}`));
+      if (line.length > 0) held.push(key);
+    }
+    return held.sort();
+  }
+
+  /**
    * The holder now, then every change, until `signal` aborts. Every await (opening a session, which
    * can take connectTimeoutMs; a read while reconnecting) ends as soon as the signal aborts, and no
    * listener is added to a signal that has already aborted (dlock issue 12).
@@ -524,9 +576,7 @@ export class ZooKeeperLockDriver implements LockDriver<LockNode, LockNode> {
     watch?: WatchSubscription,
   ): Promise<HolderInfo | undefined> {
     const found = await unlessMissing(session.calls.getData(path, watch));
-    if (!found) return undefined;
-    // Curator stores the client's IP address; an empty node is named by its path.
-    return { identity: found.data.length > 0 ? found.data.toString('utf8') : path, token: zxid(found.stat) };
+    return found && describeNode(path, found);
   }
 
   /**
