@@ -230,7 +230,8 @@ export class RevisionQueueDriver implements LockDriver<QueueEntry, QueueEntry> {
     for (const kv of response.kvs) {
       const entry = kv.key.toString('utf8');
       const slash = entry.lastIndexOf('/');
-      if (slash >= this.#namespace.length + prefix.length) names.add(entry.slice(this.#namespace.length, slash));
+      if (slash >= this.#namespace.length + prefix.length)
+        names.add(entry.slice(this.#namespace.length, slash));
     }
     return [...names].sort();
   }

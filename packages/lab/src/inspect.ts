@@ -90,7 +90,11 @@ async function parseTarget(values: {
       ? DEFAULT_CONNECT_TIMEOUT_MS
       : Number(values['connect-timeout-ms']);
   if (!Number.isInteger(connectTimeoutMs) || connectTimeoutMs < 100 || connectTimeoutMs > 600_000) {
-    throw new InvalidArgumentError('--connect-timeout-ms', values['connect-timeout-ms'], 'an integer 100..600000');
+    throw new InvalidArgumentError(
+      '--connect-timeout-ms',
+      values['connect-timeout-ms'],
+      'an integer 100..600000',
+    );
   }
   return { backend, endpoints, connectTimeoutMs, json: values.json ?? false };
 }
@@ -169,7 +173,13 @@ function lockText(document: ReturnType<typeof lockDocument>): string {
 
 type PrimitiveHolder = (PermitHolder | ReadWriteHolder) & { permits?: number; mode?: string };
 
-function primitiveDocument(provider: LockProvider, target: Target, kind: Kind, key: string, holders: PrimitiveHolder[]) {
+function primitiveDocument(
+  provider: LockProvider,
+  target: Target,
+  kind: Kind,
+  key: string,
+  holders: PrimitiveHolder[],
+) {
   return {
     backend: provider.backend,
     endpoints: target.endpoints,
@@ -186,7 +196,9 @@ function primitiveDocument(provider: LockProvider, target: Target, kind: Kind, k
 }
 
 function primitiveText(document: ReturnType<typeof primitiveDocument>): string {
-  const lines = [`${document.kind} "${document.key}" on ${document.backend} (${document.endpoints.join(', ')})`];
+  const lines = [
+    `${document.kind} "${document.key}" on ${document.backend} (${document.endpoints.join(', ')})`,
+  ];
   const permits = document.holders.reduce((sum, holder) => sum + (holder.permits ?? 0), 0);
   lines.push(
     `holders   ${document.holders.length}${document.kind === 'semaphore' ? ` (${permits} permits)` : ''}`,
@@ -253,8 +265,11 @@ function prefixText(document: Awaited<ReturnType<typeof listPrefix>>): string {
 
 const stringify = (value: unknown) => JSON.stringify(value);
 
+/** Where the commands write their report: stdout, or a test's collector. */
+export type Print = (text: string) => void;
+
 /** `dlock inspect`: prints one report (or one JSON document) and returns the exit code. */
-export async function runInspect(argv: string[]): Promise<number> {
+export async function runInspect(argv: string[], print: Print = console.log): Promise<number> {
   const { values, positionals } = parseArgs({
     args: argv,
     options: { ...COMMON_OPTIONS, kind: { type: 'string' }, prefix: { type: 'string' } },
@@ -265,11 +280,7 @@ export async function runInspect(argv: string[]): Promise<number> {
   if (!KINDS.includes(kind)) throw new InvalidArgumentError('--kind', values.kind, KINDS.join(', '));
   const prefix = values.prefix;
   if (prefix !== undefined ? positionals.length > 0 : positionals.length !== 1) {
-    throw new InvalidArgumentError(
-      'inspect',
-      positionals.join(' '),
-      'one key, or --prefix <p> and no key',
-    );
+    throw new InvalidArgumentError('inspect', positionals.join(' '), 'one key, or --prefix <p> and no key');
   }
   if (prefix !== undefined && kind !== 'lock') {
     throw new InvalidArgumentError('--kind', kind, 'lock with --prefix (listing covers lock keys)');
@@ -288,15 +299,20 @@ export async function runInspect(argv: string[]): Promise<number> {
     const document = primitiveDocument(provider, target, kind, key, await readPrimitive(provider, kind, key));
     return target.json ? stringify(document) : primitiveText(document);
   });
-  console.log(output);
+  print(output);
   return 0;
 }
 
 /**
  * `dlock watch`: one line (or JSON line) per holder change, from the provider's `watchHolder()`, until
- * SIGINT / SIGTERM (exit 0) or `--max-events`. A backend that cannot push gets UnsupportedError.
+ * SIGINT / SIGTERM or `stop` (exit 0), or `--max-events`. A backend that cannot push gets
+ * UnsupportedError; a backend that stops answering, BackendUnavailableError.
  */
-export async function runWatch(argv: string[]): Promise<number> {
+export async function runWatch(
+  argv: string[],
+  print: Print = console.log,
+  stop: AbortSignal = new AbortController().signal,
+): Promise<number> {
   const { values, positionals } = parseArgs({
     args: argv,
     options: { ...COMMON_OPTIONS, 'max-events': { type: 'string' } },
@@ -304,7 +320,8 @@ export async function runWatch(argv: string[]): Promise<number> {
     allowPositionals: true,
   });
   if (positionals.length !== 1) throw new InvalidArgumentError('watch', positionals.join(' '), 'one key');
-  const maxEvents = values['max-events'] === undefined ? Number.POSITIVE_INFINITY : Number(values['max-events']);
+  const maxEvents =
+    values['max-events'] === undefined ? Number.POSITIVE_INFINITY : Number(values['max-events']);
   if (!(maxEvents === Number.POSITIVE_INFINITY || (Number.isInteger(maxEvents) && maxEvents >= 1))) {
     throw new InvalidArgumentError('--max-events', values['max-events'], 'an integer >= 1');
   }
@@ -318,15 +335,16 @@ export async function runWatch(argv: string[]): Promise<number> {
         `it cannot push them; read the holder now with \`dlock inspect ${key}\``,
       );
     }
-    const stop = new AbortController();
-    const onSignal = () => stop.abort(new Error('interrupted'));
+    const watching = new AbortController();
+    const onSignal = () => watching.abort(new Error('interrupted'));
     process.once('SIGINT', onSignal);
     process.once('SIGTERM', onSignal);
+    const signal = AbortSignal.any([watching.signal, stop]);
     try {
       let events = 0;
-      for await (const holder of provider.watchHolder(key, stop.signal)) {
+      for await (const holder of provider.watchHolder(key, signal)) {
         const at = new Date().toISOString();
-        console.log(
+        print(
           target.json
             ? stringify({ at, backend: provider.backend, key, holder: holderJson(holder) })
             : `${at}  ${holder ? `holder ${holder.identity}  token ${tokenText(holder.token)}` : 'free'}`,
