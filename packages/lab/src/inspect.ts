@@ -107,10 +107,17 @@ const COMMON_OPTIONS = {
 } as const;
 
 async function withProvider<T>(target: Target, use: (provider: LockProvider) => Promise<T>): Promise<T> {
-  const provider = await target.backend.createProvider(target.endpoints, {
-    identity: IDENTITY,
-    connectTimeoutMs: target.connectTimeoutMs,
-  });
+  const provider = await target.backend
+    .createProvider(target.endpoints, { identity: IDENTITY, connectTimeoutMs: target.connectTimeoutMs })
+    .catch((error: unknown) => {
+      // The backend's own field (urls, connectString) is the command line's --endpoints.
+      if (!(error instanceof InvalidArgumentError)) throw error;
+      throw new InvalidArgumentError(
+        '--endpoints',
+        target.endpoints.join(','),
+        `what ${target.backend.name} accepts (${error.message})`,
+      );
+    });
   try {
     return await use(provider);
   } finally {

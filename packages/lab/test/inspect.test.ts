@@ -259,11 +259,22 @@ describe('dlock inspect input and failures', () => {
     expect(cli.stderr).not.toMatch(/^\s+at /m);
   });
 
-  it.each(['redis', 'zookeeper', 'etcd'])(
+  it('names --endpoints when the backend refuses the address list', async () => {
+    await expect(
+      inspect(['k', '--backend', 'redlock', '--endpoints', 'redis://127.0.0.1:1,redis://127.0.0.1:2']),
+    ).rejects.toMatchObject({
+      field: '--endpoints',
+      message: expect.stringContaining('odd number'),
+    });
+  });
+
+  it.each(['redis', 'redlock', 'zookeeper', 'etcd'])(
     'says %s is unavailable within the connect timeout, with exit code 3 and no stack trace',
     async (backend) => {
       const port = await freePort();
+      const nodes = [port, await freePort(), await freePort()];
       const address = {
+        redlock: nodes.map((node) => `redis://127.0.0.1:${node}`).join(','),
         redis: `redis://127.0.0.1:${port}`,
         zookeeper: `127.0.0.1:${port}`,
         etcd: `http://127.0.0.1:${port}`,
