@@ -298,8 +298,10 @@ export class RedisLockDriver implements LockDriver<RedisGrantHandle, RedisTicket
    */
   async heldKeys(prefix: string): Promise<string[]> {
     const pattern = `${escapeGlob(`${this.#keyPrefix}${prefix}`)}*`;
-    const client = this.#connection.client;
-    const nodes = this.#cluster ? (client as Cluster).nodes('master') : [client as Redis];
+    // Through run(): a Cluster client knows its masters only once it is ready.
+    const nodes = await this.#connection.run('list keys', async (client) =>
+      this.#cluster ? (client as Cluster).nodes('master') : [client as Redis],
+    );
     const candidates = new Set<string>();
     for (const node of nodes) {
       let cursor = '0';
