@@ -29,7 +29,7 @@ dlock inspect --prefix <p> --backend <name> --endpoints <a,b> [options]
 dlock watch <key> --backend <name> --endpoints <a,b> [options]
                           holder changes as they happen (backends that push them), until Ctrl-C
   --max-events <n>        watch: stop after n events (the first is the holder at the start)
-  --backend <name>        ${'redis, redlock, zookeeper, etcd (every discovered backend package)'}
+  --backend <name>        redis, redlock, zookeeper, etcd (every discovered backend package)
   --endpoints <a,b>       the backend's servers: redis://host:port (redis; redlock: one per node),
                           host:port (zookeeper), http://host:port (etcd)
   --connect-timeout-ms <ms>  bound on connecting and on each call (default 3000): a server that is
@@ -48,13 +48,14 @@ interface Target {
   readonly json: boolean;
 }
 
-/** Where a backend's own words are missing: why its lock shows no queue, or cannot be listed. */
+/** Why a lock shows no queue, from what the backend declares. */
 function noQueueReason(provider: LockProvider): string {
   return provider.capabilities.fairness === 'none'
     ? 'it keeps no queue: waiters retry, and whoever tries first after a release wins'
     : 'its driver does not report the queue';
 }
 
+/** Why a backend without `heldKeys` cannot list; a backend not named here gets a generic reason. */
 const NO_LISTING: Record<string, string> = {
   redlock:
     'a key is held only where a majority of independent nodes agree, so a listing would need a quorum ' +

@@ -203,6 +203,17 @@ describe.each(cases)('dlock inspect on $backend', (item) => {
   });
 });
 
+describe.each(cases.filter((item) => item.push))('dlock watch --max-events on $backend', (item) => {
+  it('stops by itself after n events', async () => {
+    const lines: string[] = [];
+    expect(
+      await runWatch(['bounded-1', ...target(item), '--max-events', '1'], (text) => lines.push(text)),
+    ).toBe(0);
+    expect(lines).toHaveLength(1);
+    expect(lines[0]).toMatch(/ {2}free$/);
+  });
+});
+
 describe('dlock inspect on a semaphore and a read-write lock', () => {
   const redis = cases[0] as Case;
 
