@@ -27,6 +27,11 @@ interface BackendUnderTest {
   start(): Promise<RunningServer>;
   /** Longest a dead leader keeps the others out: its lease ttl, or the backend's session timeout. */
   readonly takeoverMs: number;
+  /**
+   * Simultaneous tries can each win a minority of the nodes and all be refused, the lock being free
+   * (RedLock's split vote: "no majority, but a majority of nodes answered" is held, packages/redlock).
+   */
+  readonly splitVotes?: true;
 }
 
 const electorTimings = { leaseDurationMs: 1_500, renewDeadlineMs: 1_000, retryPeriodMs: 300 };
@@ -51,6 +56,7 @@ const backends: BackendUnderTest[] = [
       return { address: nodes.urls.join(','), stop: () => nodes.stop() };
     },
     takeoverMs: electorTimings.leaseDurationMs,
+    splitVotes: true,
   },
   {
     name: 'zookeeper',
@@ -162,8 +168,10 @@ describe.each(enabled)('recipes across processes on $name', (backend) => {
     if (!paused) throw new Error('no leader');
     const [, pausedTerm] = linesOf(paused, 'started').at(-1) ?? [];
     await sleep(300);
-    const pausedAt = Date.now();
     paused.pause();
+    // Taken once SIGSTOP is sent: a timestamp taken before could let a busy test process fall behind
+    // the acts the leader goes on stamping until the signal lands.
+    const pausedAt = Date.now();
     const others = group.filter((process) => process !== paused);
     await until(
       () => leading(others).length === 1,
@@ -180,6 +188,8 @@ describe.each(enabled)('recipes across processes on $name', (backend) => {
     expect(Number(stopped[2]) - resumedAt).toBeLessThan(1_000);
     const actsOfPausedTerm = linesOf(paused, 'act').filter(([, term]) => term === pausedTerm);
     expect(actsOfPausedTerm.length).toBeGreaterThan(0);
+    // Every act of the paused term came before SIGSTOP (the 50 ms cover millisecond stamps and the signal
+    // landing on a process that was running on the other core), none after SIGCONT.
     for (const [, , at] of actsOfPausedTerm) expect(Number(at)).toBeLessThan(pausedAt + 50);
     await sleep(300);
     expectNoOverlappingLeaders(group);
@@ -206,24 +216,78 @@ describe.each(enabled)('recipes across processes on $name', (backend) => {
     }
   });
 
-  it("scheduleExclusive in mode 'leader': each tick runs exactly once across three processes", async () => {
-    const every = 200;
+  // What mode 'leader' promises (packages/core/src/recipes/schedule.ts, exclusive-run.ts): every instance
+  // fires the same ticks (multiples of `every`) and tries the job's lock once per tick without waiting;
+  // the winner holds it at least lockAtLeastForMs from the start of its run. So no tick runs twice, as
+  // long as every instance fires a tick within lockAtLeastForMs of the winner: that bounds their timer
+  // lateness and clock skew, 250 ms here, generous for a busy machine. A tick is skipped, not queued,
+  // when the run of the tick before it has not released its lock yet as the tick falls: still holding
+  // it (a late timer plus lockAtLeastForMs plus a release round trip can outlast the 400 ms period), or
+  // started late because every process was blocked (a late timer runs its own tick and skips those it
+  // slept through). Two more reasons are documented: a try the backend could not answer (reported to
+  // onError as a typed BackendUnavailableError, never silent: a starved server on a busy machine), and
+  // on RedLock a split vote among simultaneous tries. How often any of this happens depends on the
+  // machine's load, so skips are not counted but explained, each by one of these reasons.
+  it("scheduleExclusive in mode 'leader': no tick runs twice, and one is skipped only for a documented reason", async () => {
+    const every = 400;
     const group = await spawnInstances('schedule', {
-      DLOCK_TIMINGS: JSON.stringify({ every, lockAtMostForMs: 3_000, lockAtLeastForMs: 80 }),
+      DLOCK_TIMINGS: JSON.stringify({ every, lockAtMostForMs: 3_000, lockAtLeastForMs: 250 }),
     });
+    const goAt = Date.now();
     for (const process of group) process.send('go');
-    await sleep(4_000);
+    await sleep(5_000);
+    const quitAt = Date.now();
     for (const process of group) process.send('quit');
     await Promise.all(group.map((process) => process.exited));
-    const ticks = group.flatMap((process) => linesOf(process, 'tick').map(([, , at]) => Number(at)));
-    ticks.sort((a, b) => a - b);
-    // The first ticks pay for connecting and creating the backend's nodes (a slow first run makes the
-    // next tick find its lock held: skip, as designed); the last may fall while instances stop.
-    const steady = ticks.slice(2, -1);
-    expect(steady.length).toBeGreaterThanOrEqual(14);
-    expect(new Set(steady).size).toBe(steady.length);
-    for (let i = 1; i < steady.length; i++) expect((steady[i] ?? 0) - (steady[i - 1] ?? 0)).toBe(every);
-    expect(group.flatMap((process) => linesOf(process, 'error'))).toEqual([]);
+    const errors = group.flatMap((process) => linesOf(process, 'error'));
+    expect(errors.filter(([, , , name]) => name !== 'BackendUnavailableError')).toEqual([]);
+    const failedTries = new Set(errors.map(([, , , , tick]) => Number(tick)));
+    // Which instances were refused the lock during each tick's period (a try is made as the tick falls).
+    const refusedDuring = new Map<number, Set<string>>();
+    for (const [, identity, at] of group.flatMap((process) => linesOf(process, 'refused'))) {
+      const tick = Math.floor(Number(at) / every) * every;
+      refusedDuring.set(tick, new Set([...(refusedDuring.get(tick) ?? []), identity ?? '']));
+    }
+
+    // A process runs one tick at a time: each of its runs reports the tick, then the release of its lock.
+    const runs = group
+      .flatMap((process) => {
+        const events = process.output
+          .map(words)
+          .filter(([event]) => event === 'tick' || event === 'released');
+        expect(events.map(([event]) => event).join(' '), 'each run: its tick, then its release').toMatch(
+          /^(tick released ?)*$/,
+        );
+        return events.flatMap(([event, , at], i) =>
+          event === 'tick' ? [{ tick: Number(at), releasedAt: Number(events[i + 1]?.[2]) }] : [],
+        );
+      })
+      .sort((a, b) => a.tick - b.tick);
+    const ticks = runs.map((run) => run.tick);
+    expect(new Set(ticks).size, `a tick ran twice: ${ticks.join(' ')}`).toBe(ticks.length);
+    expect(ticks.every((tick) => tick % every === 0)).toBe(true);
+
+    // The schedule ran from "go" to "quit": a first run within a period of "go", a last within a period
+    // of "quit", give or take the margin for a busy machine.
+    const first = runs[0];
+    const last = runs.at(-1);
+    if (!first || !last) throw new Error('no tick ran');
+    expect(first.tick - goAt).toBeLessThan(every + marginMs);
+    expect(quitAt - last.tick).toBeLessThan(every + marginMs);
+    const unexplained: string[] = [];
+    let previous = first;
+    for (let tick = first.tick + every; tick < last.tick; tick += every) {
+      const run = runs.find((candidate) => candidate.tick === tick);
+      if (run) previous = run;
+      else if (
+        previous.releasedAt <= tick &&
+        !failedTries.has(tick) &&
+        !(backend.splitVotes && (refusedDuring.get(tick)?.size ?? 0) >= 2)
+      ) {
+        unexplained.push(`${tick}: the run of ${previous.tick} released its lock at ${previous.releasedAt}`);
+      }
+    }
+    expect(unexplained, 'skipped ticks without a documented reason').toEqual([]);
   });
 });
 

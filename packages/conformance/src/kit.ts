@@ -115,7 +115,7 @@ export interface KitContext {
   freshKey(label: string): string;
   /** Let `lease` lapse at the backend (the `lapse` hook, or ttl + margin). */
   lapse(provider: LockProvider, lease: Lease): Promise<void>;
-  /** Asserts that lock `key` has no holder and (with the residue hook) nothing left behind. */
+  /** Asserts that, within marginMs, lock `key` has no holder and (with the residue hook) nothing left behind. */
   expectFree(key: string, kind?: ResidueKind): Promise<void>;
   /**
    * Records a figure (ms) measured by the running guarantee, reported with its result in

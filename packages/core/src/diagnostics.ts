@@ -1,4 +1,5 @@
 import { channel, tracingChannel } from 'node:diagnostics_channel';
+import type { Lease } from './contract.js';
 
 /**
  * dlock's events on `node:diagnostics_channel`, the platform's standard for library instrumentation
@@ -64,6 +65,8 @@ export interface AcquireMessage {
 
 /** `dlock:lease:released`: a lease was released (the backend confirmed it). */
 export interface ReleasedMessage {
+  /** The lease, the same object the acquire returned (and `dlock:acquire` carried as its result). */
+  readonly lease: Lease;
   readonly backend: string;
   readonly key: string;
   readonly kind: LeaseKind;
@@ -77,6 +80,8 @@ export interface ReleasedMessage {
 
 /** `dlock:lease:release-failed`: release gave up (the lock ends by its ttl or session). */
 export interface ReleaseFailedMessage {
+  /** The lease, the same object the acquire returned. */
+  readonly lease: Lease;
   readonly backend: string;
   readonly key: string;
   readonly kind: LeaseKind;
@@ -84,10 +89,14 @@ export interface ReleaseFailedMessage {
   readonly token: bigint;
   readonly error: unknown;
   readonly tries: number;
+  /** From the grant to the give-up (ms). */
+  readonly heldMs: number;
 }
 
 /** `dlock:lease:extended` / `dlock:lease:extend-failed`: one extension, and its result. */
 export interface ExtendMessage {
+  /** The lease, the same object the acquire returned. */
+  readonly lease: Lease;
   readonly backend: string;
   readonly key: string;
   readonly kind: LeaseKind;
@@ -99,6 +108,8 @@ export interface ExtendMessage {
 
 /** `dlock:lease:lost`: a lease's signal aborted. */
 export interface LostMessage {
+  /** The lease, the same object the acquire returned. */
+  readonly lease: Lease;
   readonly backend: string;
   readonly key: string;
   readonly kind: LeaseKind;

@@ -10,6 +10,7 @@ import {
 import {
   BackendUnavailableError,
   InvalidArgumentError,
+  KeyConflictError,
   LockError,
   LockTimeoutError,
   ProviderClosedError,
@@ -267,7 +268,8 @@ export class LeaseEngine<Request extends LockRequest, Handle, Ticket> {
               ? gaveUp(driver.backend, driver.address, `acquire "${key}"`, error, tries, now() - startedAt)
               : error;
           }
-          if (error instanceof InvalidArgumentError) outcome = 'invalid';
+          // The key itself is unusable (a bad key, or one holding application data): not an outage.
+          if (error instanceof InvalidArgumentError || error instanceof KeyConflictError) outcome = 'invalid';
           throw error;
         }
         state.reached = true;

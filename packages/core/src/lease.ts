@@ -72,7 +72,8 @@ export class DriverLease<Handle> {
                 `${context.driver.backend} session lost (${describeReason(backendLost.reason)})`,
                 { cause: backendLost.reason },
               ),
-          'session',
+          // A driver that reports the end of a ttl itself (memory) reports it once the window closed.
+          now() >= this.#validUntil ? 'expired' : 'session',
         );
       if (backendLost.aborted) onBackendLost();
       else {
@@ -184,7 +185,13 @@ export class DriverLease<Handle> {
               now() - startedAt,
             )
           : error;
-      publish.releaseFailed(() => ({ ...this.#describe(), identity: this.identity, error: failure, tries }));
+      publish.releaseFailed(() => ({
+        ...this.#describe(),
+        identity: this.identity,
+        error: failure,
+        tries,
+        heldMs: now() - this.#grantedAt,
+      }));
       throw failure;
     }
     publish.released(() => ({
@@ -197,6 +204,7 @@ export class DriverLease<Handle> {
 
   #describe() {
     return {
+      lease: this,
       backend: this.#context.driver.backend,
       key: this.key,
       kind: this.#context.kind,

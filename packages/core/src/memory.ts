@@ -34,7 +34,13 @@ interface Holding {
   readonly permits: number;
   readonly mode: ReadWriteMode | undefined;
   expiresAt: number;
-  expiryTimer: NodeJS.Timeout;
+  expiryTimer: NodeJS.Timeout | undefined;
+  /**
+   * Aborted when the holding expires, before anyone else is admitted: the lease's own timer may fire a
+   * few ms late on a busy event loop (libuv caches the loop time), and the lost-signal must never lag
+   * behind a hand-off.
+   */
+  readonly lost: AbortController;
 }
 
 interface Waiter {
@@ -211,8 +217,11 @@ abstract class MemoryDriver<Request extends MemoryRequest>
       // outcome): adopt that holding, with its ttl counted from now.
       clearTimeout(held.expiryTimer);
       held.expiresAt = now() + request.ttlMs;
-      held.expiryTimer = this.#expiryTimer(request.key, ticket, request.ttlMs);
-      return { outcome: 'granted', grant: { token: held.token, validUntil: held.expiresAt, handle: ticket } };
+      held.expiryTimer = this.#expiryTimer(request.key, held);
+      return {
+        outcome: 'granted',
+        grant: { token: held.token, validUntil: held.expiresAt, handle: ticket, lost: held.lost.signal },
+      };
     }
     let index = state.queue.findIndex((waiter) => waiter.ticket === ticket);
     if (index < 0) {
@@ -235,12 +244,19 @@ abstract class MemoryDriver<Request extends MemoryRequest>
       permits: request.permits ?? 1,
       mode: request.mode,
       expiresAt,
-      expiryTimer: this.#expiryTimer(request.key, ticket, request.ttlMs),
+      expiryTimer: undefined,
+      lost: new AbortController(),
     };
+    holding.expiryTimer = this.#expiryTimer(request.key, holding);
     state.holders.push(holding);
     // Readers behind a reader, or permits that still fit, may go too.
     this.store.wakeQueue(state);
-    const grant: Grant<MemoryTicket> = { token: holding.token, validUntil: expiresAt, handle: ticket };
+    const grant: Grant<MemoryTicket> = {
+      token: holding.token,
+      validUntil: expiresAt,
+      handle: ticket,
+      lost: holding.lost.signal,
+    };
     return { outcome: 'granted', grant };
   }
 
@@ -288,7 +304,7 @@ abstract class MemoryDriver<Request extends MemoryRequest>
     }
     clearTimeout(holding.expiryTimer);
     holding.expiresAt = now() + ttlMs;
-    holding.expiryTimer = this.#expiryTimer(key, grant.handle, ttlMs);
+    holding.expiryTimer = this.#expiryTimer(key, holding);
     return holding.expiresAt;
   }
 
@@ -304,8 +320,23 @@ abstract class MemoryDriver<Request extends MemoryRequest>
     return holdings.sort((a, b) => (a.token < b.token ? -1 : 1));
   }
 
-  #expiryTimer(key: string, ticket: MemoryTicket, ttlMs: number): NodeJS.Timeout {
-    const timer = setTimeout(() => this.store.vacate(this.space, key, ticket), ttlMs);
+  /**
+   * Expires `holding` at its `expiresAt` by the monotonic clock (a timer armed while the loop time is
+   * stale can fire early: it re-arms for the rest), aborting its `lost` signal before the queue wakes.
+   */
+  #expiryTimer(key: string, holding: Holding): NodeJS.Timeout {
+    const timer = setTimeout(
+      () => {
+        const remaining = holding.expiresAt - now();
+        if (remaining > 0) {
+          holding.expiryTimer = this.#expiryTimer(key, holding);
+          return;
+        }
+        holding.lost.abort(new LockLostError(key, 'ttl elapsed without an extension'));
+        this.store.vacate(this.space, key, holding.ticket);
+      },
+      Math.max(1, holding.expiresAt - now()),
+    );
     timer.unref();
     return timer;
   }

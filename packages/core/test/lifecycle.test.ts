@@ -49,14 +49,18 @@ describe('the lease lifecycle in core', () => {
   });
 
   it('renewInBackground keeps a lease alive and stops when asked', async () => {
+    // Renewing every ttl / 3, the watchdog keeps a lease whose process falls up to two thirds of the ttl
+    // behind: 400 ms here, generous for a busy machine (a 60 ms ttl, lost to a 40 ms stall, failed under
+    // a CPU hog). The lease outlives three ttls; once renewal stops, it expires within one.
+    const ttlMs = 600;
     const store = new MemoryLockStore();
     const provider = createMemoryProvider({ store });
-    const lease: Lease = await provider.acquire('renewed', { ttlMs: 60 });
+    const lease: Lease = await provider.acquire('renewed', { ttlMs });
     const renewal = renewInBackground(lease);
-    await sleep(200);
+    await sleep(ttlMs * 3);
     expect(lease.signal.aborted).toBe(false);
     renewal.stop();
-    await sleep(120);
+    await sleep(ttlMs * 2);
     expect(lease.signal.aborted).toBe(true);
     expect(store.residue('renewed')).toEqual([]);
     await provider.close();

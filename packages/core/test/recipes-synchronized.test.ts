@@ -49,11 +49,15 @@ describe('synchronized()', () => {
   });
 
   it('keeps the lock past holdDurationMs while the body runs (watchdog), so waiters stay out', async () => {
+    // The watchdog renews every holdDurationMs / 3, so the lock survives a process that falls up to two
+    // thirds of holdDurationMs behind: 400 ms here, generous for a busy machine (a 120 ms hold, lost to
+    // an 80 ms stall, failed under a CPU hog). The body outlasts the hold three times over.
+    const holdDurationMs = 600;
     const overlap = new Overlap();
     const [a, b] = memoryInstances(2).map((provider) =>
-      synchronized(provider, 'slow', (ms: number) => overlap.body(ms, ms), { holdDurationMs: 120 }),
+      synchronized(provider, 'slow', (ms: number) => overlap.body(ms, ms), { holdDurationMs }),
     );
-    await Promise.all([a?.(500), sleep(20).then(() => b?.(5))]);
+    await Promise.all([a?.(holdDurationMs * 3), sleep(20).then(() => b?.(5))]);
     expect(overlap.max).toBe(1);
   });
 

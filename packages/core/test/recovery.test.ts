@@ -291,7 +291,10 @@ describe('release', () => {
   });
 
   it('close() retries the release of a lease whose release failed', async () => {
-    const { driver, provider, other } = setup({ cleanupMs: 60 });
+    // cleanupMs bounds the retries of both releases: the first gives up after it; the one close() sends
+    // needs three tries (two failures, 5-20 ms apart) within it. 1 s leaves a busy machine ample room
+    // (60 ms did not, under a CPU hog).
+    const { driver, provider, other } = setup({ cleanupMs: 1_000 });
     const lease = await provider.acquire('k', { ttlMs: 30_000 });
     driver.fail('release', 'refused', 1_000);
     await expect(lease.release()).rejects.toBeInstanceOf(BackendUnavailableError);
@@ -358,6 +361,8 @@ describe('withLock when only the release fails', () => {
         1,
       );
       expect(published).toHaveLength(2);
+      expect(published[0]).toMatchObject({ key: 'a', tries: expect.any(Number), heldMs: expect.any(Number) });
+      expect((published[0] as { lease: { key: string } }).lease.key).toBe('a');
     } finally {
       process.off('warning', onWarning);
       unsubscribe('dlock:lease:release-failed', onPublished);

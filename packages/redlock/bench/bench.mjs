@@ -7,7 +7,7 @@ import { Redis } from 'ioredis';
 import Redlock from 'redlock';
 import { RedlockDriver } from '../dist/driver.js';
 import { createRedlockProvider } from '../dist/index.js';
-import { closeClients, connectNode } from '../dist/nodes.js';
+import { closeClients, connectNode, openSubscriber } from '../dist/node.js';
 import { ReleaseNotices } from '../dist/wakeups.js';
 
 const ROUNDS = 10;
@@ -58,11 +58,7 @@ try {
     nodes: driverNodes,
     keyPrefix: '',
     driftFactor: 0.01,
-    commandTimeoutMs: 2_000,
-    notices: new ReleaseNotices(
-      driverNodes.map((node) => node.client),
-      (client) => client.duplicate(),
-    ),
+    notices: new ReleaseNotices(driverNodes.map((node) => () => openSubscriber(node, true))),
     closeConnections: () => closeClients(driverNodes.map((node) => node.client)),
   });
   const never = new AbortController().signal;

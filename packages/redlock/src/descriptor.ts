@@ -10,6 +10,7 @@ export const dlockBackend: BackendDescriptor = {
       urls: [...endpoints],
       identity: options.identity,
       connectTimeoutMs: options.connectTimeoutMs,
+      retry: options.retry,
     });
   },
 };

@@ -1,38 +1,66 @@
 import {
   type Attempt,
-  BackendUnavailableError,
   type Grant,
   type HolderInfo,
+  KeyConflictError,
   type LockDriver,
   LockLostError,
   type LockRequest,
   now,
   pause,
 } from '@dlock/core';
-import type { Redis } from 'ioredis';
-import pRetry from 'p-retry';
 import { redlockCapabilities } from './capabilities.js';
-import { type Lock, OwnerValueRedlock, identityOf, newOwnerValue, releaseChannel } from './library.js';
-import type { RedisNode } from './nodes.js';
-import { countVotes, quorumUnreachable, unavailableError } from './quorum.js';
+import type { NodeAnswer, NodeFailure, RedisNode } from './node.js';
+import { type Ballot, castBallot, majorityOf, unavailableError, unknownOutcomes } from './quorum.js';
+import {
+  ABSENT,
+  CLAIM_SCRIPT,
+  CREATE,
+  NOT_A_LOCK,
+  ONLY_REFRESH,
+  READ_SCRIPT,
+  RELEASE_SCRIPT,
+  identityOf,
+  newOwnerValue,
+  releaseChannel,
+} from './scripts.js';
 import type { ReleaseNotices, ReleaseSubscription } from './wakeups.js';
 
 /**
  * The client's measure of a lease is cut by the drift allowance: clocks may run apart by driftFactor,
- * and Redis expires keys with 1 ms precision (the library adds the same 2 ms).
+ * and Redis expires keys with 1 ms precision (the `redlock` library adds the same 2 ms).
  */
 export const EXPIRY_PRECISION_MS = 2;
 
 /** After a split vote, the RedLock algorithm retries after a random delay so contenders fall out of step. */
 export const COLLISION_BACKOFF_MS = 20;
 
-/** A grant's library Lock; extend replaces it, because the library returns a new Lock per extension. */
+/** A grant: the owner value every node stores, and how long the last acquire or extension vouches for it. */
 export interface RedlockHandle {
-  lock: Lock;
+  readonly ownerValue: string;
+  /** Local monotonic time (ms) up to which the last successful acquire or extension holds a majority. */
+  validUntil: number;
+  /**
+   * Set when the release starts: an extension still waiting for a node's connection is then not sent
+   * there, so it cannot re-create the key behind the release.
+   */
+  released: boolean;
 }
 
-/** A waiter's state between attempts: its release-notice subscription and what woke it. */
+/**
+ * What one request sent, and what it is waiting for. Every attempt of a request claims the key with
+ * the same owner value, so a retry adopts what an attempt with a lost reply took, and a withdrawal
+ * deletes by that value wherever it may be.
+ */
 export interface RedlockTicket {
+  readonly ownerValue: string;
+  /** Nodes that may store the owner value: asked, and not since seen refusing or deleting it. */
+  readonly mayHold: Set<RedisNode>;
+  /** Claims sent and not answered yet, by node. */
+  readonly inFlight: Map<RedisNode, Promise<unknown>>;
+  /** How many withdrawals have run (the first one does not wait for hung nodes). */
+  withdrawals: number;
+  /** The waiter's release-notice subscription. */
   subscription: ReleaseSubscription | undefined;
   /** A release notice arrived and no wait has consumed it yet. */
   released: boolean;
@@ -41,19 +69,28 @@ export interface RedlockTicket {
   wake: (() => void) | undefined;
 }
 
+/** A node where the lock's key holds application data (KeyConflictError's `found` from this backend). */
+export interface NotALock {
+  readonly address: string;
+  /** What is there: "a hash", "a string without expiry", ... */
+  readonly what: string;
+}
+
 export interface RedlockDriverConfig {
   readonly nodes: readonly RedisNode[];
   readonly keyPrefix: string;
   readonly driftFactor: number;
-  readonly commandTimeoutMs: number;
   readonly notices: ReleaseNotices;
-  /** Closes the connections this provider owns (not the clients a caller passed in). */
+  /** Closes the connections this provider owns, and lets go of the clients a caller passed in. */
   readonly closeConnections: () => Promise<void>;
 }
 
 /**
- * RedLock over independent Redis nodes, on the `redlock` library: the library runs each quorum
- * operation once; this driver measures validity, reads the per-node votes, and keeps waiters informed.
+ * RedLock over independent Redis nodes (antirez, "Distributed locks with Redis"). Each operation is a
+ * script sent to every node at once; this driver counts the votes, measures validity, repairs the
+ * majority on every extension, and keeps waiters informed. Core does the waiting, retrying and
+ * clean-up: an attempt whose majority is unknown is an 'unknown' outcome whose ticket holds the owner
+ * value (dlock issue 11).
  */
 export class RedlockDriver implements LockDriver<RedlockHandle, RedlockTicket> {
   readonly backend = 'redlock';
@@ -61,44 +98,88 @@ export class RedlockDriver implements LockDriver<RedlockHandle, RedlockTicket> {
   readonly capabilities = redlockCapabilities;
   readonly limits = { minTtlMs: 10, maxKeyBytes: 4096 };
   readonly #config: RedlockDriverConfig;
-  readonly #redlock: OwnerValueRedlock;
-  readonly #addresses: Map<Redis, string>;
+  readonly #nodes: readonly RedisNode[];
   readonly #quorum: number;
+  /**
+   * Whether a majority of nodes has ever answered this provider. Until then a provider that cannot
+   * reach a majority fails at once, like a backend that is down at start, instead of riding it out.
+   */
+  #reachedMajority = false;
 
   constructor(config: RedlockDriverConfig) {
     this.#config = config;
-    this.#redlock = new OwnerValueRedlock(config.nodes.map((node) => node.client));
-    this.#addresses = new Map(config.nodes.map((node) => [node.client, node.address]));
-    this.#quorum = Math.floor(config.nodes.length / 2) + 1;
+    this.#nodes = config.nodes;
+    this.#quorum = majorityOf(config.nodes.length);
     this.address = config.nodes.map((node) => node.address).join(',');
   }
 
+  /**
+   * One RedLock attempt. Granted at the first majority (slow nodes are not waited for); busy as soon as
+   * a majority can no longer be won; otherwise decided once every node has answered (each node bounds
+   * its request by the connect and command timeouts):
+   * - nodes that did not reply may have applied it, and with them a majority may be ours: 'unknown';
+   * - a majority answered, split: busy (a collision, retried after a short random delay);
+   * - too few answered for any majority: BackendUnavailableError, or 'unknown' when this attempt left
+   *   the owner value on some node, so that core withdraws it.
+   * A busy attempt gives back what it took before it returns; an unknown one keeps it for the retry to
+   * adopt.
+   */
   async attempt(
     request: LockRequest,
     ticket: RedlockTicket | undefined,
   ): Promise<Attempt<RedlockHandle, RedlockTicket>> {
-    const lockKey = this.#lockKey(request.key);
+    const current = ticket ?? newTicket(request.identity);
     // Redis takes whole milliseconds; rounding up only lengthens what the nodes keep excluding others.
     const durationMs = Math.ceil(request.ttlMs);
+    const notLocks: NotALock[] = [];
     const startedAt = now();
-    let lock: Lock;
-    try {
-      lock = await this.#redlock.acquireWithValue(lockKey, durationMs, newOwnerValue(request.identity));
-    } catch (error) {
-      // The library has already released whatever minority of nodes it did lock.
-      const votes = await countVotes(error, this.#addressOf);
-      if (!votes || quorumUnreachable(votes)) {
-        throw votes ? unavailableError(votes, `acquiring "${request.key}"`) : error;
+    const lockKey = this.#lockKey(request.key);
+    const ballot = await this.#claim(
+      lockKey,
+      current.ownerValue,
+      durationMs,
+      () => current.withdrawals === 0,
+      current,
+      (node) => notLocks.push({ address: node.address, what: 'data without expiry or of another type' }),
+    );
+    this.#noteAnswers(ballot);
+    if (notLocks.length > this.#nodes.length - this.#quorum) {
+      // Waiting would be forever: no RedLock client wrote it, so nobody will release it (issue 12 #9).
+      return this.#fail(request, current, this.#keyConflict(request.key, notLocks));
+    }
+    if (ballot.granted >= this.#quorum) {
+      const validUntil = this.#validUntil(startedAt, durationMs);
+      if (validUntil > now()) {
+        return {
+          outcome: 'granted',
+          grant: {
+            token: 0n,
+            validUntil,
+            handle: { ownerValue: current.ownerValue, validUntil, released: false },
+          },
+        };
       }
-      return this.#notAcquired(ticket, votes.granted > 0);
-    }
-    const validUntil = this.#validUntil(startedAt, durationMs);
-    if (validUntil <= now()) {
       // The majority arrived after the lock's validity was spent: RedLock counts that as a failure.
-      await this.#releaseOnce(request.key, lock).catch(() => {});
-      return this.#notAcquired(ticket, true);
+      return this.#busy(lockKey, current, true);
     }
-    return { outcome: 'granted', grant: { token: 0n, validUntil, handle: { lock } } };
+    if (this.#majorityImpossible(ballot)) return this.#busy(lockKey, current, ballot.granted > 0);
+    if (ballot.granted + unknownOutcomes(ballot) >= this.#quorum) {
+      return {
+        outcome: 'unknown',
+        ticket: current,
+        cause: unavailableError(
+          ballot,
+          `acquiring "${request.key}": the outcome is unknown (nodes that did not reply may have applied it)`,
+        ),
+      };
+    }
+    if (ballot.granted + ballot.refused >= this.#quorum) return this.#busy(lockKey, current, true);
+    const cause = unavailableError(ballot, `acquiring "${request.key}"`);
+    // Nothing of this request's is left on any node (or core already keeps the ticket): a plain failure.
+    if (ticket || current.mayHold.size === 0) throw cause;
+    // Never connected to a majority: fail fast, like a backend that is down at start.
+    if (!this.#reachedMajority) return this.#fail(request, current, cause);
+    return { outcome: 'unknown', ticket: current, cause };
   }
 
   async waitForChange(
@@ -116,7 +197,7 @@ export class RedlockDriver implements LockDriver<RedlockHandle, RedlockTicket> {
         ticket.wake?.();
       });
       // Core withdraws only a request that was not granted; the signal ends every request.
-      request.signal.addEventListener('abort', () => this.withdraw(request, ticket), { once: true });
+      request.signal.addEventListener('abort', () => closeSubscription(ticket), { once: true });
       return settleWithin(ticket.subscription.ready, maxWaitMs, request.signal);
     }
     if (ticket.collided) {
@@ -126,70 +207,146 @@ export class RedlockDriver implements LockDriver<RedlockHandle, RedlockTicket> {
     return this.#sleepUntilReleaseOrExpiry(request, ticket, maxWaitMs);
   }
 
-  async withdraw(_request: LockRequest, ticket: RedlockTicket): Promise<void> {
-    ticket.subscription?.close();
-    ticket.subscription = undefined;
+  /**
+   * Deletes the owner value wherever it may be (compare-owner delete, so a lock taken over since is
+   * left alone), and ends the waiter's subscription. Resolves once every node that may hold the value
+   * has confirmed; otherwise rejects BackendUnavailableError, and core retries in the background. The
+   * first withdrawal, which the caller of an acquire waits for, does not wait for hung nodes (their
+   * last request timed out; dlock issue 12 #8): the delete is sent to them, and core's retries confirm it.
+   */
+  async withdraw(request: LockRequest, ticket: RedlockTicket): Promise<void> {
+    closeSubscription(ticket);
+    // From here on, claims of this request still waiting for a connection are not sent.
+    ticket.withdrawals++;
+    const ballot = await this.#deleteOwnerValue(this.#lockKey(request.key), ticket, ticket.withdrawals > 1);
+    if (ballot && ticket.mayHold.size > 0) {
+      throw unavailableError(ballot, `withdrawing the attempt on "${request.key}"`);
+    }
   }
 
+  /**
+   * Extends on every node where the key holds the lease's owner value, and repairs the majority: once a
+   * majority has confirmed, the nodes that lost the key (restarted without persistence, FLUSHALL) get
+   * it back, so a renewed lease keeps a majority behind it when nodes forget it one at a time (dlock
+   * issue 12 #7). Another owner's value is never overwritten.
+   * - a majority still held it: the new validity, measured from before the request was sent;
+   * - so many nodes lost it or hold another owner's value that no majority can be this lease's:
+   *   LockLostError at once (its signal aborts). Re-creating the key then would hide that the lock was
+   *   free, and possibly taken and released by someone else, in between;
+   * - otherwise (nodes did not answer): BackendUnavailableError. Ownership is unknown, not lost: nodes
+   *   that did not answer still keep the key for its ttl, so the current window stands.
+   */
   async extend(key: string, grant: Grant<RedlockHandle>, ttlMs: number): Promise<number> {
-    const durationMs = Math.ceil(ttlMs);
-    const startedAt = now();
-    try {
-      grant.handle.lock = await this.#redlock.extend(grant.handle.lock, durationMs);
-    } catch (error) {
-      const votes = await countVotes(error, this.#addressOf);
-      if (!votes) {
-        // Only reachable after a wall-clock jump: the library checks its own Date.now()-based expiration.
-        throw new LockLostError(key, 'the redlock library considers the lock expired by the wall clock');
-      }
-      if (votes.refused >= votes.quorum) {
-        throw new LockLostError(
-          key,
-          `${votes.refused} of ${votes.nodes} nodes no longer hold this owner's value (it expired or was taken over)`,
-        );
-      }
-      // Neither a majority for nor a majority against: ownership is unknown, not lost. The lease stays
-      // valid until its window closes, and a later extension may still confirm it.
-      throw unavailableError(votes, `extending "${key}" could not confirm a majority`);
+    const { handle } = grant;
+    // A lease whose window closed (the process was paused past it) may have been taken and released by
+    // someone else meanwhile: extending it now would hide that gap from the holder.
+    if (now() >= handle.validUntil) {
+      throw new LockLostError(key, 'its validity ended before this extension could be sent');
     }
-    return this.#validUntil(startedAt, durationMs);
+    const lockKey = this.#lockKey(key);
+    const durationMs = Math.ceil(ttlMs);
+    const repair = (node: RedisNode) =>
+      node.evaluate(
+        CLAIM_SCRIPT,
+        lockKey,
+        [handle.ownerValue, durationMs, CREATE],
+        () => !handle.released && now() < handle.validUntil,
+      );
+    const lostKey: RedisNode[] = [];
+    let confirmed = false;
+    const startedAt = now();
+    const ballot = await castBallot(
+      this.#nodes,
+      this.#quorum,
+      (node) =>
+        node.evaluate(
+          CLAIM_SCRIPT,
+          lockKey,
+          [handle.ownerValue, durationMs, ONLY_REFRESH],
+          () => !handle.released,
+        ),
+      (result) => (result === 1 ? 'for' : 'against'),
+      {
+        decided: (votes) => votes.granted >= this.#quorum || this.#majorityImpossible(votes),
+        onAnswer: (node, answer) => {
+          if (!answer.ok || answer.value !== ABSENT) return;
+          // A node that answers after the majority did is repaired on its own; nothing waits for it.
+          if (confirmed) void repair(node);
+          else lostKey.push(node);
+        },
+      },
+    );
+    this.#noteAnswers(ballot);
+    if (ballot.granted >= this.#quorum) {
+      handle.validUntil = this.#validUntil(startedAt, durationMs);
+      confirmed = true;
+      await Promise.all(lostKey.map(repair));
+      return handle.validUntil;
+    }
+    if (this.#majorityImpossible(ballot)) {
+      throw new LockLostError(
+        key,
+        `${ballot.refused} of ${ballot.nodes} nodes no longer hold it (${lostKey.length} lost the key, ` +
+          `${ballot.refused - lostKey.length} hold another owner's value), so it cannot have a majority of ${ballot.quorum}`,
+      );
+    }
+    throw unavailableError(ballot, `extending "${key}" could not confirm a majority`);
   }
 
+  /**
+   * Compare-owner delete on every node, with a release notice where it deleted. Resolves once a
+   * majority has confirmed (deleted, or the value was no longer there) and every responsive node has
+   * answered, so afterwards no reachable node shows the lock; once a majority has confirmed, nodes whose
+   * last request timed out still get the delete but are not waited for. Fewer than a majority
+   * confirming: BackendUnavailableError, which core retries while the lease's validity window is open.
+   */
   async release(key: string, grant: Grant<RedlockHandle>): Promise<void> {
-    try {
-      await this.#releaseOnce(key, grant.handle.lock);
-    } catch (error) {
-      if (!(error instanceof BackendUnavailableError)) throw error;
-      // A release that cannot reach a majority leaves the key blocked for the rest of its ttl, so a
-      // transient failure is worth two more jittered tries, bounded by the command timeout.
-      await pRetry(() => this.#releaseOnce(key, grant.handle.lock), {
-        retries: 2,
-        minTimeout: 20,
-        randomize: true,
-        maxRetryTime: this.#config.commandTimeoutMs,
-        shouldRetry: ({ error: retryError }) => retryError instanceof BackendUnavailableError,
-      });
-    }
+    grant.handle.released = true;
+    const ballot = await castBallot(
+      this.#nodes,
+      this.#quorum,
+      (node) => node.evaluate(RELEASE_SCRIPT, this.#lockKey(key), [grant.handle.ownerValue]),
+      () => 'for',
+      { decided: (votes) => votes.granted >= this.#quorum && onlyHungPending(votes) },
+    );
+    this.#noteAnswers(ballot);
+    if (ballot.granted < this.#quorum) throw unavailableError(ballot, `releasing "${key}"`);
   }
 
   /** The owner a majority of nodes agrees on, or null when no value has a majority. */
   async holder(key: string): Promise<HolderInfo | null> {
     const lockKey = this.#lockKey(key);
-    const answers = await Promise.allSettled(this.#config.nodes.map((node) => node.client.get(lockKey)));
+    const answers = await Promise.all(
+      this.#nodes.map((node) =>
+        node.run((client) => client.eval(READ_SCRIPT, 1, lockKey) as Promise<[number, string?]>),
+      ),
+    );
     const counts = new Map<string, number>();
-    const failed: Array<{ address: string; error: Error }> = [];
+    const failed: NodeFailure[] = [];
+    const notLocks: NotALock[] = [];
     answers.forEach((answer, index) => {
-      if (answer.status === 'fulfilled') {
-        if (answer.value !== null) counts.set(answer.value, (counts.get(answer.value) ?? 0) + 1);
-      } else {
-        failed.push({ address: this.#config.nodes[index]!.address, error: asError(answer.reason) });
+      if (!answer.ok) failed.push(answer.failure);
+      else if (answer.value[0] === NOT_A_LOCK) {
+        notLocks.push({ address: this.#nodes[index]!.address, what: answer.value[1]! });
+      } else if (answer.value[0] === 1) {
+        const value = answer.value[1]!;
+        counts.set(value, (counts.get(value) ?? 0) + 1);
       }
     });
+    const ballot = {
+      nodes: answers.length,
+      quorum: this.#quorum,
+      granted: answers.length - failed.length,
+      refused: 0,
+      failed,
+      pending: new Set<RedisNode>(),
+    };
+    this.#noteAnswers(ballot);
     for (const [value, count] of counts) {
       if (count >= this.#quorum) return { identity: identityOf(value), token: 0n };
     }
-    const votes = { nodes: answers.length, quorum: this.#quorum, granted: 0, refused: 0, failed };
-    if (quorumUnreachable(votes)) throw unavailableError(votes, `reading the holder of "${key}"`);
+    if (notLocks.length > this.#nodes.length - this.#quorum) throw this.#keyConflict(key, notLocks);
+    if (ballot.granted < this.#quorum) throw unavailableError(ballot, `reading the holder of "${key}"`);
     return null;
   }
 
@@ -198,23 +355,116 @@ export class RedlockDriver implements LockDriver<RedlockHandle, RedlockTicket> {
     await this.#config.closeConnections();
   }
 
-  async #releaseOnce(key: string, lock: Lock): Promise<void> {
-    try {
-      const { attempts } = await this.#redlock.release(lock);
-      // The library settles at the first majority. Waiting for the last nodes too (bounded by the
-      // command timeout) means a released key is gone from every node that answers.
-      await attempts.at(-1);
-    } catch (error) {
-      const votes = await countVotes(error, this.#addressOf);
-      if (votes && quorumUnreachable(votes)) throw unavailableError(votes, `releasing "${key}"`);
-      // Otherwise a majority no longer holds this value: it expired or was taken over, nothing to do.
-    }
+  /**
+   * Sends the claim script to every node (to each only while `wanted` says so: see RedisNode.evaluate).
+   * With a ticket, keeps track of where its owner value may be: a node is added when asked and dropped
+   * when it refuses, or when the request certainly did not reach it and the value was not there before.
+   */
+  #claim(
+    lockKey: string,
+    ownerValue: string,
+    durationMs: number,
+    wanted: () => boolean,
+    ticket?: RedlockTicket,
+    onNotALock?: (node: RedisNode) => void,
+  ): Promise<Ballot> {
+    return castBallot(
+      this.#nodes,
+      this.#quorum,
+      (node) => {
+        const heldBefore = ticket?.mayHold.has(node) ?? false;
+        ticket?.mayHold.add(node);
+        const claim = node
+          .evaluate(CLAIM_SCRIPT, lockKey, [ownerValue, durationMs, CREATE], wanted)
+          .then((answer) => {
+            if (ticket?.inFlight.get(node) === claim) ticket.inFlight.delete(node);
+            if (ticket && refusedOrUnsent(answer) && (answer.ok || !heldBefore)) ticket.mayHold.delete(node);
+            if (answer.ok && answer.value === NOT_A_LOCK) onNotALock?.(node);
+            return answer;
+          });
+        ticket?.inFlight.set(node, claim);
+        return claim;
+      },
+      (result) => (result > 0 ? 'for' : 'against'),
+      { decided: (ballot) => ballot.granted >= this.#quorum || this.#majorityImpossible(ballot) },
+    );
   }
 
-  #notAcquired(ticket: RedlockTicket | undefined, collided: boolean): Attempt<RedlockHandle, RedlockTicket> {
-    const next = ticket ?? { subscription: undefined, released: false, collided: false, wake: undefined };
-    next.collided = collided;
-    return { outcome: 'busy', ticket: next };
+  /**
+   * A failed attempt gives back what it took before it reports busy, so that contenders who split the
+   * vote do not keep each other out until their keys expire (the RedLock algorithm unlocks every
+   * instance after a failed attempt). Bounded like a withdrawal: hung nodes are not waited for, and
+   * what is left there stays in the ticket for the final withdrawal.
+   */
+  async #busy(
+    lockKey: string,
+    ticket: RedlockTicket,
+    collided: boolean,
+  ): Promise<Attempt<RedlockHandle, RedlockTicket>> {
+    await this.#deleteOwnerValue(lockKey, ticket, false);
+    ticket.collided = collided;
+    return { outcome: 'busy', ticket };
+  }
+
+  /**
+   * Compare-owner delete of the ticket's value on every node that may hold it, once the claims still
+   * on their way to nodes that are not hung have answered (where they were refused, there is nothing to
+   * delete). Unless `patient`, hung nodes are sent the delete but not waited for. Resolves with the
+   * ballot, or undefined when no node may hold the value.
+   */
+  async #deleteOwnerValue(
+    lockKey: string,
+    ticket: RedlockTicket,
+    patient: boolean,
+  ): Promise<Ballot | undefined> {
+    await Promise.all([...ticket.inFlight].filter(([node]) => !node.hung).map(([, claim]) => claim));
+    const targets = [...ticket.mayHold];
+    if (targets.length === 0) return undefined;
+    return castBallot(
+      targets,
+      this.#quorum,
+      (node) =>
+        node.evaluate(RELEASE_SCRIPT, lockKey, [ticket.ownerValue]).then((answer) => {
+          if (answer.ok) ticket.mayHold.delete(node);
+          return answer;
+        }),
+      () => 'for',
+      { decided: patient ? undefined : onlyHungPending },
+    );
+  }
+
+  /**
+   * Ends an attempt with an error that core does not retry, after deleting once what it took (those
+   * nodes have just answered): without a ticket, core would not withdraw it. Anything left lapses by
+   * its ttl.
+   */
+  async #fail(request: LockRequest, ticket: RedlockTicket, error: Error): Promise<never> {
+    await this.withdraw(request, ticket).catch(() => {});
+    throw error;
+  }
+
+  /**
+   * A majority of nodes hold data at the lock's key that no RedLock client writes: it never frees up
+   * the way a lock does, so acquire and holder fail at once (core's KeyConflictError, issue 12 #9).
+   */
+  #keyConflict(key: string, found: readonly NotALock[]): KeyConflictError<readonly NotALock[]> {
+    const where = found.map(({ address, what }) => `${what} on ${address}`).join(', ');
+    return new KeyConflictError(
+      key,
+      this.#lockKey(key),
+      found,
+      `the key holds data that is not a lock (${where}), which no RedLock client writes; a lock key must be ` +
+        'absent or hold a lock value with an expiry: use a keyPrefix so locks never share keys with application data',
+    );
+  }
+
+  #noteAnswers(ballot: Ballot): void {
+    if (ballot.granted + ballot.refused >= this.#quorum) this.#reachedMajority = true;
+  }
+
+  /** So many nodes hold another owner's value that a majority for this value is out of reach. */
+  #majorityImpossible(ballot: Ballot): boolean {
+    return ballot.refused > this.#nodes.length - this.#quorum;
   }
 
   /**
@@ -249,14 +499,10 @@ export class RedlockDriver implements LockDriver<RedlockHandle, RedlockTicket> {
   }
 
   async #msUntilMajorityExpires(lockKey: string): Promise<number> {
-    const remaining = await Promise.all(
-      this.#config.nodes.map((node) =>
-        node.client.pttl(lockKey).then(
-          // -2: no such key; -1: a key without expiry, which only an operator can remove.
-          (ms) => (ms === -2 ? 0 : ms < 0 ? Number.POSITIVE_INFINITY : ms),
-          () => Number.POSITIVE_INFINITY,
-        ),
-      ),
+    const answers = await Promise.all(this.#nodes.map((node) => node.pttl(lockKey)));
+    const remaining = answers.map((answer) =>
+      // -2: no such key; -1: a key without expiry, which only an operator can remove.
+      !answer.ok || answer.value === -1 ? Number.POSITIVE_INFINITY : Math.max(0, answer.value),
     );
     remaining.sort((a, b) => a - b);
     return remaining[this.#quorum - 1] ?? Number.POSITIVE_INFINITY;
@@ -269,8 +515,35 @@ export class RedlockDriver implements LockDriver<RedlockHandle, RedlockTicket> {
   #lockKey(key: string): string {
     return this.#config.keyPrefix + key;
   }
+}
 
-  readonly #addressOf = (client: Redis): string => this.#addresses.get(client) ?? 'unknown node';
+function newTicket(identity: string): RedlockTicket {
+  return {
+    ownerValue: newOwnerValue(identity),
+    mayHold: new Set(),
+    inFlight: new Map(),
+    withdrawals: 0,
+    subscription: undefined,
+    released: false,
+    collided: false,
+    wake: undefined,
+  };
+}
+
+/** The node's script refused, or the request certainly never reached it. */
+function refusedOrUnsent(answer: NodeAnswer<number>): boolean {
+  return answer.ok ? answer.value <= 0 : !answer.failure.mayHaveApplied;
+}
+
+/** Every node still to answer has stopped answering: a clean-up's caller need not wait for them. */
+function onlyHungPending(ballot: Ballot): boolean {
+  for (const node of ballot.pending) if (!node.hung) return false;
+  return true;
+}
+
+function closeSubscription(ticket: RedlockTicket): void {
+  ticket.subscription?.close();
+  ticket.subscription = undefined;
 }
 
 /** Resolves when `work` settles, after `ms`, or when `signal` aborts — whichever is first — and leaves no timer behind. */
@@ -286,8 +559,4 @@ export function settleWithin(work: Promise<unknown>, ms: number, signal: AbortSi
     signal.addEventListener('abort', finish, { once: true });
     work.then(finish, finish);
   });
-}
-
-function asError(reason: unknown): Error {
-  return reason instanceof Error ? reason : new Error(String(reason));
 }

@@ -9,6 +9,7 @@ import {
   pause,
 } from '@dlock/core';
 import {
+  type LuaScript,
   PERMIT_BUSY,
   PERMIT_GRANTED,
   PERMIT_LIMIT_MISMATCH,
@@ -25,13 +26,27 @@ import {
   permitKeys,
   permitLayout,
   permitLeaveScript,
-  runScript,
 } from '@dlock/redis/primitives';
+import type { Redis } from 'ioredis';
 import { redlockCapabilities } from './capabilities.js';
 import { COLLISION_BACKOFF_MS, EXPIRY_PRECISION_MS, settleWithin } from './driver.js';
-import type { RedisNode } from './nodes.js';
-import { type Votes, quorumUnreachable, unavailableError } from './quorum.js';
+import type { NodeFailure, RedisNode } from './node.js';
+import { type Ballot, quorumUnreachable, unavailableError } from './quorum.js';
 import type { ReleaseNotices, ReleaseSubscription } from './wakeups.js';
+
+/**
+ * EVAL, never EVALSHA with a NOSCRIPT fallback (as for locks, see scripts.ts): the fallback re-sends a
+ * script behind whatever was queued on the connection meanwhile, so after a script-cache flush an
+ * attempt's re-send could land after the undo that followed it and leave a permit nobody holds.
+ */
+function evalScript(
+  client: Redis,
+  script: LuaScript,
+  keys: readonly string[],
+  args: readonly (string | number)[],
+): Promise<unknown> {
+  return client.eval(script.source, keys.length, ...keys, ...args);
+}
 
 export const redlockPermitCapabilities: Capabilities = {
   ...redlockCapabilities,
@@ -74,7 +89,7 @@ export interface RedlockPermitConfig {
 
 type NodeAnswer<T> =
   | { readonly node: RedisNode; readonly value: T }
-  | { readonly node: RedisNode; readonly error: Error };
+  | { readonly node: RedisNode; readonly failure: NodeFailure };
 
 /**
  * Semaphores and read-write locks over RedLock's independent nodes, as redis-semaphore's
@@ -143,8 +158,8 @@ export abstract class RedlockPermitDriver<Request extends LockRequest>
     });
     const startedAt = now();
     const answers = await this.#onNodes(
-      (node) =>
-        runScript(node.client, permitAcquireScript, permitKeys(layout), args) as Promise<[number, number]>,
+      (client) =>
+        evalScript(client, permitAcquireScript, permitKeys(layout), args) as Promise<[number, number]>,
       // Settle at a quorum for, or once no quorum for is possible (a refusal then never waits for
       // hung nodes).
       (granted, refused) => granted >= quorum || refused > nodes - quorum,
@@ -163,7 +178,7 @@ export abstract class RedlockPermitDriver<Request extends LockRequest>
     // (a timed-out script may still have run), without making the caller wait for them.
     if (
       granted > 0 ||
-      answers.some((answer) => 'error' in answer) ||
+      answers.some((answer) => 'failure' in answer) ||
       answers.length < this.#config.nodes.length
     ) {
       this.#undo(layout, owner);
@@ -241,8 +256,8 @@ export abstract class RedlockPermitDriver<Request extends LockRequest>
     const nodes = this.#config.nodes.length;
     const startedAt = now();
     const answers = await this.#onNodes(
-      (node) =>
-        runScript(node.client, permitExtendScript, keys, [grant.handle.owner, durationMs]) as Promise<number>,
+      (client) =>
+        evalScript(client, permitExtendScript, keys, [grant.handle.owner, durationMs]) as Promise<number>,
       (extended, refused) => extended >= quorum || refused > nodes - quorum,
       (extended) => extended === 1,
     );
@@ -275,7 +290,7 @@ export abstract class RedlockPermitDriver<Request extends LockRequest>
   protected async holderEntries(key: string): Promise<PermitEntry[]> {
     const keys = permitKeys(this.#layout(key));
     const answers = await this.#onNodes(
-      (node) => runScript(node.client, permitHoldersScript, keys, []).then(decodeHolders),
+      (client) => evalScript(client, permitHoldersScript, keys, []).then(decodeHolders),
       () => false,
       () => true,
     );
@@ -310,7 +325,7 @@ export abstract class RedlockPermitDriver<Request extends LockRequest>
   #leaveEverywhere(layout: PermitLayout, owner: string, notify: boolean): Promise<NodeAnswer<unknown>[]> {
     const keys = permitKeys(layout);
     return this.#onNodes(
-      (node) => runScript(node.client, permitLeaveScript, keys, [owner, layout.channel, notify ? 1 : 0]),
+      (client) => evalScript(client, permitLeaveScript, keys, [owner, layout.channel, notify ? 1 : 0]),
       () => false,
       () => true,
     );
@@ -322,7 +337,7 @@ export abstract class RedlockPermitDriver<Request extends LockRequest>
    * or failed; each node's commands are bounded by its connection's command timeout.
    */
   #onNodes<T>(
-    call: (node: RedisNode) => Promise<T>,
+    call: (client: Redis) => Promise<T>,
     decided: (votesFor: number, refused: number) => boolean,
     isFor: (value: T) => boolean,
   ): Promise<NodeAnswer<T>[]> {
@@ -344,12 +359,13 @@ export abstract class RedlockPermitDriver<Request extends LockRequest>
           resolve([...answers]);
         }
       };
+      // Each node waits for its connection and classifies failures (RedisNode); nothing rejects.
       for (const node of nodes) {
-        call(node).then(
-          (value) => record({ node, value }),
-          (error: unknown) =>
-            record({ node, error: error instanceof Error ? error : new Error(String(error)) }),
-        );
+        node
+          .run(call)
+          .then((answer) =>
+            record(answer.ok ? { node, value: answer.value } : { node, failure: answer.failure }),
+          );
       }
     });
   }
@@ -359,14 +375,14 @@ export abstract class RedlockPermitDriver<Request extends LockRequest>
     granted: number,
     isRefusal: (value: T) => boolean,
     quorum = this.#quorum,
-  ): Votes {
+  ): Ballot {
     let refused = 0;
-    const failed: Array<{ address: string; error: Error }> = [];
+    const failed: NodeFailure[] = [];
     for (const answer of answers) {
-      if ('error' in answer) failed.push({ address: answer.node.address, error: answer.error });
+      if ('failure' in answer) failed.push(answer.failure);
       else if (isRefusal(answer.value)) refused++;
     }
-    return { nodes: this.#config.nodes.length, quorum, granted, refused, failed };
+    return { nodes: this.#config.nodes.length, quorum, granted, refused, failed, pending: new Set() };
   }
 
   /** When a quorum of nodes could have room by their busy replies (a grant counts as room now). */

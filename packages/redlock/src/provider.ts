@@ -2,12 +2,13 @@ import {
   InvalidArgumentError,
   type LockProvider,
   type ProviderOptions,
+  type RetryPolicyOptions,
   createLockProvider,
   validateDuration,
 } from '@dlock/core';
 import type { Redis } from 'ioredis';
 import { RedlockDriver } from './driver.js';
-import { type RedisNode, adoptNode, closeClients, connectNode } from './nodes.js';
+import { type RedisNode, adoptNode, closeClients, connectNode, openSubscriber } from './node.js';
 import { RedlockReadWriteDriver } from './read-write.js';
 import { RedlockSemaphoreDriver } from './semaphore.js';
 import { ReleaseNotices } from './wakeups.js';
@@ -28,10 +29,44 @@ export interface RedlockProviderOptions extends Omit<ProviderOptions, 'election'
   keyPrefix?: string;
   /** Clock drift allowed between client and nodes, as a fraction of the ttl. Default 0.01. */
   driftFactor?: number;
-  /** Per-node connect timeout for connections opened from `urls` (ms). Default 2 000. */
+  /**
+   * Longest wait for a node's connection that is being (re)established before a request to it counts
+   * as failed (ms); also the connect timeout of connections opened from `urls`. A node whose last
+   * connect failed is not waited for. Default 2 000.
+   */
   connectTimeoutMs?: number;
-  /** Per-node command timeout for connections opened from `urls`, and release retries' budget (ms). Default 2 000. */
+  /**
+   * Per-node command timeout for connections opened from `urls` (ms); `clients` keep their own
+   * `commandTimeout`. The longest of them is also the default `settleGraceMs`. Default 2 000.
+   */
   commandTimeoutMs?: number;
+  /**
+   * How long after `waitMs` an attempt already in flight may still complete (ms). Default: the command
+   * timeout, the longest one node may take to answer, so an attempt in flight when the budget runs out
+   * reports its real votes; the caller is answered within `waitMs` + this (dlock issue 12 #8).
+   */
+  settleGraceMs?: number;
+  /**
+   * Overrides of the retry policy (see `RetryPolicy` in @dlock/core), field by field. Defaults for
+   * RedLock: see `redlockRetryDefaults`.
+   */
+  retry?: RetryPolicyOptions;
+}
+
+/**
+ * The retry policy's defaults for RedLock, fitted to its timeouts: a waiting acquire rides out an
+ * outage of the majority for at least 15 s and for several connect-plus-command rounds; close() can
+ * still release after one reconnect and one command timeout.
+ */
+export function redlockRetryDefaults(timeouts: {
+  connectTimeoutMs: number;
+  commandTimeoutMs: number;
+}): RetryPolicyOptions {
+  const roundMs = timeouts.connectTimeoutMs + timeouts.commandTimeoutMs;
+  return {
+    outageMs: Math.max(15_000, 3 * roundMs),
+    closeMs: Math.max(5_000, 2 * roundMs),
+  };
 }
 
 /**
@@ -67,39 +102,47 @@ export function createRedlockProvider(options: RedlockProviderOptions): LockProv
   if ((urls === undefined) === (clients === undefined)) {
     throw new InvalidArgumentError('urls', urls, 'exactly one of `urls` or `clients`');
   }
-  const timeouts = { connectTimeoutMs, commandTimeoutMs };
   let nodes: RedisNode[];
   let owned: Redis[];
   if (urls !== undefined) {
     validateNodeList('urls', urls);
     urls.forEach((url, index) => validateUrl(`urls[${index}]`, url));
-    nodes = urls.map((url) => connectNode(url, timeouts));
+    nodes = urls.map((url) => connectNode(url, { connectTimeoutMs, commandTimeoutMs }));
     owned = nodes.map((node) => node.client);
   } else {
     validateNodeList('clients', clients);
     clients!.forEach((client, index) => validateClient(`clients[${index}]`, client));
-    nodes = clients!.map(adoptNode);
+    nodes = clients!.map((client) => adoptNode(client, connectTimeoutMs));
     owned = [];
   }
+  const slowestCommandMs =
+    urls !== undefined
+      ? commandTimeoutMs
+      : Math.max(...clients!.map((client) => client.options.commandTimeout!));
   // Subscriber connections copy their node's connection settings (for a caller's client, its own).
-  const notices = new ReleaseNotices(
-    nodes.map((node) => node.client),
-    (client) => client.duplicate(),
-  );
+  const notices = new ReleaseNotices(nodes.map((node) => () => openSubscriber(node, urls !== undefined)));
   const driver = new RedlockDriver({
     nodes,
     keyPrefix,
     driftFactor,
-    commandTimeoutMs,
     notices,
-    closeConnections: () => closeClients(owned),
+    closeConnections: async () => {
+      await closeClients(owned);
+      // A caller's clients outlive the provider: take its listeners off them.
+      if (owned.length === 0) for (const node of nodes) node.detach();
+    },
   });
   const permitConfig = { nodes, keyPrefix, driftFactor, notices };
   try {
-    return createLockProvider(driver, providerOptions, {
-      semaphoreDriver: new RedlockSemaphoreDriver(permitConfig),
-      readWriteDriver: new RedlockReadWriteDriver(permitConfig),
-    });
+    return createLockProvider(
+      driver,
+      { ...providerOptions, settleGraceMs: providerOptions.settleGraceMs ?? slowestCommandMs },
+      {
+        semaphoreDriver: new RedlockSemaphoreDriver(permitConfig),
+        readWriteDriver: new RedlockReadWriteDriver(permitConfig),
+        retryDefaults: redlockRetryDefaults({ connectTimeoutMs, commandTimeoutMs: slowestCommandMs }),
+      },
+    );
   } catch (error) {
     closeClients(owned).catch(() => {});
     throw error;

@@ -1,5 +1,5 @@
 import type { Redis } from 'ioredis';
-import { closeClients } from './nodes.js';
+import { closeClients } from './node.js';
 
 export interface ReleaseSubscription {
   /** Settles once every node has confirmed (or failed) the subscription. */
@@ -20,14 +20,15 @@ interface Channel {
  * the fallback re-check (core's fallbackRecheckMs).
  */
 export class ReleaseNotices {
-  readonly #openSubscriber: (commandClient: Redis) => Redis;
-  readonly #commandClients: readonly Redis[];
+  readonly #openers: ReadonlyArray<() => Redis>;
   readonly #channels = new Map<string, Channel>();
+  /** Per subscriber connection that is not ready: channels to unsubscribe once it is. */
+  readonly #unsubscribeWhenReady = new Map<Redis, Set<string>>();
   #subscribers: Redis[] | undefined;
 
-  constructor(commandClients: readonly Redis[], openSubscriber: (commandClient: Redis) => Redis) {
-    this.#commandClients = commandClients;
-    this.#openSubscriber = openSubscriber;
+  /** `openers`: one per node, each opening that node's subscriber connection. */
+  constructor(openers: ReadonlyArray<() => Redis>) {
+    this.#openers = openers;
   }
 
   subscribe(channelName: string, listener: () => void): ReleaseSubscription {
@@ -45,14 +46,29 @@ export class ReleaseNotices {
         current.listeners.delete(listener);
         if (current.listeners.size > 0 || this.#channels.get(channelName) !== current) return;
         this.#channels.delete(channelName);
-        // Commands on one connection run in order, so a later SUBSCRIBE of this name still wins.
-        for (const subscriber of this.#subscribers ?? []) subscriber.unsubscribe(channelName).catch(() => {});
+        for (const subscriber of this.#subscribers ?? []) this.#unsubscribe(subscriber, channelName);
       },
     };
   }
 
+  /**
+   * Commands on one ready connection run in order, so a later SUBSCRIBE of this name still wins. Before
+   * the connection is ready they may not: ioredis writes (UN)SUBSCRIBE straight to a connection that is
+   * still completing its handshake, while a SUBSCRIBE made earlier waits in its offline queue, so an
+   * unsubscribe sent then would overtake its own subscribe and leave the channel subscribed for good.
+   * Until the connection is ready, unsubscribes wait (one set per connection, not a listener each).
+   */
+  #unsubscribe(subscriber: Redis, channelName: string): void {
+    if (subscriber.status === 'ready') {
+      subscriber.unsubscribe(channelName).catch(() => {});
+      return;
+    }
+    this.#unsubscribeWhenReady.get(subscriber)?.add(channelName);
+  }
+
   async close(): Promise<void> {
     this.#channels.clear();
+    this.#unsubscribeWhenReady.clear();
     const subscribers = this.#subscribers ?? [];
     this.#subscribers = [];
     await closeClients(subscribers);
@@ -60,11 +76,20 @@ export class ReleaseNotices {
 
   #connections(): Redis[] {
     if (!this.#subscribers) {
-      this.#subscribers = this.#commandClients.map((client) => {
-        const subscriber = this.#openSubscriber(client);
+      this.#subscribers = this.#openers.map((open) => {
+        const subscriber = open();
         subscriber.on('error', () => {});
         subscriber.on('message', (channelName: string) => {
           for (const listener of this.#channels.get(channelName)?.listeners ?? []) listener();
+        });
+        const waiting = new Set<string>();
+        this.#unsubscribeWhenReady.set(subscriber, waiting);
+        // Emitted after ioredis has sent its own queue (and re-subscribed after a reconnect).
+        subscriber.on('ready', () => {
+          for (const channelName of waiting) {
+            if (!this.#channels.has(channelName)) subscriber.unsubscribe(channelName).catch(() => {});
+          }
+          waiting.clear();
         });
         return subscriber;
       });

@@ -1,7 +1,12 @@
 import { InvalidArgumentError } from '@dlock/core';
 import { Redis } from 'ioredis';
 import { describe, expect, it } from 'vitest';
-import { type RedlockProviderOptions, createRedlockProvider, redlockCapabilities } from '../src/index.js';
+import {
+  type RedlockProviderOptions,
+  createRedlockProvider,
+  redlockCapabilities,
+  redlockRetryDefaults,
+} from '../src/index.js';
 
 const url = (port: number) => `redis://127.0.0.1:${port}`;
 const threeUrls = [url(1), url(2), url(3)];
@@ -27,6 +32,10 @@ describe('createRedlockProvider options', () => {
     ['defaultTtlMs', { urls: threeUrls, defaultTtlMs: 5 }],
     ['fallbackRecheckMs', { urls: threeUrls, fallbackRecheckMs: -1 }],
     ['identity', { urls: threeUrls, identity: '' }],
+    ['settleGraceMs', { urls: threeUrls, settleGraceMs: -1 }],
+    ['retry', { urls: threeUrls, retry: 5 }],
+    ['retry.outageMs', { urls: threeUrls, retry: { outageMs: Number.NaN } }],
+    ['retry.retries', { urls: threeUrls, retry: { retries: 3 } }],
   ];
 
   it.each(rejected)('rejects a bad %s with InvalidArgumentError naming it', (field, options) => {
@@ -46,6 +55,14 @@ describe('createRedlockProvider options', () => {
     expect(() => createRedlockProvider({ clients })).toThrow(
       expect.objectContaining({ field: 'clients[0].options.commandTimeout' }),
     );
+  });
+
+  it('fits the retry defaults to the timeouts: an outage of a few connect-and-command rounds is ridden out', () => {
+    expect(redlockRetryDefaults({ connectTimeoutMs: 2_000, commandTimeoutMs: 2_000 })).toEqual({
+      outageMs: 15_000,
+      closeMs: 8_000,
+    });
+    expect(redlockRetryDefaults({ connectTimeoutMs: 5_000, commandTimeoutMs: 5_000 }).outageMs).toBe(30_000);
   });
 
   it('declares no fencing and no fairness, and says why', () => {

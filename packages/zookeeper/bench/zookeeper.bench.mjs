@@ -6,19 +6,13 @@
 // 3. Hand-off: time from release() by the holder to acquire() resolving for the one waiter.
 // 4. Watch notifications per release with 1, 8 and 32 queued waiters.
 import { startZooKeeper, stopAll } from '@dlock/testkit';
-import * as hdr from 'hdr-histogram-js';
 import zookeeper from 'node-zookeeper-client';
 import { createZooKeeperProvider } from '../dist/index.js';
+import { handoffs, histogram, ms, since, sleep } from './support.mjs';
 
 const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 500);
 const HANDOFFS = Number(process.env.BENCH_HANDOFFS ?? 200);
 const ROOT = '/dlock-bench';
-
-const histogram = () => hdr.build({ lowestDiscernibleValue: 1, numberOfSignificantValueDigits: 3 });
-/** Milliseconds with two decimals from a histogram of microseconds. */
-const ms = (h, percentile) => (h.getValueAtPercentile(percentile) / 1000).toFixed(2);
-const since = (start) => Math.max(1, Math.round((performance.now() - start) * 1000));
-const sleep = (delay) => new Promise((resolve) => setTimeout(resolve, delay));
 
 async function rawFloor(connectString) {
   const client = zookeeper.createClient(connectString, { retries: 0 });
@@ -57,20 +51,7 @@ async function uncontended(connectString) {
 
 async function handoff(connectString) {
   const [a, b] = [0, 1].map(() => createZooKeeperProvider({ connectString, root: ROOT }));
-  const h = histogram();
-  let lease = await a.acquire('handoff');
-  let waiter = b;
-  for (let i = 0; i < HANDOFFS + 20; i++) {
-    const next = waiter.acquire('handoff', { waitMs: 10_000 });
-    // Let the waiter queue and set its watch before the release.
-    await sleep(15);
-    const start = performance.now();
-    await lease.release();
-    lease = await next;
-    if (i >= 20) h.recordValue(since(start));
-    waiter = waiter === a ? b : a;
-  }
-  await lease.release();
+  const h = await handoffs(a, b, (provider, options) => provider.acquire('handoff', options), HANDOFFS);
   await Promise.all([a.close(), b.close()]);
   return h;
 }

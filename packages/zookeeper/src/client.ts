@@ -108,6 +108,13 @@ export class ZooKeeperCalls {
     return this.#call<void>('remove', path, (done) => this.#client.remove(path, -1, (error) => done(error)));
   }
 
+  /** Replaces a node's data, any version, and resolves with its new Stat. NO_NODE rejects with a ZooKeeperReplyError. */
+  setData(path: string, data: Buffer): Promise<Stat> {
+    return this.#call<Stat>('setData', path, (done) =>
+      this.#client.setData(path, data, -1, (error, stat) => done(error, stat)),
+    );
+  }
+
   /**
    * Subscribes `listener` to the next event of a (kind, path) watch; pass the subscription to the call
    * of that kind to set the watch, and cancel it when no longer interested (see WatchFans).

@@ -6,5 +6,7 @@ export {
   createZooKeeperProvider,
   zooKeeperRetryDefaults,
 } from './provider.js';
+export { zooKeeperReadWriteCapabilities } from './read-write.js';
+export { zooKeeperSemaphoreCapabilities } from './semaphore.js';
 export type { DigestAuth, DisconnectPolicy } from './session.js';
 export { dlockBackend } from './descriptor.js';

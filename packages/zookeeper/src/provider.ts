@@ -8,7 +8,9 @@ import {
 } from '@dlock/core';
 import { ACL, Id, Permission } from 'node-zookeeper-client';
 import { ZooKeeperLockDriver, type ZooKeeperWatchEvent } from './driver.js';
-import { isValidNodePath, validateRoot } from './layout.js';
+import { isValidNodePath, primitiveRoots, validateRoot, validateSeparateRoots } from './layout.js';
+import { ZooKeeperReadWriteDriver } from './read-write.js';
+import { ZooKeeperSemaphoreDriver } from './semaphore.js';
 import type { DigestAuth, DisconnectPolicy } from './session.js';
 
 /** One ACL entry for the nodes dlock creates, e.g. `{ scheme: 'digest', id: 'app:<base64 sha1>', perms: 31 }`. */
@@ -24,6 +26,17 @@ export interface ZooKeeperProviderOptions extends Omit<ProviderOptions, 'electio
   connectString: string;
   /** The node every lock parent lives under. Default `/dlock`; created on first use. */
   root?: string;
+  /**
+   * The node semaphores live under (Curator's `InterProcessSemaphoreV2` layout: `<semaphoreRoot>/<name>`).
+   * Default `<root>/#semaphores`; set it to the parent of a Curator semaphore's path to share it.
+   */
+  semaphoreRoot?: string;
+  /**
+   * The node read-write locks live under (Curator's `InterProcessReadWriteLock` layout:
+   * `<readWriteRoot>/<name>`). Default `<root>/#rwlocks`; set it to the parent of a Curator lock's path
+   * to share it.
+   */
+  readWriteRoot?: string;
   /** Requested session timeout; the server clamps it (by default to 2–20 ticks). Default 10 000 ms. */
   sessionTimeoutMs?: number;
   /** How long opening a session may take before BackendUnavailableError. Default 5 000 ms. */
@@ -146,6 +159,8 @@ export function openZooKeeperProvider(options: ZooKeeperProviderOptions): {
   const {
     connectString,
     root = '/dlock',
+    semaphoreRoot = primitiveRoots(root).semaphores,
+    readWriteRoot = primitiveRoots(root).readWrite,
     sessionTimeoutMs = 10_000,
     connectTimeoutMs = 5_000,
     callTimeoutMs = 5_000,
@@ -157,6 +172,9 @@ export function openZooKeeperProvider(options: ZooKeeperProviderOptions): {
   } = options;
   validateConnectString(connectString);
   validateRoot(root);
+  validateRoot(semaphoreRoot, 'semaphoreRoot');
+  validateRoot(readWriteRoot, 'readWriteRoot');
+  validateSeparateRoots({ root, semaphoreRoot, readWriteRoot });
   validateDuration('sessionTimeoutMs', sessionTimeoutMs, 100);
   validateDuration('connectTimeoutMs', connectTimeoutMs, 1);
   validateDuration('callTimeoutMs', callTimeoutMs, 1);
@@ -181,8 +199,15 @@ export function openZooKeeperProvider(options: ZooKeeperProviderOptions): {
     },
     onWatchEvent,
   });
+  // One session per provider, the lock driver's: a crash or an expiry hits every primitive at once.
+  const shared = { address: driver.address, session: () => driver.session(), onWatchEvent };
   const retryDefaults = zooKeeperRetryDefaults({ sessionTimeoutMs, connectTimeoutMs, callTimeoutMs });
-  return { provider: createLockProvider(driver, providerOptions, { retryDefaults }), driver };
+  const parts = {
+    semaphoreDriver: new ZooKeeperSemaphoreDriver({ ...shared, root: semaphoreRoot }),
+    readWriteDriver: new ZooKeeperReadWriteDriver({ ...shared, root: readWriteRoot }),
+    retryDefaults,
+  };
+  return { provider: createLockProvider(driver, providerOptions, parts), driver };
 }
 
 /**

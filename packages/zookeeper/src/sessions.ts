@@ -9,15 +9,13 @@ import { type SessionOptions, ZooKeeperSession } from './session.js';
  */
 export class SessionSource {
   readonly #options: SessionOptions;
-  readonly #onOpened: (session: ZooKeeperSession) => void;
   readonly #sessions = new Set<ZooKeeperSession>();
   #current: ZooKeeperSession | undefined;
   #opening: Promise<ZooKeeperSession> | undefined;
   #closed = false;
 
-  constructor(options: SessionOptions, onOpened: (session: ZooKeeperSession) => void) {
+  constructor(options: SessionOptions) {
     this.#options = options;
-    this.#onOpened = onOpened;
   }
 
   current(): Promise<ZooKeeperSession> {
@@ -32,7 +30,6 @@ export class SessionSource {
         this.#current = session;
         this.#sessions.add(session);
         session.lost.addEventListener('abort', () => this.#forgetWhenClosed(session), { once: true });
-        this.#onOpened(session);
         return session;
       })
       .finally(() => {

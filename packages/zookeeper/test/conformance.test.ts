@@ -1,6 +1,7 @@
 import { type ConformanceOptions, type NetworkHooks, describeLockProvider } from '@dlock/conformance';
 import { freePort } from '@dlock/testkit';
 import type { DisconnectPolicy } from '../src/index.js';
+import { primitiveResidue } from './primitive-support.js';
 import { serverWatchCount, sleep, useStandaloneZooKeeper } from './support.js';
 
 const ROOT = '/dlock-conformance';
@@ -30,12 +31,22 @@ function options(onDisconnect: DisconnectPolicy): ConformanceOptions {
     // The server expires a silent session sessionTimeout after it last heard from it, rounded up to its
     // next tick (200 ms); the next waiter is then woken by its predecessor watch.
     crashRecoveryMs: SESSION_TIMEOUT_MS + 400,
-    lapse: async (provider) => {
-      await providers.expire(provider, zk.server.connectString);
-      await sleep(50);
-    },
+    // 'abort': the server expires the session at once (taken over with its id and password) while the
+    // client is cut off, which its disconnect has already aborted. 'session-timeout': a real silence,
+    // longer than the session: the client's own deadline aborts its leases first, as it would in a
+    // pause. (Expiring it at the server instead would let others in while the client's deadline has
+    // not passed — an overlap no real pause can produce.)
+    lapse:
+      onDisconnect === 'abort'
+        ? async (provider) => {
+            await providers.expire(provider, zk.server.connectString);
+            await sleep(50);
+          }
+        : (provider) => providers.silence(provider, SESSION_TIMEOUT_MS + 600),
     forceRelease: (key) => zk.inspector.forceRelease(ROOT, key),
-    residue: (key) => zk.inspector.residue(ROOT, key),
+    // A semaphore's node (with `locks` and `leases` below it) or a read-write lock's node, and its children.
+    residue: (key, kind) =>
+      kind === 'lock' ? zk.inspector.residue(ROOT, key) : primitiveResidue(zk.inspector, ROOT, kind, key),
     // Deliberately not through the key encoder: a simple key must be the node name as given.
     heldAtRawKey: async (key) => (await zk.inspector.children(`${ROOT}/${key}`)).length > 0,
     unreachable: async () =>

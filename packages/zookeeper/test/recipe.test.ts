@@ -1,9 +1,8 @@
 import { type HolderInfo, type Lease, LockLostError, type LockProvider } from '@dlock/core';
-import { CreateMode } from 'node-zookeeper-client';
 import { describe, expect, it } from 'vitest';
 import type { ZooKeeperWatchEvent } from '../src/index.js';
 import { lockPath } from '../src/layout.js';
-import { pauseServer, sleep, until, useStandaloneZooKeeper } from './support.js';
+import { dropConnectionOnCreate, pauseServer, sleep, until, useStandaloneZooKeeper } from './support.js';
 
 const ROOT = '/dlock-recipe';
 const zk = useStandaloneZooKeeper(ROOT);
@@ -93,21 +92,10 @@ describe('protected-mode recovery', () => {
   it('finds its node by the protected name after the connection drops during create: no duplicate, no ghost', async () => {
     const key = freshKey('lost-reply');
     const provider = providers.open({ onDisconnect: 'session-timeout', sessionTimeoutMs: 4_000 });
-    await provider.holder(key);
+    const dropped = await dropConnectionOnCreate(providers, provider, '-lock-');
     const [session] = providers.driver(provider).liveSessions();
-    if (!session) throw new Error('no session');
-    const create = session.calls.create.bind(session.calls);
-    let dropped = false;
-    session.calls.create = (path, data, mode) => {
-      const created = create(path, data, mode);
-      if (!dropped && mode === CreateMode.EPHEMERAL_SEQUENTIAL) {
-        dropped = true;
-        session.dropConnection();
-      }
-      return created;
-    };
     const lease = await provider.acquire(key, { waitMs: 10_000 });
-    expect(dropped).toBe(true);
+    expect(dropped()).toBe(true);
     expect(providers.driver(provider).liveSessions()).toEqual([session]);
     await expectSoleNodeThenRelease(key, lease);
   });

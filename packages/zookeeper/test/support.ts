@@ -3,7 +3,7 @@ import { createConnection } from 'node:net';
 import { text } from 'node:stream/consumers';
 import type { LockProvider } from '@dlock/core';
 import { type FaultProxy, type ZooKeeperServer, startFaultProxy, startZooKeeper } from '@dlock/testkit';
-import { ACL, Id, Permission, createClient } from 'node-zookeeper-client';
+import { ACL, CreateMode, Id, Permission, createClient } from 'node-zookeeper-client';
 import { afterAll, beforeAll } from 'vitest';
 import { unlessMissing } from '../src/client.js';
 import type { ZooKeeperLockDriver } from '../src/driver.js';
@@ -100,10 +100,49 @@ export class Providers {
     }
   }
 
+  /**
+   * Silences the provider's sessions for `silentMs`, as a long pause or a partition would: the
+   * connection drops and the client may not reconnect until the time is up. The client's own deadline
+   * (sessionTimeout − margin after the last reply) aborts its leases before the server can expire the
+   * session; then it reconnects and learns of the expiry as in production.
+   */
+  async silence(provider: LockProvider, silentMs: number): Promise<void> {
+    const sessions = this.driver(provider).liveSessions();
+    for (const session of sessions) session.dropConnection({ holdReconnect: true });
+    await sleep(silentMs);
+    for (const session of sessions) session.resumeReconnecting();
+  }
+
   async closeAll(): Promise<void> {
     await Promise.allSettled([...this.#drivers.keys()].map((provider) => provider.close()));
     this.#drivers.clear();
   }
+}
+
+/**
+ * Makes the provider's session drop its connection right after sending the first EPHEMERAL_SEQUENTIAL
+ * create whose path contains `marker`: the create is applied (or not) but its reply is lost. Returns a
+ * function telling whether the drop happened.
+ */
+export async function dropConnectionOnCreate(
+  providers: Providers,
+  provider: LockProvider,
+  marker: string,
+): Promise<() => boolean> {
+  await provider.holder('warm-up');
+  const [session] = providers.driver(provider).liveSessions();
+  if (!session) throw new Error('no session');
+  const create = session.calls.create.bind(session.calls);
+  let dropped = false;
+  session.calls.create = (path, data, mode) => {
+    const created = create(path, data, mode);
+    if (!dropped && mode === CreateMode.EPHEMERAL_SEQUENTIAL && path.includes(marker)) {
+      dropped = true;
+      session.dropConnection();
+    }
+    return created;
+  };
+  return () => dropped;
 }
 
 /** A plain session for inspecting and changing the tree behind the providers' backs. */

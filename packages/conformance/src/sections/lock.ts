@@ -156,8 +156,11 @@ export function lockGuarantees(kit: KitContext): Guarantee[] {
         const key = freshKey('extend');
         const other = await open();
         const lease = await kit.first.acquire(key, { ttlMs });
-        for (let i = 0; i < 3; i++) {
-          await sleep(ttlMs / 2);
+        // Extending every quarter ttl, six times (a ttl and a half), leaves each extension three quarters
+        // of a ttl before the lease would lapse: room for a busy machine's late timers (every half ttl
+        // left 300 ms of a 600 ms ttl, and redlock's extension came too late under a CPU hog).
+        for (let i = 0; i < 6; i++) {
+          await sleep(ttlMs / 4);
           await lease.extend();
         }
         expect(lease.signal.aborted).toBe(false);
