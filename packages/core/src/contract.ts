@@ -57,6 +57,7 @@ export interface QueuedWaiter {
  * Fields the backend cannot report are absent, never guessed.
  */
 export interface KeyInspection {
+  /** The current holder, or null when the key is free (as `holder()` reports it). */
   readonly holder: HolderInfo | null;
   /** ttl backends: ms left on the holder's lease by the server's clock when it was read. */
   readonly ttlLeftMs?: number;
