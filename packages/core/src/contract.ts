@@ -43,6 +43,33 @@ export interface HolderInfo {
   readonly token: bigint;
 }
 
+/** One request waiting in a backend's queue for a key, as `inspect()` reports it. */
+export interface QueuedWaiter {
+  /** The identity the waiter asked with (what `holder()` will show once it is granted). */
+  readonly identity: string;
+  /** The session its place in line lives in (ZooKeeper session id, etcd lease id, in hex), if any. */
+  readonly session?: string;
+}
+
+/**
+ * What a backend can tell about one lock key in one read: its holder, and where the backend reports
+ * them, the time left on the holder's lease, the session keeping it, and the queue behind it.
+ * Fields the backend cannot report are absent, never guessed.
+ */
+export interface KeyInspection {
+  /** The current holder, or null when the key is free (as `holder()` reports it). */
+  readonly holder: HolderInfo | null;
+  /** ttl backends: ms left on the holder's lease by the server's clock when it was read. */
+  readonly ttlLeftMs?: number;
+  /** Session backends: the session keeping the holder's lease (ZooKeeper session id, etcd lease id, hex). */
+  readonly session?: string;
+  /**
+   * The requests waiting behind the holder, first in line first. Absent where the backend keeps no
+   * queue a reader can see (waiters poll or subscribe, and whoever retries first wins).
+   */
+  readonly waiters?: readonly QueuedWaiter[];
+}
+
 export interface LockProvider extends AsyncDisposable {
   readonly backend: string;
   readonly capabilities: Capabilities;
@@ -73,6 +100,19 @@ export interface LockProvider extends AsyncDisposable {
    * until `signal` aborts. Present only where the backend can push (watches, keyspace events).
    */
   watchHolder?(key: string, signal: AbortSignal): AsyncIterable<HolderInfo | null>;
+  /**
+   * Read-only: the holder of `key` with what the backend reports beside it (time left, session,
+   * waiters in line). Present only where the backend can say more than `holder()` (issue 17).
+   * Throws BackendUnavailableError when the backend cannot answer.
+   */
+  inspect?(key: string): Promise<KeyInspection>;
+  /**
+   * Read-only: the lock keys starting with `prefix` that have a holder now, sorted. Present only where
+   * the backend can list its keys (Redis SCAN, ZooKeeper children, an etcd range). A listing is a
+   * snapshot: a key can be taken or freed while it is read. Throws BackendUnavailableError when the
+   * backend cannot answer.
+   */
+  heldKeys?(prefix: string): Promise<string[]>;
   /**
    * A provider over the backend's native election layout (etcd's concurrency.Election, ZooKeeper's
    * election nodes) for recipes that elect a leader. Absent where election is just the lock.
@@ -295,6 +335,10 @@ export interface LockDriver<Handle = unknown, Ticket = unknown>
   holder(key: string): Promise<HolderInfo | null>;
   /** Optional: see LockProvider.watchHolder. */
   watchHolder?(key: string, signal: AbortSignal): AsyncIterable<HolderInfo | null>;
+  /** Optional: see LockProvider.inspect. */
+  inspect?(key: string): Promise<KeyInspection>;
+  /** Optional: see LockProvider.heldKeys. */
+  heldKeys?(prefix: string): Promise<string[]>;
 }
 
 export interface SemaphoreDriver<Handle = unknown, Ticket = unknown>

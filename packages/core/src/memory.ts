@@ -3,6 +3,7 @@ import type {
   Capabilities,
   Grant,
   HolderInfo,
+  KeyInspection,
   LeaseDriver,
   LockDriver,
   LockProvider,
@@ -44,6 +45,7 @@ interface Holding {
 
 interface Waiter {
   readonly ticket: MemoryTicket;
+  readonly identity: string;
   readonly permits: number;
   readonly mode: ReadWriteMode | undefined;
 }
@@ -93,6 +95,14 @@ export class MemoryLockStore {
     const token = (this.#counters.get(id) ?? 0n) + 1n;
     this.#counters.set(id, token);
     return token;
+  }
+
+  /** @internal The names of `space` that have holders now. */
+  heldNames(space: Namespace): string[] {
+    const mark = `${space}\u0000`;
+    return [...this.#names]
+      .filter(([id, state]) => id.startsWith(mark) && state.holders.length > 0)
+      .map(([id]) => id.slice(mark.length));
   }
 
   /** @internal Drops idle name state so a long-lived store does not grow with every name ever used. */
@@ -194,7 +204,12 @@ abstract class MemoryDriver<Request extends MemoryRequest>
         throw error;
       }
       ticket = { changed: false, wake: undefined };
-      state.queue.push({ ticket, permits: request.permits ?? 1, mode: request.mode });
+      state.queue.push({
+        ticket,
+        identity: request.identity,
+        permits: request.permits ?? 1,
+        mode: request.mode,
+      });
     }
     const held = state.holders.find((holding) => holding.ticket === ticket);
     if (held) {
@@ -211,7 +226,13 @@ abstract class MemoryDriver<Request extends MemoryRequest>
     let index = state.queue.findIndex((waiter) => waiter.ticket === ticket);
     if (index < 0) {
       // A grant that expired before its caller learnt of it: queue again, at the back.
-      index = state.queue.push({ ticket, permits: request.permits ?? 1, mode: request.mode }) - 1;
+      index =
+        state.queue.push({
+          ticket,
+          identity: request.identity,
+          permits: request.permits ?? 1,
+          mode: request.mode,
+        }) - 1;
     }
     if (!this.admits(state, index, request)) return { outcome: 'busy', ticket };
     state.queue.splice(index, 1);
@@ -329,8 +350,22 @@ class MemoryLockDriver extends MemoryDriver<LockRequest> implements LockDriver<M
   }
 
   async holder(key: string): Promise<HolderInfo | null> {
+    return (await this.inspect(key)).holder;
+  }
+
+  async inspect(key: string): Promise<KeyInspection> {
+    const waiters = this.store.state(this.space, key).queue.map(({ identity }) => ({ identity }));
     const holding = this.holdings(key)[0];
-    return holding ? { identity: holding.identity, token: holding.token } : null;
+    if (!holding) return { holder: null, waiters };
+    const holder = { identity: holding.identity, token: holding.token };
+    return { holder, ttlLeftMs: Math.max(0, Math.round(holding.expiresAt - now())), waiters };
+  }
+
+  async heldKeys(prefix: string): Promise<string[]> {
+    return this.store
+      .heldNames(this.space)
+      .filter((name) => name.startsWith(prefix))
+      .sort();
   }
 }
 

@@ -2,6 +2,7 @@ import type {
   AcquireOptions,
   Capabilities,
   HolderInfo,
+  KeyInspection,
   Lease,
   LockDriver,
   LockProvider,
@@ -80,6 +81,8 @@ class DriverLockProvider<Handle, Ticket> implements LockProvider {
   readonly #parts: BackendParts;
   readonly election: LockProvider | undefined;
   readonly watchHolder: ((key: string, signal: AbortSignal) => AsyncIterable<HolderInfo | null>) | undefined;
+  readonly inspect: ((key: string) => Promise<KeyInspection>) | undefined;
+  readonly heldKeys: ((prefix: string) => Promise<string[]>) | undefined;
 
   constructor(driver: LockDriver<Handle, Ticket>, options: ProviderOptions, parts: BackendParts) {
     if (typeof options !== 'object' || options === null) {
@@ -110,6 +113,18 @@ class DriverLockProvider<Handle, Ticket> implements LockProvider {
           return watch(key, signal);
         }
       : undefined;
+    const inspect = driver.inspect?.bind(driver);
+    this.inspect = inspect ? (key) => this.#read(key, () => inspect(key)) : undefined;
+    const heldKeys = driver.heldKeys?.bind(driver);
+    this.heldKeys = heldKeys
+      ? async (prefix) => {
+          if (typeof prefix !== 'string') throw new InvalidArgumentError('prefix', prefix, 'a string');
+          this.#locks.checkOpen();
+          const keys = await heldKeys(prefix);
+          this.#state.reached = true;
+          return keys;
+        }
+      : undefined;
   }
 
   get backend(): string {
@@ -128,12 +143,8 @@ class DriverLockProvider<Handle, Ticket> implements LockProvider {
     return this.#acquire(key, options, 'try');
   }
 
-  async holder(key: string): Promise<HolderInfo | null> {
-    this.#locks.checkKey(key);
-    this.#locks.checkOpen();
-    const holder = await this.#driver.holder(key);
-    this.#state.reached = true;
-    return holder;
+  holder(key: string): Promise<HolderInfo | null> {
+    return this.#read(key, () => this.#driver.holder(key));
   }
 
   semaphore(name: string, options: SemaphoreOptions): Semaphore {
@@ -159,6 +170,15 @@ class DriverLockProvider<Handle, Ticket> implements LockProvider {
 
   [Symbol.asyncDispose](): Promise<void> {
     return this.close();
+  }
+
+  /** A read of one key: checked like an acquire's key, on an open provider; no retries (one answer). */
+  async #read<T>(key: string, read: () => Promise<T>): Promise<T> {
+    this.#locks.checkKey(key);
+    this.#locks.checkOpen();
+    const result = await read();
+    this.#state.reached = true;
+    return result;
   }
 
   async #acquire(key: string, options: AcquireOptions, mode: 'wait' | 'try'): Promise<Lease | null> {

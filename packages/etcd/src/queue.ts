@@ -3,6 +3,7 @@ import {
   type Capabilities,
   type Grant,
   type HolderInfo,
+  type KeyInspection,
   type Lease,
   type LockDriver,
   LockLostError,
@@ -19,7 +20,7 @@ import {
   type WatchBuilder,
 } from 'etcd3';
 import { BACKEND, type EtcdConnection } from './connection.js';
-import { entryIdentity, queuePrefix } from './layout.js';
+import { entryIdentity, leaseHex, queuePrefix } from './layout.js';
 import type { Session, SessionKeeper } from './session.js';
 
 /** One contender's key in a queue: its place in line while waiting, its proof of ownership once granted. */
@@ -193,6 +194,46 @@ export class RevisionQueueDriver implements LockDriver<QueueEntry, QueueEntry> {
     );
     const owner = response.kvs[0];
     return owner ? toHolder(owner) : null;
+  }
+
+  /**
+   * The whole queue in one range read, in create-revision order: the first entry holds the lock, the
+   * rest wait in line. Each entry is attached to its session's lease (hex, as etcdctl prints it).
+   */
+  async inspect(key: string): Promise<KeyInspection> {
+    const { start, end } = Range.prefix(queuePrefix(this.#namespace, key));
+    const response = await this.#connection.call('read the queue', (options) =>
+      this.#connection.client.kv.range(
+        { key: start, range_end: end, sort_target: 'Create', sort_order: 'Ascend' },
+        options,
+      ),
+    );
+    const [owner, ...waiting] = response.kvs;
+    if (owner === undefined) return { holder: null, waiters: [] };
+    return {
+      holder: toHolder(owner),
+      session: leaseHex(owner.lease),
+      waiters: waiting.map((kv) => ({ identity: entryIdentity(kv), session: leaseHex(kv.lease) })),
+    };
+  }
+
+  /**
+   * One keys-only range over `<namespace><prefix>`: every entry is `<namespace><name>/<lease hex>`,
+   * so the names with at least one entry are the names someone holds.
+   */
+  async heldKeys(prefix: string): Promise<string[]> {
+    const { start, end } = Range.prefix(`${this.#namespace}${prefix}`);
+    const response = await this.#connection.call('list the queues', (options) =>
+      this.#connection.client.kv.range({ key: start, range_end: end, keys_only: true }, options),
+    );
+    const names = new Set<string>();
+    for (const kv of response.kvs) {
+      const entry = kv.key.toString('utf8');
+      const slash = entry.lastIndexOf('/');
+      if (slash >= this.#namespace.length + prefix.length)
+        names.add(entry.slice(this.#namespace.length, slash));
+    }
+    return [...names].sort();
   }
 
   /** Go's Election.Observe: the current holder, then every change, from a watch on the prefix. */

@@ -2,9 +2,10 @@
 import { writeFileSync } from 'node:fs';
 import { dirname, relative, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
-import { InvalidArgumentError } from '@dlock/core';
+import { InvalidArgumentError, UnsupportedError } from '@dlock/core';
 import { stopAll } from '@dlock/testkit';
 import { COMPARE_USAGE, compare, parseCompareOptions, planCompare, reportPaths } from './compare.js';
+import { INSPECT_USAGE, runInspect, runWatch } from './inspect.js';
 import { DLOCK_COMMAND } from './paths.js';
 import { Progress } from './progress.js';
 import { renderHtmlReport } from './report/html.js';
@@ -19,6 +20,8 @@ const USAGE = `dlock — compare distributed lock backends on this machine
 
 ${COMPARE_USAGE}
 
+${INSPECT_USAGE}
+
 dlock servers up [--kinds redis,zookeeper,etcd]   start a local playground; prints addresses, runs until Ctrl-C
 dlock servers down                                stop the playground started by \`servers up\`
 dlock report <results.json> [--out dir]           render index.html and report.md again from a compare run
@@ -26,7 +29,9 @@ dlock readme-table <results.json>                 print the README comparison ta
 dlock help                                        this text
 
 exit codes: 0 every claimed guarantee held · 1 a backend violated a guarantee it claims ·
-            2 bad usage · 3 part of the run could not complete · 130 interrupted`;
+            2 bad usage · 3 part of the run could not complete · 130 interrupted
+            inspect, watch: 0 answered (watch: stopped by Ctrl-C or --max-events) · 2 bad usage, or
+            an operation the backend does not support · 3 the backend did not answer`;
 
 async function writeReports(
   results: Results,
@@ -86,6 +91,10 @@ async function main(argv: string[]): Promise<number> {
   switch (command) {
     case 'compare':
       return runCompare(rest);
+    case 'inspect':
+      return runInspect(rest);
+    case 'watch':
+      return runWatch(rest);
     case 'servers': {
       const [action, ...options] = rest;
       if (action === 'down') {
@@ -132,7 +141,11 @@ async function main(argv: string[]): Promise<number> {
       console.log(USAGE);
       return command === undefined ? 2 : 0;
     default:
-      throw new InvalidArgumentError('command', command, 'compare, servers, report, readme-table, help');
+      throw new InvalidArgumentError(
+        'command',
+        command,
+        'compare, inspect, watch, servers, report, readme-table, help',
+      );
   }
 }
 
@@ -144,6 +157,6 @@ main(process.argv.slice(2)).then(
       (error as { code?: string })?.code?.startsWith('ERR_PARSE_ARGS');
     console.error(`dlock: ${error instanceof Error ? error.message : String(error)}`);
     if (usage) console.error(`\nrun \`${DLOCK_COMMAND} help\` for usage`);
-    process.exit(usage ? 2 : 3);
+    process.exit(usage || error instanceof UnsupportedError ? 2 : 3);
   },
 );

@@ -6,6 +6,7 @@ import { type Capabilities, InvalidArgumentError } from '@dlock/core';
 import { MIN_BLOCKS } from './bench/blocks.js';
 import { benchmarkGroup } from './bench/suite.js';
 import { type LabBackend, discoverBackends } from './discovery.js';
+import { ENDPOINT_FORMS, checkAddresses } from './endpoints.js';
 import { faultScenarios, runScenario } from './faults/index.js';
 import { stateDir } from './paths.js';
 import type { Progress } from './progress.js';
@@ -60,35 +61,6 @@ const list = (value: string | undefined) =>
         .map((item) => item.trim())
         .filter((item) => item !== '');
 
-/** What each server kind's addresses look like on the command line. */
-const ENDPOINT_SHAPES: Record<
-  ServerKind,
-  { readonly example: string; readonly valid: (address: string) => boolean }
-> = {
-  redis: {
-    example: 'redis=redis://127.0.0.1:6379',
-    valid: (address) => urlWith(address, ['redis:', 'rediss:']),
-  },
-  zookeeper: { example: 'zookeeper=127.0.0.1:2181', valid: (address) => hostAndPort(address) },
-  etcd: { example: 'etcd=http://127.0.0.1:2379', valid: (address) => urlWith(address, ['http:', 'https:']) },
-};
-const ENDPOINT_FORMS = SERVER_KINDS.map((kind) => ENDPOINT_SHAPES[kind].example).join(' · ');
-
-function validPort(port: string): boolean {
-  return /^\d{1,5}$/.test(port) && Number(port) >= 1 && Number(port) <= 65_535;
-}
-
-function urlWith(address: string, protocols: readonly string[]): boolean {
-  if (!URL.canParse(address)) return false;
-  const url = new URL(address);
-  return protocols.includes(url.protocol) && url.hostname !== '' && (url.port === '' || validPort(url.port));
-}
-
-function hostAndPort(address: string): boolean {
-  const match = /^([^\s:/]+|\[[0-9a-fA-F:]+\]):(\d+)$/.exec(address);
-  return match !== null && validPort(match[2] as string);
-}
-
 /** `--endpoints kind=a,b` values, checked before anything starts. */
 function parseEndpoints(entries: readonly string[]): Map<ServerKind, string[]> {
   const endpoints = new Map<ServerKind, string[]>();
@@ -99,15 +71,7 @@ function parseEndpoints(entries: readonly string[]): Map<ServerKind, string[]> {
     if (separator < 0 || !SERVER_KINDS.includes(kind) || addresses.length === 0) {
       throw new InvalidArgumentError('--endpoints', entry, `<kind>=<address,...>, e.g. ${ENDPOINT_FORMS}`);
     }
-    const shape = ENDPOINT_SHAPES[kind];
-    const bad = addresses.find((address) => !shape.valid(address));
-    if (bad !== undefined) {
-      throw new InvalidArgumentError(
-        '--endpoints',
-        entry,
-        `${kind} addresses like ${shape.example} (${JSON.stringify(bad)} is not one)`,
-      );
-    }
+    checkAddresses(entry, kind, addresses);
     if (endpoints.has(kind))
       throw new InvalidArgumentError(
         '--endpoints',

@@ -5,15 +5,17 @@ import {
   type Grant,
   type HolderInfo,
   type KeyConflictError,
+  type KeyInspection,
   type LockDriver,
   LockLostError,
   type LockRequest,
   now,
   pause,
 } from '@dlock/core';
+import type { Cluster, Redis } from 'ioredis';
 import { type RedisConnection, mayHaveBeenApplied } from './connection.js';
 import { type KeyConflictFound, keyConflict } from './errors.js';
-import { decodeLockValue, lockValueParts, redisKeyLayout, validateLockKey } from './layout.js';
+import { decodeLockValue, isReservedKey, lockValueParts, redisKeyLayout, validateLockKey } from './layout.js';
 import { acquireScript, extendScript, holderScript, releaseScript, runScript } from './scripts.js';
 import type { ReleaseWakeups, WaitState } from './wakeups.js';
 
@@ -120,6 +122,13 @@ export interface RedisDriverOptions {
 }
 
 const OWNER_TOKEN_BYTES = 16;
+/** Keys SCAN looks at per call: a hint to the server, bounding the work of each round trip. */
+const SCAN_COUNT = 1000;
+
+/** A literal for a SCAN MATCH pattern: `*`, `?`, `[`, `]` and backslash lose their glob meaning. */
+function escapeGlob(text: string): string {
+  return text.replace(/[*?[\]\\]/g, '\\$&');
+}
 
 /** The part of a lease's ttl not promised to the caller: the server may count time slightly faster. */
 export function driftMs(ttlMs: number): number {
@@ -127,7 +136,7 @@ export function driftMs(ttlMs: number): number {
 }
 
 type AcquireReply = [1, string] | [0, number] | ConflictReply;
-type HolderReply = [0] | [1, string] | ConflictReply;
+type HolderReply = [0] | [1, string, number] | ConflictReply;
 /** The scripts' description of a key that holds application data: key, type, pttl, value preview. */
 type ConflictReply = [-1, string, string, number, string];
 
@@ -267,19 +276,59 @@ export class RedisLockDriver implements LockDriver<RedisGrantHandle, RedisTicket
   }
 
   async holder(key: string): Promise<HolderInfo | null> {
-    const { lockKey } = redisKeyLayout(key, this.#keyPrefix);
-    const reply = (await this.#connection.run('holder', (client) =>
-      runScript(client, holderScript, [lockKey], []),
-    )) as HolderReply;
-    if (reply[0] === 0) return null;
+    return (await this.inspect(key)).holder;
+  }
+
+  /**
+   * The holder and its lease's PTTL, read in one script. No waiters: a Redis lock keeps no queue (a
+   * waiter subscribes to the release channel and tries again, and whoever tries first wins).
+   */
+  async inspect(key: string): Promise<KeyInspection> {
+    const reply = await this.#readLock(redisKeyLayout(key, this.#keyPrefix).lockKey);
+    if (reply[0] === 0) return { holder: null };
     if (reply[0] === -1) throw conflict(key, reply);
     const decoded = decodeLockValue(reply[1]);
-    return decoded ? { identity: decoded.identity, token: decoded.fencingToken } : FOREIGN_HOLDER;
+    const holder = decoded ? { identity: decoded.identity, token: decoded.fencingToken } : FOREIGN_HOLDER;
+    return { holder, ttlLeftMs: Number(reply[2]) };
+  }
+
+  /**
+   * SCAN (on every master of a Cluster) for `<keyPrefix><prefix>*`, then the holder script on each
+   * match: counters, semaphore keys and application data that shares the prefix are left out.
+   */
+  async heldKeys(prefix: string): Promise<string[]> {
+    const pattern = `${escapeGlob(`${this.#keyPrefix}${prefix}`)}*`;
+    // Through run(): a Cluster client knows its masters only once it is ready.
+    const nodes = await this.#connection.run('list keys', async (client) =>
+      this.#cluster ? (client as Cluster).nodes('master') : [client as Redis],
+    );
+    const candidates = new Set<string>();
+    for (const node of nodes) {
+      let cursor = '0';
+      do {
+        const [next, keys] = await this.#connection.run('list keys', () =>
+          node.scan(cursor, 'MATCH', pattern, 'COUNT', SCAN_COUNT),
+        );
+        cursor = next;
+        for (const redisKey of keys) if (!isReservedKey(redisKey)) candidates.add(redisKey);
+      } while (cursor !== '0');
+    }
+    const held: string[] = [];
+    for (const redisKey of candidates) {
+      if ((await this.#readLock(redisKey))[0] === 1) held.push(redisKey.slice(this.#keyPrefix.length));
+    }
+    return held.sort();
   }
 
   async close(): Promise<void> {
     this.#wakeups.close();
     await this.#connection.close();
+  }
+
+  #readLock(lockKey: string): Promise<HolderReply> {
+    return this.#connection.run('holder', (client) =>
+      runScript(client, holderScript, [lockKey], []),
+    ) as Promise<HolderReply>;
   }
 
   async #deleteOwned(key: string, owner: string, operation: string): Promise<void> {

@@ -50,6 +50,11 @@ export function redisKeyLayout(key: string, keyPrefix: string): RedisKeyLayout {
   return { lockKey, fenceKey, releaseChannel: `${lockKey}${RELEASE_CHANNEL_SUFFIX}` };
 }
 
+/** Whether a Redis key is a counter, semaphore or read-write key rather than a lock key (see below). */
+export function isReservedKey(redisKey: string): boolean {
+  return RESERVED_SUFFIX.test(redisKey);
+}
+
 /**
  * Every fencing counter key ends with ':fence', and every semaphore or read-write key with ':semaphore'
  * or ':rwlock' (optionally followed by ':expiry' or ':queue'), so refusing names with those endings

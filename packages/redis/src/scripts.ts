@@ -93,15 +93,17 @@ return {1, token_text}
 `);
 
 /**
- * KEYS: lock key. Returns {0} when free, {1, value} when a lock holds it, or the `not_a_lock` reply.
- * A script rather than GET, so that holder() recognises application data by the same rules as acquire.
+ * KEYS: lock key. Returns {0} when free, {1, value, pttl} when a lock holds it, or the `not_a_lock`
+ * reply. A script rather than GET, so that holder() recognises application data by the same rules as
+ * acquire; the pttl is what `inspect()` reports as the time left, read in the same step.
  */
 export const holderScript = lua(`${LOCK_VALUE_RULE}
 local value = redis.pcall('GET', KEYS[1])
 if not value then return {0} end
-local conflict = not_a_lock(KEYS[1], value, redis.call('PTTL', KEYS[1]))
+local pttl = redis.call('PTTL', KEYS[1])
+local conflict = not_a_lock(KEYS[1], value, pttl)
 if conflict then return conflict end
-return {1, value}
+return {1, value, pttl}
 `);
 
 /** KEYS: lock key. ARGV: owner prefix, ttl ms. Returns 1 extended, 0 no lock, -1 something else there. */

@@ -64,6 +64,24 @@ describe('redis provider on a Cluster client', () => {
     expect(cluster.status).toBe('ready');
   });
 
+  it('lists the held keys under a prefix by scanning every master (read-only, for dlock inspect)', async () => {
+    const provider = createRedisProvider({ client: cluster, keyPrefix: 'ns:' });
+    try {
+      const leases = await Promise.all(
+        ['{user:7}:a', 'listed-1', 'listed-2', 'other'].map((key) => provider.acquire(key, { ttlMs: 5_000 })),
+      );
+      expect(await provider.heldKeys?.('listed-')).toEqual(['listed-1', 'listed-2']);
+      expect(await provider.heldKeys?.('{user:7}')).toEqual(['{user:7}:a']);
+      const found = await provider.inspect?.('listed-1');
+      expect(found?.holder?.token).toBe(leases[1]?.token);
+      expect(found?.ttlLeftMs).toBeGreaterThan(0);
+      await Promise.all(leases.map((lease) => lease.release()));
+      expect(await provider.heldKeys?.('listed-')).toEqual([]);
+    } finally {
+      await provider.close();
+    }
+  });
+
   it('rejects keys whose counter could not share their slot', async () => {
     const provider = createRedisProvider({ client: cluster });
     await expect(provider.tryAcquire('a}b')).rejects.toBeInstanceOf(InvalidArgumentError);

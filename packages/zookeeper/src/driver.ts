@@ -2,13 +2,21 @@ import {
   type Attempt,
   type Capabilities,
   type HolderInfo,
+  type KeyInspection,
   type LockDriver,
   type LockRequest,
   raceAbort,
 } from '@dlock/core';
 import { unlessMissing } from './client.js';
-import { LOCK_NAME, lockPath, queueOrder } from './layout.js';
-import { QueueDriver, type QueueNode, type ZooKeeperWatchEvent, childrenOf, describeNode } from './nodes.js';
+import { LOCK_NAME, decodeKey, lockPath, queueOrder } from './layout.js';
+import {
+  QueueDriver,
+  type QueueNode,
+  type ZooKeeperWatchEvent,
+  childrenOf,
+  describeNode,
+  describeQueued,
+} from './nodes.js';
 import type { SessionOptions, ZooKeeperSession } from './session.js';
 import { SessionSource } from './sessions.js';
 import type { WatchKind, WatchSubscription } from './watches.js';
@@ -95,6 +103,41 @@ export class ZooKeeperLockDriver extends QueueDriver implements LockDriver<Queue
       // Undefined: that holder released between the two reads; read the queue again.
       if (found !== undefined) return found;
     }
+  }
+
+  /**
+   * The queue under the key's parent in Curator's order: the first node holds the lock, the rest
+   * wait in line. Each node's data names its owner and its ephemeralOwner the session keeping it.
+   */
+  async inspect(key: string): Promise<KeyInspection> {
+    const session = await this.session();
+    const parent = lockPath(this.root, key);
+    for (;;) {
+      const line = queueOrder(await childrenOf(session.calls, parent));
+      const nodes = await Promise.all(line.map((name) => describeQueued(session.calls, `${parent}/${name}`)));
+      // The holder released between the two reads: read the queue again, as holder() does.
+      if (nodes.length > 0 && nodes[0] === undefined) continue;
+      const [head, ...rest] = nodes.filter((node) => node !== undefined);
+      if (head === undefined) return { holder: null, waiters: [] };
+      return {
+        holder: { identity: head.identity, token: head.token },
+        session: head.session,
+        waiters: rest.map(({ identity, session }) => ({ identity, session })),
+      };
+    }
+  }
+
+  /** The root's children whose names decode to a key under `prefix`, each with a lock node in line. */
+  async heldKeys(prefix: string): Promise<string[]> {
+    const session = await this.session();
+    const held: string[] = [];
+    for (const name of await childrenOf(session.calls, this.root)) {
+      const key = decodeKey(name);
+      if (key === undefined || !key.startsWith(prefix)) continue;
+      const line = queueOrder(await childrenOf(session.calls, `${this.root}/${name}`));
+      if (line.length > 0) held.push(key);
+    }
+    return held.sort();
   }
 
   /**

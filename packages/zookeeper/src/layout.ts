@@ -50,6 +50,20 @@ export function encodeKey(key: string): string {
   return name;
 }
 
+/**
+ * The key a node name stands for: `encodeKey` undone. Undefined for a name `encodeKey` never produces
+ * (a node some other tool put under the root).
+ */
+export function decodeKey(name: string): string | undefined {
+  let key: string;
+  try {
+    key = decodeURIComponent(name);
+  } catch {
+    return undefined;
+  }
+  return encodeKey(key) === name ? key : undefined;
+}
+
 /** The persistent parent holding the contenders for `key`. */
 export function lockPath(root: string, key: string): string {
   return `${root}/${encodeKey(key)}`;

@@ -80,6 +80,11 @@ export async function childrenOf(calls: ZooKeeperCalls, parent: string): Promise
   return (await unlessMissing(calls.getChildren(parent)))?.children ?? [];
 }
 
+/** Who a node belongs to. Curator stores the client's IP address; an empty node is named by its path. */
+function holderOf(path: string, found: { data: Buffer; stat: Stat }): HolderInfo {
+  return { identity: found.data.length > 0 ? found.data.toString('utf8') : path, token: zxid(found.stat) };
+}
+
 /** The holder stored at `path` (identity and czxid), or undefined once it is gone; `watch` is set on it. */
 export async function describeNode(
   calls: ZooKeeperCalls,
@@ -87,9 +92,24 @@ export async function describeNode(
   watch?: WatchSubscription,
 ): Promise<HolderInfo | undefined> {
   const found = await unlessMissing(calls.getData(path, watch));
-  if (!found) return undefined;
-  // Curator stores the client's IP address; an empty node is named by its path.
-  return { identity: found.data.length > 0 ? found.data.toString('utf8') : path, token: zxid(found.stat) };
+  return found && holderOf(path, found);
+}
+
+/**
+ * As describeNode, plus the session the node lives in (its ephemeralOwner, `0x…` as zkCli prints it):
+ * what `inspect()` shows for the holder and each waiter.
+ */
+export async function describeQueued(
+  calls: ZooKeeperCalls,
+  path: string,
+): Promise<(HolderInfo & { readonly session: string }) | undefined> {
+  const found = await unlessMissing(calls.getData(path));
+  return (
+    found && {
+      ...holderOf(path, found),
+      session: `0x${found.stat.ephemeralOwner.readBigUInt64BE().toString(16)}`,
+    }
+  );
 }
 
 /**
