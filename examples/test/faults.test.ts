@@ -181,11 +181,18 @@ describe.each(enabled)('recipes across processes on $name', (backend) => {
     await sleep(400); // the new leader acts while the old one is frozen
     const resumedAt = Date.now();
     paused.resume();
-    const aborted = words(await paused.waitForLine(/^aborted /, 5_000));
-    const stopped = words(await paused.waitForLine(/^stopped /, 5_000));
+    // The paused term's own lines: on a busy machine the instance may have lost and regained an earlier
+    // term before it was paused.
+    const aborted = words(await paused.waitForLine(new RegExp(`^aborted ${pausedTerm} `), 10_000));
+    // 'stopped' names the instance, not the term: the one that follows the paused term's abort.
+    const stoppedAfter = () =>
+      linesOf(paused, 'stopped').find(([, , at]) => Number(at) >= Number(aborted[2]));
+    await until(() => stoppedAfter() !== undefined, 10_000, 'the paused instance to stop leading');
+    const stopped = stoppedAfter() ?? [];
     expect(aborted[1]).toBe(pausedTerm);
-    expect(Number(aborted[2]) - resumedAt).toBeLessThan(1_000);
-    expect(Number(stopped[2]) - resumedAt).toBeLessThan(1_000);
+    // Promptly after SIGCONT (a resumed process on a busy machine may need a moment to be scheduled).
+    expect(Number(aborted[2]) - resumedAt).toBeLessThan(3_000);
+    expect(Number(stopped[2]) - resumedAt).toBeLessThan(3_000);
     const actsOfPausedTerm = linesOf(paused, 'act').filter(([, term]) => term === pausedTerm);
     expect(actsOfPausedTerm.length).toBeGreaterThan(0);
     // Every act of the paused term came before SIGSTOP (the 50 ms cover millisecond stamps and the signal

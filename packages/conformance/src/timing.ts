@@ -28,3 +28,10 @@ export async function eventually(probe: () => boolean | Promise<boolean>, timeou
     await sleep(everyMs);
   }
 }
+
+/**
+ * The bound on a push hand-off (release → the waiter holds), median of three. A waiter that missed
+ * the push is served by its 1 s fallback re-check, ~850 ms after a release 150 ms into its wait; a
+ * bound well below that tells the two apart and still leaves a busy machine's late timers room.
+ */
+export const PUSH_HANDOFF_BOUND_MS = 600;

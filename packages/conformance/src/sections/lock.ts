@@ -8,7 +8,7 @@ import {
 } from '@dlock/core';
 import { expect } from 'vitest';
 import type { Guarantee, KitContext } from '../kit.js';
-import { type HoldInterval, eventually, overlappingHolds, sleep } from '../timing.js';
+import { type HoldInterval, PUSH_HANDOFF_BOUND_MS, eventually, overlappingHolds, sleep } from '../timing.js';
 
 const weirdKeys: Record<string, string> = {
   slash: 'orders/2024/eu',
@@ -291,7 +291,7 @@ export function lockGuarantees(kit: KitContext): Guarantee[] {
           await next.release();
         }
         handoffs.sort((a, b) => a - b);
-        expect(handoffs[1]).toBeLessThan(250);
+        expect(handoffs[1]).toBeLessThan(PUSH_HANDOFF_BOUND_MS);
       },
     },
     {

@@ -11,7 +11,7 @@ import {
 } from '@dlock/core';
 import { expect } from 'vitest';
 import type { Guarantee, KitContext } from '../kit.js';
-import { type HoldInterval, eventually, overlappingHolds, sleep } from '../timing.js';
+import { type HoldInterval, PUSH_HANDOFF_BOUND_MS, eventually, overlappingHolds, sleep } from '../timing.js';
 
 /**
  * The read-write section (issue 15): readers overlap; a writer never overlaps anyone, under contention,
@@ -186,7 +186,7 @@ export function readWriteGuarantees(kit: KitContext): Guarantee[] {
         }
         handoffs.sort((a, b) => a - b);
         kit.measure('reader → writer hand-off (median of 3)', handoffs[1]!);
-        expect(handoffs[1]).toBeLessThan(250);
+        expect(handoffs[1]).toBeLessThan(PUSH_HANDOFF_BOUND_MS);
       },
     },
     {

@@ -12,7 +12,7 @@ import {
 } from '@dlock/core';
 import { expect } from 'vitest';
 import type { Guarantee, KitContext } from '../kit.js';
-import { eventually, sleep } from '../timing.js';
+import { PUSH_HANDOFF_BOUND_MS, eventually, sleep } from '../timing.js';
 
 /**
  * The semaphore section (issue 14): at most `limit` permits held at once, under contention, crashes
@@ -221,7 +221,7 @@ export function semaphoreGuarantees(kit: KitContext): Guarantee[] {
         }
         handoffs.sort((a, b) => a - b);
         kit.measure('permit hand-off (median of 3)', handoffs[1]!);
-        expect(handoffs[1]).toBeLessThan(250);
+        expect(handoffs[1]).toBeLessThan(PUSH_HANDOFF_BOUND_MS);
       },
     },
     {
