@@ -62,6 +62,8 @@ const LANGS: Record<string, Snippet['lang']> = {
   typescript: 'ts',
   js: 'js',
   javascript: 'js',
+  // CommonJS, run from a .cjs file (the README's require(esm) example).
+  cjs: 'js',
   sh: 'sh',
   bash: 'sh',
 };
@@ -83,7 +85,7 @@ function snippetsOf(file: string): Snippet[] {
             file,
             line: text.slice(0, at).split('\n').length,
             lang: kind,
-            flags,
+            flags: lang === 'cjs' ? ['commonjs', ...flags] : flags,
             code: code.text,
           });
       }
@@ -265,7 +267,7 @@ describe('README snippets run as written', () => {
           if (snippet.lang === 'ts') {
             file = compile(snippet.code, dir, testFile ? 'readme.test' : 'readme');
           } else {
-            file = join(dir, 'readme.mjs');
+            file = join(dir, snippet.flags.includes('commonjs') ? 'readme.cjs' : 'readme.mjs');
             writeFileSync(file, snippet.code);
           }
           const vitest = join(ROOT, 'node_modules', 'vitest', 'vitest.mjs');
