@@ -26,7 +26,13 @@ export interface OwnedProcess {
   tearDown(): Promise<void>;
 }
 
+/** An in-process resource (a fault proxy) that `stopAll()` closes; it dies with the process anyway. */
+export interface OwnedResource {
+  close(): Promise<void>;
+}
+
 const ownedProcesses = new Set<OwnedProcess>();
+const ownedResources = new Set<OwnedResource>();
 const ownedWorkDirs = new Set<string>();
 let hooksInstalled = false;
 let staleDirsSwept = false;
@@ -71,6 +77,14 @@ export function trackProcess(owned: OwnedProcess): void {
   }
 }
 
+export function trackResource(owned: OwnedResource): void {
+  ownedResources.add(owned);
+}
+
+export function untrackResource(owned: OwnedResource): void {
+  ownedResources.delete(owned);
+}
+
 /** Records a server's pid in its work dir, for the sweep of a later run should this process die abruptly. */
 export function recordServerPid(workDir: string, pid: number): void {
   writeFileSync(join(workDir, SERVER_PID_FILE), `${pid} ${processStartTime(pid) ?? ''}\n`);
@@ -106,8 +120,13 @@ export async function removeWorkDir(workDir: string): Promise<void> {
   tellWatchdog({ op: 'undir', dir: workDir });
 }
 
-/** Stops every server and script this process started and removes their temporary directories. */
+/**
+ * Closes every fault proxy, stops every server and script this process started and removes their
+ * temporary directories.
+ */
 export async function stopAll(): Promise<void> {
+  // Proxies first, so no client sees the servers behind them die.
+  await Promise.allSettled([...ownedResources].map((owned) => owned.close()));
   await Promise.allSettled([...ownedProcesses].map((owned) => owned.tearDown()));
   await Promise.allSettled([...ownedWorkDirs].map((dir) => removeWorkDir(dir)));
   releaseWatchdog();

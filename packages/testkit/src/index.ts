@@ -6,7 +6,22 @@ export {
   startEtcd,
   startEtcdCluster,
 } from './etcd.js';
-export { MissingBinaryError, ServerStartError } from './errors.js';
+export {
+  FaultCancelledError,
+  FaultProxyClosedError,
+  InvalidArgumentError,
+  MissingBinaryError,
+  ProxyRebindError,
+  ServerStartError,
+} from './errors.js';
+export {
+  type DropNextReplyOptions,
+  type FaultDirection,
+  type FaultProxy,
+  type FaultProxyOptions,
+  type FaultProxyTarget,
+  startFaultProxy,
+} from './fault-proxy.js';
 export { type NodeProcess, type NodeProcessOptions, startNodeProcess } from './node-process.js';
 export { freePort } from './ports.js';
 export type { ManagedProcess } from './process.js';

@@ -9,6 +9,17 @@ const REMEMBERED_PORTS = 1024;
  * closes, and a server started from the first hand-out may not have bound it yet.
  */
 const recentlyHandedOut = new Set<number>();
+/** Ports this process listens on only intermittently (a fault proxy refusing connections). */
+const reserved = new Set<number>();
+
+/** Keeps `freePort()` from handing out `port` until `releasePort(port)`. */
+export function reservePort(port: number): void {
+  reserved.add(port);
+}
+
+export function releasePort(port: number): void {
+  reserved.delete(port);
+}
 
 function bindEphemeralPort(): Promise<number> {
   return new Promise((resolve, reject) => {
@@ -29,7 +40,7 @@ function bindEphemeralPort(): Promise<number> {
 export async function freePort(): Promise<number> {
   for (let attempt = 0; attempt < MAX_ATTEMPTS; attempt++) {
     const port = await bindEphemeralPort();
-    if (recentlyHandedOut.has(port)) continue;
+    if (recentlyHandedOut.has(port) || reserved.has(port)) continue;
     recentlyHandedOut.add(port);
     if (recentlyHandedOut.size > REMEMBERED_PORTS) {
       const oldest = recentlyHandedOut.values().next().value;

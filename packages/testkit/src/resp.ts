@@ -46,7 +46,7 @@ function parseReply(buffer: Buffer, offset: number): Parsed {
   }
 }
 
-function encodeCommand(args: readonly string[]): string {
+export function encodeCommand(args: readonly string[]): string {
   return `*${args.length}\r\n${args.map((arg) => `$${Buffer.byteLength(arg)}\r\n${arg}\r\n`).join('')}`;
 }
 
