@@ -1,3 +1,4 @@
+import type { EventEmitter } from 'node:events';
 import { BackendUnavailableError, LockError, pause } from '@dlock/core';
 import {
   Etcd3,
@@ -6,6 +7,7 @@ import {
   EtcdPermissionDeniedError,
   GRPCDeadlineExceededError,
   GRPCUnauthenticatedError,
+  type IDuplexStream,
   type IOptions,
   type KVClient,
   isRecoverableError,
@@ -169,18 +171,18 @@ export function describeFailure(error: unknown): string {
 }
 
 /**
- * Closes a gRPC stream dlock no longer uses. Ending it first makes it non-writable, so etcd3's own
- * error listener (`stream.writable && markFailed(...)`) does not take the CANCELLED status for a failed
- * host and reset every service client of it; etcd ends a stream only when the client cancels it.
+ * Closes a gRPC stream dlock no longer uses. etcd3 listens for errors on every stream it opens and,
+ * while the stream is writable, takes any error — the CANCELLED status of a stream closed on purpose
+ * included — for a failed host and resets all of that host's service clients (`markFailed`); that
+ * listener is replaced by one that ignores the stream's last error. The stream is cancelled without
+ * being ended first: a half-close followed at once by the reset made Node's http2 layer spin forever
+ * inside `rstStream` (nghttp2_session_pack_data), blocking the event loop.
  */
-export function closeStream(stream: {
-  on(event: 'error', fn: (error: Error) => void): unknown;
-  end(): void;
-  cancel(): void;
-}): void {
+export function closeStream(stream: IDuplexStream<unknown, unknown>): void {
+  // etcd3 types its streams narrowly; at run time they are grpc-js ClientDuplexStreams (EventEmitters).
+  (stream as unknown as EventEmitter).removeAllListeners('error');
   stream.on('error', () => {});
   try {
-    stream.end();
     stream.cancel();
   } catch {
     // Already closed.

@@ -9,6 +9,7 @@ import {
   type LockRequest,
   ProviderClosedError,
   isTransient,
+  raceAbort,
 } from '@dlock/core';
 import { EtcdLeaseInvalidError, type IKeyValue, type IRequestOp, type ITxnResponse, Range } from 'etcd3';
 import { BACKEND, type EtcdConnection } from './connection.js';
@@ -241,8 +242,12 @@ export class RevisionQueueDriver implements LockDriver<QueueEntry, QueueTicket> 
       while (!signal.aborted) {
         changed = false;
         try {
-          const response = await this.#connection.call('read the holder', (options) =>
-            this.#connection.client.kv.range(ownerRange(start, end), options),
+          // An abort ends the stream at once, not when a read in flight answers or times out.
+          const response = await raceAbort(
+            this.#connection.call('read the holder', (options) =>
+              this.#connection.client.kv.range(ownerRange(start, end), options),
+            ),
+            signal,
           );
           revision = BigInt(response.header.revision);
           watchFrom(revision);
@@ -253,6 +258,7 @@ export class RevisionQueueDriver implements LockDriver<QueueEntry, QueueTicket> 
             yield current;
           }
         } catch (error) {
+          if (signal.aborted) return;
           if (revision === undefined || !isTransient(error)) throw error;
           // Keep a watch registered, so the stream is reopened and wakes this loop once etcd is back.
           watchFrom(revision);

@@ -159,26 +159,34 @@ export class WatchHub {
       return;
     }
     await new Promise<void>((resolve, reject) => {
+      let settled = false;
+      const settle = (failure?: unknown) => {
+        if (settled) return;
+        settled = true;
+        clearTimeout(silent);
+        reconnecting.signal.removeEventListener('abort', stopped);
+        if (failure === undefined) resolve();
+        else reject(failure);
+      };
+      // The hub shut the stream down meanwhile (nothing left to watch, or closed).
+      const stopped = () => settle(new Error('the watch stream is no longer needed'));
       const silent = setTimeout(() => {
         if (this.#stream === stream) this.#stream = undefined;
         closeStream(stream);
-        reject(new Error('the watch stream did not answer'));
+        settle(new Error('the watch stream did not answer'));
       }, this.#connection.callTimeoutMs);
-      let answered = false;
+      reconnecting.signal.addEventListener('abort', stopped, { once: true });
       stream.on('data', (response: IWatchResponse) => {
-        if (!answered) {
-          answered = true;
-          clearTimeout(silent);
+        if (!settled) {
           // Connected: a break from now on starts a new reconnect loop (this one ends here).
           if (this.#reconnecting === reconnecting) this.#reconnecting = undefined;
-          resolve();
+          settle();
         }
         this.#onResponse(stream, response);
       });
       const broken = (error: unknown) => {
-        clearTimeout(silent);
         this.#onBroken(stream);
-        if (!answered) reject(error);
+        settle(error ?? new Error('the watch stream broke'));
       };
       // Every stream keeps an 'error' listener for its whole life: an EventEmitter without one throws.
       stream.on('error', broken);

@@ -255,6 +255,27 @@ describe('recovery after an outage', () => {
     await (lease as Lease).release();
   }, 40_000);
 
+  it('watchHolder ends promptly when aborted during an outage, while reconnects are refused (issue 12 #2 sibling)', async () => {
+    const { provider, proxy } = await behindProxy();
+    const name = freshName('abort-observer');
+    const held = await direct({ identity: 'held' }).acquire(name);
+    const observing = new AbortController();
+    const seen: Array<string | null> = [];
+    const observed = (async () => {
+      for await (const holder of provider.watchHolder(name, observing.signal))
+        seen.push(holder?.identity ?? null);
+    })();
+    await within('the observer reports the holder', 2_000, async () => seen.length === 1);
+    proxy.outage(2_000);
+    await sleep(500);
+    const abortedAt = performance.now();
+    observing.abort();
+    await observed;
+    expect(performance.now() - abortedAt).toBeLessThan(500);
+    expect(seen).toEqual(['held']);
+    await held.release();
+  });
+
   it('a call deadline that fires rejects the one promise awaited, and nothing is left unhandled (issue 12 #4)', async () => {
     const unhandled: unknown[] = [];
     const onUnhandled = (reason: unknown) => unhandled.push(reason);
