@@ -4,13 +4,17 @@ import {
   type Lease,
   type LockProvider,
   type ProviderOptions,
+  type RetryPolicy,
+  type RetryPolicyOptions,
   createLockProvider,
   defaultIdentity,
+  resolveRetryPolicy,
   validateDuration,
 } from '@dlock/core';
 import { EtcdConnection } from './connection.js';
 import { RevisionQueueDriver } from './queue.js';
 import { SessionKeeper } from './session.js';
+import { WatchHub } from './watch.js';
 
 export interface EtcdProviderOptions extends Omit<ProviderOptions, 'election'> {
   /** Client URLs, e.g. `http://127.0.0.1:2379` (all `http://` or all `https://`). */
@@ -27,6 +31,13 @@ export interface EtcdProviderOptions extends Omit<ProviderOptions, 'election'> {
   sessionTtlSec?: number;
   /** Deadline of every request to etcd (ms); a cluster that does not answer gives BackendUnavailableError. Default 5000. */
   callTimeoutMs?: number;
+  /**
+   * How transient failures are retried (core's RetryPolicy), field by field over etcd's defaults:
+   * back-off 50 ms doubling to 500 ms with jitter; `outageMs` = max(3 × callTimeoutMs, 2 × the session
+   * ttl) — a waiting acquire gives up after that long without any answer; `cleanupMs` 60 s;
+   * `closeMs` 5 s (also bounds close()'s retries of the session revoke).
+   */
+  retry?: RetryPolicyOptions;
   /** etcd user/password authentication. */
   auth?: { username: string; password: string };
   /** TLS: the CA certificate, and a client certificate/key pair for client-certificate authentication. */
@@ -62,6 +73,19 @@ export interface EtcdLockProvider extends LockProvider {
   readonly faults: EtcdFaults;
 }
 
+/**
+ * etcd's retry defaults, fitted to its timeouts: a short back-off (the grpc channel retries its server
+ * at least every ~0.6 s, see connection.ts), and an outage bound well above both two call timeouts and
+ * the session ttl, so a waiter rides out a leader election or a server restart.
+ */
+export function etcdRetryDefaults(callTimeoutMs: number, sessionTtlSec: number): Partial<RetryPolicy> {
+  return {
+    minDelayMs: 50,
+    maxDelayMs: 500,
+    outageMs: Math.max(3 * callTimeoutMs, 2 * sessionTtlSec * 1000),
+  };
+}
+
 const HOST_PATTERN = /^(https?:\/\/)?([A-Za-z0-9.-]+|\[[0-9A-Fa-f:.]+\]):\d{1,5}$/;
 /** etcd's MaxLeaseTTL. */
 const MAX_LEASE_TTL_SEC = 9_000_000_000;
@@ -93,21 +117,27 @@ export function createEtcdProvider(options: EtcdProviderOptions): EtcdLockProvid
   const auth = validateAuth(options.auth);
   const tls = validateTls(options.tls);
 
+  const retry = resolveRetryPolicy(etcdRetryDefaults(callTimeoutMs, sessionTtlSec), options.retry);
+
   const connection = new EtcdConnection({ hosts, callTimeoutMs, auth, tls });
   try {
-    const sessions = new SessionKeeper(connection, sessionTtlSec);
+    const sessions = new SessionKeeper(connection, sessionTtlSec, retry.closeMs);
+    const watches = new WatchHub(connection);
     const shared: ProviderOptions = {
       defaultTtlMs: options.defaultTtlMs,
       fallbackRecheckMs: options.fallbackRecheckMs,
+      settleGraceMs: options.settleGraceMs,
       identity: options.identity ?? defaultIdentity(),
     };
+    const parts = { retryDefaults: retry };
     const electionDriver = new RevisionQueueDriver({
       connection,
       sessions,
+      watches,
       namespace: electionNamespace,
       ownsConnection: false,
     });
-    const election = Object.assign(createLockProvider(electionDriver, shared), {
+    const election = Object.assign(createLockProvider(electionDriver, shared, parts), {
       proclaim: (leadership: Lease, value: string) => {
         if (typeof value !== 'string' || value.length === 0) {
           return Promise.reject(new InvalidArgumentError('value', value, 'a non-empty string'));
@@ -115,8 +145,14 @@ export function createEtcdProvider(options: EtcdProviderOptions): EtcdLockProvid
         return electionDriver.proclaim(leadership, value);
       },
     }) as EtcdElectionProvider;
-    const mutexDriver = new RevisionQueueDriver({ connection, sessions, namespace, ownsConnection: true });
-    const provider = createLockProvider(mutexDriver, { ...shared, election });
+    const mutexDriver = new RevisionQueueDriver({
+      connection,
+      sessions,
+      watches,
+      namespace,
+      ownsConnection: true,
+    });
+    const provider = createLockProvider(mutexDriver, { ...shared, election }, parts);
     const faults: EtcdFaults = {
       suspendKeepAlive: () => sessions.live?.suspendKeepAlive(),
       crash: () => {

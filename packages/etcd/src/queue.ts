@@ -8,27 +8,32 @@ import {
   LockLostError,
   type LockRequest,
   ProviderClosedError,
+  isTransient,
 } from '@dlock/core';
-import {
-  EtcdLeaseInvalidError,
-  type IKeyValue,
-  type IRequestOp,
-  type ITxnResponse,
-  type IWatchResponse,
-  Range,
-  type WatchBuilder,
-} from 'etcd3';
+import { EtcdLeaseInvalidError, type IKeyValue, type IRequestOp, type ITxnResponse, Range } from 'etcd3';
 import { BACKEND, type EtcdConnection } from './connection.js';
 import { entryIdentity, queuePrefix } from './layout.js';
 import type { Session, SessionKeeper } from './session.js';
+import type { Watch, WatchHub } from './watch.js';
+
+/**
+ * What an enqueue sent: the key (claimed for this request within its session) and the session lease
+ * it was attached to. It is the ticket of a place in line, and of an enqueue whose reply was lost
+ * (`revision` then unknown): re-sending the same create-if-absent Txn adopts the key if the lost one
+ * created it, and a withdraw deletes it by name.
+ */
+export interface QueueTicket {
+  /** The full etcd key, `<namespace><name>/<lease hex>[-n]`. */
+  readonly key: string;
+  /** Its create revision, or undefined when the enqueue's reply was lost. */
+  readonly revision: bigint | undefined;
+  readonly session: Session;
+}
 
 /** One contender's key in a queue: its place in line while waiting, its proof of ownership once granted. */
-export interface QueueEntry {
-  /** The full etcd key, `<namespace><name>/<lease hex>`. */
-  readonly key: string;
+export interface QueueEntry extends QueueTicket {
   /** Its create revision: the place in line, and the fencing token once it is the owner. */
   readonly revision: bigint;
-  readonly session: Session;
 }
 
 export const etcdCapabilities: Capabilities = {
@@ -50,6 +55,8 @@ export const etcdCapabilities: Capabilities = {
 interface QueueOptions {
   readonly connection: EtcdConnection;
   readonly sessions: SessionKeeper;
+  /** The connection's watch stream, shared by the mutex and election drivers. */
+  readonly watches: WatchHub;
   readonly namespace: string;
   /** Whether closing this driver closes the connection (the mutex driver owns it; the election shares it). */
   readonly ownsConnection: boolean;
@@ -64,9 +71,11 @@ const sessionEnded = (session: Session) =>
  * revision owns the name; each waiter watches only the key just ahead of it.
  *
  * Every request it sends is idempotent (create-if-absent, compare-revision-then-delete, reads), so the
- * connection may retry any of them on another member.
+ * connection may retry any of them on another member, and core may retry attempts, withdraws and
+ * releases after a transient failure. An enqueue whose reply is lost is an 'unknown' outcome whose
+ * ticket names the key: it never costs the session.
  */
-export class RevisionQueueDriver implements LockDriver<QueueEntry, QueueEntry> {
+export class RevisionQueueDriver implements LockDriver<QueueEntry, QueueTicket> {
   readonly backend = BACKEND;
 
   get address(): string {
@@ -78,6 +87,7 @@ export class RevisionQueueDriver implements LockDriver<QueueEntry, QueueEntry> {
   readonly limits = { minTtlMs: 1, maxKeyBytes: 4096 };
   readonly #connection: EtcdConnection;
   readonly #sessions: SessionKeeper;
+  readonly #watches: WatchHub;
   readonly #namespace: string;
   readonly #ownsConnection: boolean;
   #closed = false;
@@ -85,20 +95,23 @@ export class RevisionQueueDriver implements LockDriver<QueueEntry, QueueEntry> {
   constructor(options: QueueOptions) {
     this.#connection = options.connection;
     this.#sessions = options.sessions;
+    this.#watches = options.watches;
     this.#namespace = options.namespace;
     this.#ownsConnection = options.ownsConnection;
   }
 
   async attempt(
     request: LockRequest,
-    ticket: QueueEntry | undefined,
-  ): Promise<Attempt<QueueEntry, QueueEntry>> {
+    ticket: QueueTicket | undefined,
+  ): Promise<Attempt<QueueEntry, QueueTicket>> {
     if (this.#closed) throw new ProviderClosedError(BACKEND);
     const prefix = queuePrefix(this.#namespace, request.key);
-    // A ticket of a lost session has no key any more (or will not have one once its lease ends).
+    // A ticket of a lost session has no key any more (or will not have one once its lease is revoked
+    // in the background, or expires).
     let place = ticket && !ticket.session.lost ? ticket : undefined;
     if (ticket && !place) ticket.session.unclaim(ticket.key);
     for (let renewedSession = false; ; renewedSession = true) {
+      // A failed grant applied nothing that matters: a lease without keys expires by itself.
       const session = place?.session ?? (await this.#sessions.obtain());
       const key = place?.key ?? session.claim(prefix);
       try {
@@ -114,30 +127,34 @@ export class RevisionQueueDriver implements LockDriver<QueueEntry, QueueEntry> {
         }
         return { outcome: 'busy', ticket: entry };
       } catch (error) {
-        if (error instanceof EtcdLeaseInvalidError && !renewedSession) {
-          // The server let the lease go before our loss timer said so (revoked by an operator, say).
+        if (error instanceof EtcdLeaseInvalidError) {
+          // The server no longer has the lease (revoked by an operator, say) and rejected the whole Txn.
           session.lose(new Error(`etcd session lease ${session.hex} was not found at the server`));
           session.unclaim(key);
           place = undefined;
-          continue;
+          if (!renewedSession) continue;
+          throw this.#connection.unavailable('enqueue', error);
         }
-        // A fresh key may have been created before the answer was lost: leave no phantom in the queue.
-        if (!place) {
-          await this.#remove({ key, revision: 0n, session }, 'remove the key of a failed attempt').catch(
-            () => {},
-          );
+        const failure = this.#connection.unavailable('enqueue', error);
+        if (!isTransient(failure)) {
+          if (!place) session.unclaim(key);
+          throw failure;
         }
-        throw this.#connection.unavailable('enqueue', error);
+        // The Txn may have been applied and its reply lost. The key stays claimed for this request:
+        // the next attempt re-sends the same create-if-absent Txn and adopts the key (and its place in
+        // line) if it exists; a withdraw deletes it.
+        return { outcome: 'unknown', ticket: { key, session, revision: place?.revision }, cause: failure };
       }
     }
   }
 
   async waitForChange(
     request: LockRequest,
-    ticket: QueueEntry | undefined,
+    ticket: QueueTicket | undefined,
     maxWaitMs: number,
   ): Promise<void> {
-    if (!ticket || ticket.session.lost || request.signal.aborted) return;
+    const revision = ticket?.revision;
+    if (!ticket || revision === undefined || ticket.session.lost || request.signal.aborted) return;
     const { start, end } = Range.prefix(queuePrefix(this.#namespace, request.key));
     // Go's waitDeletes: only the key just ahead matters, so a release wakes one waiter, not the herd.
     const ahead = await this.#connection.call('find the contender ahead', (options) =>
@@ -145,7 +162,7 @@ export class RevisionQueueDriver implements LockDriver<QueueEntry, QueueEntry> {
         {
           key: start,
           range_end: end,
-          max_create_revision: String(ticket.revision - 1n),
+          max_create_revision: String(revision - 1n),
           sort_target: 'Create',
           sort_order: 'Descend',
           limit: 1,
@@ -164,7 +181,7 @@ export class RevisionQueueDriver implements LockDriver<QueueEntry, QueueEntry> {
     await this.#untilDeleted(predecessor.key, after, maxWaitMs, [request.signal, ticket.session.signal]);
   }
 
-  async withdraw(_request: LockRequest, ticket: QueueEntry): Promise<void> {
+  async withdraw(_request: LockRequest, ticket: QueueTicket): Promise<void> {
     await this.#remove(ticket, 'withdraw from the queue');
   }
 
@@ -195,7 +212,13 @@ export class RevisionQueueDriver implements LockDriver<QueueEntry, QueueEntry> {
     return owner ? toHolder(owner) : null;
   }
 
-  /** Go's Election.Observe: the current holder, then every change, from a watch on the prefix. */
+  /**
+   * Go's Election.Observe: the current holder, then every change, from a watch on the prefix. The
+   * first read fails fast (BackendUnavailableError) when etcd cannot be read. After that, an outage is
+   * ridden out: the watch stays registered, the watch stream is reopened as soon as etcd is reachable
+   * again, and the holder is read again right then, so a change during the outage (a holder that
+   * stopped, a key that expired) is reported at once rather than the last holder seen before it.
+   */
   async *watchHolder(key: string, signal: AbortSignal): AsyncIterable<HolderInfo | null> {
     const { start, end } = Range.prefix(queuePrefix(this.#namespace, key));
     let changed = false;
@@ -204,27 +227,35 @@ export class RevisionQueueDriver implements LockDriver<QueueEntry, QueueEntry> {
       changed = true;
       wake?.();
     };
-    let watch: RangeWatch | undefined;
+    let watch: Watch | undefined;
+    /** The revision of the last successful read: everything after it is (or will be) watched. */
+    let revision: bigint | undefined;
+    const watchFrom = (from: bigint) => {
+      if (!watch || watch.ended) {
+        watch = this.#watches.open({ key: start, rangeEnd: end, startRevision: from + 1n }, onChange);
+      }
+    };
     signal.addEventListener('abort', onChange, { once: true });
     try {
       let last: HolderInfo | null | undefined;
       while (!signal.aborted) {
         changed = false;
-        const response = await this.#connection.call('read the holder', (options) =>
-          this.#connection.client.kv.range(ownerRange(start, end), options),
-        );
-        watch ??= this.#watch(
-          this.#connection.client
-            .watch()
-            .inRange({ start, end })
-            .startRevision(String(BigInt(response.header.revision) + 1n)),
-          onChange,
-        );
-        const owner = response.kvs[0];
-        const current = owner ? toHolder(owner) : null;
-        if (last === undefined || !sameHolder(last, current)) {
-          last = current;
-          yield current;
+        try {
+          const response = await this.#connection.call('read the holder', (options) =>
+            this.#connection.client.kv.range(ownerRange(start, end), options),
+          );
+          revision = BigInt(response.header.revision);
+          watchFrom(revision);
+          const owner = response.kvs[0];
+          const current = owner ? toHolder(owner) : null;
+          if (last === undefined || !sameHolder(last, current)) {
+            last = current;
+            yield current;
+          }
+        } catch (error) {
+          if (revision === undefined || !isTransient(error)) throw error;
+          // Keep a watch registered, so the stream is reopened and wakes this loop once etcd is back.
+          watchFrom(revision);
         }
         if (!changed && !signal.aborted) {
           await new Promise<void>((resolve) => {
@@ -232,7 +263,6 @@ export class RevisionQueueDriver implements LockDriver<QueueEntry, QueueEntry> {
           });
           wake = undefined;
         }
-        if (watch.failure) throw this.#connection.unavailable('watch the holder', watch.failure);
       }
     } finally {
       signal.removeEventListener('abort', onChange);
@@ -279,6 +309,7 @@ export class RevisionQueueDriver implements LockDriver<QueueEntry, QueueEntry> {
     if (this.#closed) return;
     this.#closed = true;
     if (!this.#ownsConnection) return;
+    this.#watches.close();
     await this.#sessions.close();
     this.#connection.close();
   }
@@ -321,43 +352,52 @@ export class RevisionQueueDriver implements LockDriver<QueueEntry, QueueEntry> {
   }
 
   /**
-   * Deletes a queue key if it is still the one with `entry.revision` (any revision when 0). When the
-   * cluster does not confirm the delete, the key might stay and block the queue for as long as the
-   * session lives, so the session is given up: its lease then expires (or is revoked) and takes the
-   * key with it within one session ttl. Its other locks are reported lost — they could not be
-   * vouched for through an unreachable cluster anyway.
+   * Deletes a queue key by what was sent: its name (claimed by this request within its session) and,
+   * when known, its create revision, so that a late or repeated delete can never remove a later key
+   * of the same name. Idempotent: core retries it after a transient failure, and the key stays claimed
+   * until the delete is confirmed. A key of a lost session goes with the session's lease (revoked in
+   * the background, or expired), so there is nothing left to send.
    */
-  async #remove(entry: QueueEntry, what: string): Promise<void> {
+  async #remove(entry: QueueTicket, what: string): Promise<void> {
     const { session } = entry;
-    try {
-      if (session.lost) return;
-      const key = Buffer.from(entry.key);
+    if (session.lost) {
+      session.unclaim(entry.key);
+      return;
+    }
+    const key = Buffer.from(entry.key);
+    let revision = entry.revision;
+    if (revision === undefined) {
+      // The enqueue's reply was lost: find out whether it created the key, and at which revision.
+      const found = await this.#connection.call(what, (options) =>
+        this.#connection.client.kv.range({ key, keys_only: true }, options),
+      );
+      const kv = found.kvs[0];
+      if (kv) revision = BigInt(kv.create_revision);
+    }
+    if (revision !== undefined) {
+      const createRevision = String(revision);
       await this.#connection.call(what, (options) =>
         this.#connection.client.kv.txn(
           {
-            compare:
-              entry.revision === 0n
-                ? []
-                : [{ key, target: 'Create', result: 'Equal', create_revision: String(entry.revision) }],
+            compare: [{ key, target: 'Create', result: 'Equal', create_revision: createRevision }],
             success: [{ request_delete_range: { key } }],
           },
           options,
         ),
       );
-    } catch (error) {
-      session.lose(new Error(`could not confirm that ${entry.key} was deleted: ${errorMessage(error)}`));
-      throw this.#connection.unavailable(what, error);
-    } finally {
-      session.unclaim(entry.key);
     }
+    session.unclaim(entry.key);
   }
 
-  /** Resolves once `key` is deleted (at `revision` or later), after `maxWaitMs`, or when a signal aborts. */
+  /**
+   * Resolves once `key` is deleted (at `revision` or later), after `maxWaitMs`, when a signal aborts,
+   * or when the watch is cancelled by the server or resumed after a broken stream (the caller then
+   * re-checks the queue).
+   */
   #untilDeleted(key: Buffer, revision: string, maxWaitMs: number, signals: AbortSignal[]): Promise<void> {
     return new Promise((resolve) => {
-      const watch = this.#watch(
-        this.#connection.client.watch().key(key).startRevision(revision).only('delete'),
-        () => done(),
+      const watch = this.#watches.open({ key, startRevision: BigInt(revision), onlyDeletes: true }, () =>
+        done(),
       );
       const done = () => {
         clearTimeout(timer);
@@ -370,37 +410,6 @@ export class RevisionQueueDriver implements LockDriver<QueueEntry, QueueEntry> {
       if (signals.some((signal) => signal.aborted)) done();
     });
   }
-
-  /**
-   * Starts a watch that calls `onEvent` on every event and on failure. A watch the server cancels
-   * (e.g. its start revision was compacted) reports `failure`; etcd3 re-establishes broken streams
-   * itself and replays from the last revision seen.
-   */
-  #watch(builder: WatchBuilder, onEvent: () => void): RangeWatch {
-    const watcher = builder.watcher();
-    const watch: RangeWatch = { failure: undefined, cancel: () => {} };
-    const onError = (error: unknown) => {
-      watch.failure = error;
-      onEvent();
-    };
-    // Progress notifications (etcd3 asks for them) arrive as responses without events.
-    const onData = (response: IWatchResponse) => {
-      if (response.events.length > 0) onEvent();
-    };
-    // etcd3 emits 'error' on the watcher; an EventEmitter without an 'error' listener would throw.
-    watcher.on('error', () => {});
-    watcher.on('data', onData).on('error', onError);
-    watch.cancel = () => {
-      watcher.off('data', onData).off('error', onError);
-      watcher.cancel().catch(() => {});
-    };
-    return watch;
-  }
-}
-
-interface RangeWatch {
-  failure: unknown;
-  cancel(): void;
 }
 
 function ownerRange(start: Buffer, end: Buffer) {
