@@ -15,7 +15,10 @@ command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
 command -v etcd >/dev/null 2>&1 || missing+=(etcd-server)
 command -v etcdctl >/dev/null 2>&1 || missing+=(etcd-client)
 [ -f /usr/share/java/zookeeper.jar ] || missing+=(zookeeper)
-command -v java >/dev/null 2>&1 || missing+=(default-jre-headless)
+# A JDK, not just a JRE: the testkit compiles its Curator peer (packages/testkit/java) with javac.
+{ command -v java && command -v javac; } >/dev/null 2>&1 || missing+=(default-jdk-headless)
+# Real Apache Curator (recipes + framework + client jars), the interop peer of the ZooKeeper tests.
+compgen -G '/usr/share/java/curator-recipes*.jar' >/dev/null || missing+=(libcurator-recipes-java)
 if [ ${#missing[@]} -gt 0 ]; then
   if [ "$(id -u)" = "0" ] && command -v apt-get >/dev/null 2>&1; then
     echo "setup: installing ${missing[*]} with apt-get"

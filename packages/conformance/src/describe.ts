@@ -5,11 +5,15 @@ import type { ConformanceOptions, Guarantee, KitContext, ResidueKind } from './k
 import { type GuaranteeResult, writeConformanceReport } from './report.js';
 import { lockGuarantees } from './sections/lock.js';
 import { networkGuarantees } from './sections/network.js';
+import { readWriteGuarantees } from './sections/read-write.js';
+import { semaphoreGuarantees } from './sections/semaphore.js';
+import { soakGuarantees } from './sections/soak.js';
 import { sleep } from './timing.js';
 
 /**
- * Registers the dlock conformance suite for one provider: the lock section, then the network-faults
- * section (with the `network` hook). `factory` must return a new provider instance (its own
+ * Registers the dlock conformance suite for one provider: the lock section, the network-faults section
+ * (with the `network` hook), the semaphore section and the read-write section (skipped with the reason
+ * on a provider whose backend offers neither). `factory` must return a new provider instance (its own
  * connection) on each call; all instances must reach the same backend. Every guarantee is recorded
  * in the `dlock.conformance/1` report as held, violated or skipped (with the reason).
  */
@@ -85,7 +89,13 @@ export function describeLockProvider(
       }
     });
 
-    const guarantees: Guarantee[] = [...lockGuarantees(kit), ...networkGuarantees(kit)];
+    const guarantees: Guarantee[] = [
+      ...lockGuarantees(kit),
+      ...networkGuarantees(kit),
+      ...semaphoreGuarantees(kit),
+      ...readWriteGuarantees(kit),
+      ...soakGuarantees(kit),
+    ];
     for (const guarantee of guarantees) {
       const section = guarantee.section ?? 'lock';
       it(

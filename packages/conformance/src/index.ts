@@ -8,4 +8,5 @@ export type {
   ResidueKind,
   Section,
 } from './kit.js';
+export type { Counts, SoakHooks } from './sections/soak.js';
 export * from './results.js';

@@ -1,7 +1,8 @@
 import type { Lease, LockProvider, RetryPolicyOptions } from '@dlock/core';
+import type { SoakHooks } from './sections/soak.js';
 
 /** Which part of the kit a guarantee belongs to; the semantics tables group rows by it. */
-export type Section = 'lock' | 'network' | 'semaphore' | 'read-write';
+export type Section = 'lock' | 'network' | 'semaphore' | 'read-write' | 'soak';
 
 /** What a backend stores for a name, by primitive. */
 export type ResidueKind = 'lock' | 'semaphore' | 'read-write';
@@ -78,6 +79,8 @@ export interface ConformanceOptions {
   connectTimeoutMs?: number;
   /** Providers whose connections go through a fault proxy: enables the network-faults section. */
   network?: NetworkHooks;
+  /** Probes for the churn soak (client listeners, server watches): enables the soak section. */
+  soak?: SoakHooks;
   /** Where to write the JSON report. Default: $DLOCK_CONFORMANCE_DIR/<name>.json when that is set. */
   reportPath?: string;
 }

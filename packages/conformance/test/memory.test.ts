@@ -7,6 +7,8 @@ describeLockProvider('memory', async () => createMemoryProvider({ store }), {
   ttlMs: 300,
   marginMs: 250,
   forceRelease: async (key) => store.forceRelease(key),
-  residue: async (key) => store.residue(key),
+  residue: async (key, kind) => store.residue(key, kind === 'read-write' ? 'rw' : kind),
+  // The store's own state is the whole "server": nothing may be left in it after the churn.
+  soak: { durationMs: 5_000, server: () => ({ 'store names': store.size }) },
   heldAtRawKey: async (key) => store.residue(key).some((entry) => entry.startsWith('holder:')),
 });

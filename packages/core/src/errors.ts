@@ -10,6 +10,7 @@ export type LockErrorCode =
   | 'BACKEND_UNAVAILABLE'
   | 'INVALID_ARGUMENT'
   | 'LIMIT_MISMATCH'
+  | 'KEY_CONFLICT'
   | 'UNSUPPORTED'
   | 'PROVIDER_CLOSED';
 
@@ -102,6 +103,27 @@ export class SemaphoreLimitMismatchError extends LockError {
     this.semaphore = name;
     this.limit = limit;
     this.storedLimit = storedLimit;
+  }
+}
+
+/**
+ * The backend key (or node) a lock name maps to holds something no lock writes: application data with
+ * no expiry, another type, a foreign value (issue 12: `SET orders:1 '{"x":1}'`, then
+ * `acquire('orders:1')` waited forever). Such a key never frees up the way a lock does, so acquire,
+ * tryAcquire and holder fail at once and nothing retries it. The data is left untouched. `found`
+ * describes what is there, in the backend's terms.
+ */
+export class KeyConflictError<Found = unknown> extends LockError {
+  /** The lock name as the caller gave it. */
+  readonly key: string;
+  /** The backend key holding the data (with its prefix), or the name's auxiliary key (a counter). */
+  readonly backendKey: string;
+  readonly found: Found;
+  constructor(key: string, backendKey: string, found: Found, description: string) {
+    super('KEY_CONFLICT', `lock "${key}" cannot use ${backendKey}: ${description}`);
+    this.key = key;
+    this.backendKey = backendKey;
+    this.found = found;
   }
 }
 

@@ -54,6 +54,7 @@ export {
   BackendUnavailableError,
   type BackendUnavailableOptions,
   InvalidArgumentError,
+  KeyConflictError,
   LockError,
   type LockErrorCode,
   LockLostError,

@@ -65,6 +65,11 @@ export class MemoryLockStore {
   // Counters outlive name state so tokens stay monotonic after a name goes idle.
   readonly #counters = new Map<string, bigint>();
 
+  /** How many names have holders or waiters right now (idle names are forgotten). */
+  get size(): number {
+    return this.#names.size;
+  }
+
   /** @internal */
   state(space: Namespace, name: string): NameState {
     const id = `${space}\u0000${name}`;

@@ -13,6 +13,9 @@ import {
 } from '@dlock/core';
 import { EtcdConnection } from './connection.js';
 import { RevisionQueueDriver } from './queue.js';
+import { EtcdReadWriteDriver } from './read-write.js';
+import { EtcdSemaphoreDriver } from './semaphore.js';
+import { SessionKeys } from './session-keys.js';
 import { SessionKeeper } from './session.js';
 import { WatchHub } from './watch.js';
 
@@ -23,6 +26,16 @@ export interface EtcdProviderOptions extends Omit<ProviderOptions, 'election'> {
   namespace?: string;
   /** Prepended to every election name (`provider.election`). Default `'dlock-election/'`. */
   electionNamespace?: string;
+  /**
+   * Prepended to every semaphore name (`provider.semaphore()`). Default `'dlock-semaphore/'`. Must differ
+   * from the other namespaces, so a semaphore never shares keys with a lock of the same name.
+   */
+  semaphoreNamespace?: string;
+  /**
+   * Prepended to every read-write lock name (`provider.readWriteLock()`). Default `'dlock-rw/'`; `''`
+   * gives exactly the keys of etcd's recipes.RWMutex. Must differ from the other namespaces.
+   */
+  readWriteNamespace?: string;
   /**
    * TTL of the session lease, in whole seconds (etcd's unit). A crashed holder's locks are freed this
    * long after its last keepalive. At least the cluster's minimum lease TTL (1.5 election timeouts,
@@ -104,6 +117,20 @@ export function createEtcdProvider(options: EtcdProviderOptions): EtcdLockProvid
     'electionNamespace',
     options.electionNamespace ?? 'dlock-election/',
   );
+  const semaphoreNamespace = validateNamespace(
+    'semaphoreNamespace',
+    options.semaphoreNamespace ?? 'dlock-semaphore/',
+    { namespace, electionNamespace },
+  );
+  const readWriteNamespace = validateNamespace(
+    'readWriteNamespace',
+    options.readWriteNamespace ?? 'dlock-rw/',
+    {
+      namespace,
+      electionNamespace,
+      semaphoreNamespace,
+    },
+  );
   const sessionTtlSec = options.sessionTtlSec ?? 10;
   if (!Number.isInteger(sessionTtlSec) || sessionTtlSec < 1 || sessionTtlSec > MAX_LEASE_TTL_SEC) {
     throw new InvalidArgumentError(
@@ -129,7 +156,10 @@ export function createEtcdProvider(options: EtcdProviderOptions): EtcdLockProvid
       settleGraceMs: options.settleGraceMs,
       identity: options.identity ?? defaultIdentity(),
     };
-    const parts = { retryDefaults: retry };
+    const electionParts = {
+      retryDefaults: retry,
+      unsupportedHint: 'provider.election offers elections only; use the provider itself',
+    };
     const electionDriver = new RevisionQueueDriver({
       connection,
       sessions,
@@ -137,7 +167,7 @@ export function createEtcdProvider(options: EtcdProviderOptions): EtcdLockProvid
       namespace: electionNamespace,
       ownsConnection: false,
     });
-    const election = Object.assign(createLockProvider(electionDriver, shared, parts), {
+    const election = Object.assign(createLockProvider(electionDriver, shared, electionParts), {
       proclaim: (leadership: Lease, value: string) => {
         if (typeof value !== 'string' || value.length === 0) {
           return Promise.reject(new InvalidArgumentError('value', value, 'a non-empty string'));
@@ -152,7 +182,16 @@ export function createEtcdProvider(options: EtcdProviderOptions): EtcdLockProvid
       namespace,
       ownsConnection: true,
     });
-    const provider = createLockProvider(mutexDriver, { ...shared, election }, parts);
+    const keys = new SessionKeys(connection, sessions, watches);
+    const provider = createLockProvider(
+      mutexDriver,
+      { ...shared, election },
+      {
+        retryDefaults: retry,
+        semaphoreDriver: new EtcdSemaphoreDriver({ connection, keys, namespace: semaphoreNamespace }),
+        readWriteDriver: new EtcdReadWriteDriver({ connection, keys, namespace: readWriteNamespace }),
+      },
+    );
     const faults: EtcdFaults = {
       suspendKeepAlive: () => sessions.live?.suspendKeepAlive(),
       crash: () => {
@@ -186,8 +225,18 @@ function validateHosts(value: unknown): string[] {
   return hosts as string[];
 }
 
-function validateNamespace(field: string, value: unknown): string {
+/** A namespace option; `others` are the namespaces of the other primitives, which it must not equal. */
+function validateNamespace(field: string, value: unknown, others: Record<string, string> = {}): string {
   if (typeof value !== 'string') throw new InvalidArgumentError(field, value, "a string (may be '')");
+  for (const [other, taken] of Object.entries(others)) {
+    if (value === taken) {
+      throw new InvalidArgumentError(
+        field,
+        value,
+        `a string other than ${other} ('${taken}'), so that each primitive's keys stay its own`,
+      );
+    }
+  }
   return value;
 }
 

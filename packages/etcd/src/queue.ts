@@ -11,31 +11,14 @@ import {
   isTransient,
   raceAbort,
 } from '@dlock/core';
-import { EtcdLeaseInvalidError, type IKeyValue, type IRequestOp, type ITxnResponse, Range } from 'etcd3';
+import { EtcdLeaseInvalidError, type IKeyValue, Range } from 'etcd3';
 import { BACKEND, type EtcdConnection } from './connection.js';
 import { entryIdentity, queuePrefix } from './layout.js';
-import type { Session, SessionKeeper } from './session.js';
+import { type QueueEntry, type QueueTicket, SessionKeys, oldestIn } from './session-keys.js';
+import type { SessionKeeper } from './session.js';
 import type { Watch, WatchHub } from './watch.js';
 
-/**
- * What an enqueue sent: the key (claimed for this request within its session) and the session lease
- * it was attached to. It is the ticket of a place in line, and of an enqueue whose reply was lost
- * (`revision` then unknown): re-sending the same create-if-absent Txn adopts the key if the lost one
- * created it, and a withdraw deletes it by name.
- */
-export interface QueueTicket {
-  /** The full etcd key, `<namespace><name>/<lease hex>[-n]`. */
-  readonly key: string;
-  /** Its create revision, or undefined when the enqueue's reply was lost. */
-  readonly revision: bigint | undefined;
-  readonly session: Session;
-}
-
-/** One contender's key in a queue: its place in line while waiting, its proof of ownership once granted. */
-export interface QueueEntry extends QueueTicket {
-  /** Its create revision: the place in line, and the fencing token once it is the owner. */
-  readonly revision: bigint;
-}
+export type { QueueEntry, QueueTicket } from './session-keys.js';
 
 export const etcdCapabilities: Capabilities = {
   fencing: 'monotonic',
@@ -63,9 +46,6 @@ interface QueueOptions {
   readonly ownsConnection: boolean;
 }
 
-const sessionEnded = (session: Session) =>
-  `its etcd session lease ${session.hex} was lost (${errorMessage(session.signal.reason)})`;
-
 /**
  * The queue behind Go's concurrency.Mutex and concurrency.Election, as a dlock driver: one key per
  * contender under `<namespace><name>/`, attached to the provider's session lease; the lowest create
@@ -89,6 +69,7 @@ export class RevisionQueueDriver implements LockDriver<QueueEntry, QueueTicket> 
   readonly #connection: EtcdConnection;
   readonly #sessions: SessionKeeper;
   readonly #watches: WatchHub;
+  readonly #keys: SessionKeys;
   readonly #namespace: string;
   readonly #ownsConnection: boolean;
   #closed = false;
@@ -97,6 +78,7 @@ export class RevisionQueueDriver implements LockDriver<QueueEntry, QueueTicket> 
     this.#connection = options.connection;
     this.#sessions = options.sessions;
     this.#watches = options.watches;
+    this.#keys = new SessionKeys(options.connection, options.sessions, options.watches);
     this.#namespace = options.namespace;
     this.#ownsConnection = options.ownsConnection;
   }
@@ -107,46 +89,11 @@ export class RevisionQueueDriver implements LockDriver<QueueEntry, QueueTicket> 
   ): Promise<Attempt<QueueEntry, QueueTicket>> {
     if (this.#closed) throw new ProviderClosedError(BACKEND);
     const prefix = queuePrefix(this.#namespace, request.key);
-    // A ticket of a lost session has no key any more (or will not have one once its lease is revoked
-    // in the background, or expires).
-    let place = ticket && !ticket.session.lost ? ticket : undefined;
-    if (ticket && !place) ticket.session.unclaim(ticket.key);
-    for (let renewedSession = false; ; renewedSession = true) {
-      // A failed grant applied nothing that matters: a lease without keys expires by itself.
-      const session = place?.session ?? (await this.#sessions.obtain());
-      const key = place?.key ?? session.claim(prefix);
-      try {
-        const { entry, owner } = await this.#enqueue(prefix, key, session, request.identity);
-        if (owner) {
-          const grant: Grant<QueueEntry> = {
-            token: entry.revision,
-            validUntil: Number.POSITIVE_INFINITY,
-            lost: session.signal,
-            handle: entry,
-          };
-          return { outcome: 'granted', grant };
-        }
-        return { outcome: 'busy', ticket: entry };
-      } catch (error) {
-        if (error instanceof EtcdLeaseInvalidError) {
-          // The server no longer has the lease (revoked by an operator, say) and rejected the whole Txn.
-          session.lose(new Error(`etcd session lease ${session.hex} was not found at the server`));
-          session.unclaim(key);
-          place = undefined;
-          if (!renewedSession) continue;
-          throw this.#connection.unavailable('enqueue', error);
-        }
-        const failure = this.#connection.unavailable('enqueue', error);
-        if (!isTransient(failure)) {
-          if (!place) session.unclaim(key);
-          throw failure;
-        }
-        // The Txn may have been applied and its reply lost. The key stays claimed for this request:
-        // the next attempt re-sends the same create-if-absent Txn and adopts the key (and its place in
-        // line) if it exists; a withdraw deletes it.
-        return { outcome: 'unknown', ticket: { key, session, revision: place?.revision }, cause: failure };
-      }
-    }
+    return this.#keys.enqueue(
+      ticket,
+      (session) => session.claim(prefix),
+      (key, session) => this.#keys.enqueueAhead(key, request.identity, session, Range.prefix(prefix)),
+    );
   }
 
   async waitForChange(
@@ -154,60 +101,27 @@ export class RevisionQueueDriver implements LockDriver<QueueEntry, QueueTicket> 
     ticket: QueueTicket | undefined,
     maxWaitMs: number,
   ): Promise<void> {
-    const revision = ticket?.revision;
-    if (!ticket || revision === undefined || ticket.session.lost || request.signal.aborted) return;
-    const { start, end } = Range.prefix(queuePrefix(this.#namespace, request.key));
     // Go's waitDeletes: only the key just ahead matters, so a release wakes one waiter, not the herd.
-    const ahead = await this.#connection.call('find the contender ahead', (options) =>
-      this.#connection.client.kv.range(
-        {
-          key: start,
-          range_end: end,
-          max_create_revision: String(revision - 1n),
-          sort_target: 'Create',
-          sort_order: 'Descend',
-          limit: 1,
-          keys_only: true,
-        },
-        options,
-      ),
-    );
-    const predecessor = ahead.kvs[0];
-    if (!predecessor) return;
-    // The predecessor existed at that revision, so its delete comes later. Watching from the next
-    // revision (Go watches from the same one) also lets etcd put the watch straight into its synced
-    // group: a watch starting at or before the current revision waits for etcd's 100 ms catch-up loop,
-    // which would add up to 100 ms to every hand-off.
-    const after = String(BigInt(ahead.header.revision) + 1n);
-    await this.#untilDeleted(predecessor.key, after, maxWaitMs, [request.signal, ticket.session.signal]);
+    const queue = Range.prefix(queuePrefix(this.#namespace, request.key));
+    await this.#keys.untilAheadDeleted(queue, request, ticket, maxWaitMs);
   }
 
   async withdraw(_request: LockRequest, ticket: QueueTicket): Promise<void> {
-    await this.#remove(ticket, 'withdraw from the queue');
+    await this.#keys.remove(ticket, 'withdraw from the queue');
   }
 
-  async extend(key: string, grant: Grant<QueueEntry>): Promise<number> {
-    const entry = grant.handle;
-    if (entry.session.lost) throw new LockLostError(key, sessionEnded(entry.session));
-    const current = await this.#connection.call('check the lock key', (options) =>
-      this.#connection.client.kv.range({ key: Buffer.from(entry.key) }, options),
-    );
-    const kv = current.kvs[0];
-    if (!kv || BigInt(kv.create_revision) !== entry.revision) {
-      throw new LockLostError(key, `its etcd key ${entry.key} was deleted (by an operator or lease expiry)`);
-    }
-    // Keys created later have higher revisions, so an entry that still exists is still the owner.
-    return Number.POSITIVE_INFINITY;
+  extend(key: string, grant: Grant<QueueEntry>): Promise<number> {
+    return this.#keys.confirmHeld(key, grant.handle);
   }
 
   async release(_key: string, grant: Grant<QueueEntry>): Promise<void> {
-    await this.#remove(grant.handle, 'release the lock');
+    await this.#keys.remove(grant.handle, 'release the lock');
   }
 
   async holder(key: string): Promise<HolderInfo | null> {
     const { start, end } = Range.prefix(queuePrefix(this.#namespace, key));
     const response = await this.#connection.call('read the holder', (options) =>
-      this.#connection.client.kv.range(ownerRange(start, end), options),
+      this.#connection.client.kv.range(oldestIn({ start, end }), options),
     );
     const owner = response.kvs[0];
     return owner ? toHolder(owner) : null;
@@ -245,7 +159,7 @@ export class RevisionQueueDriver implements LockDriver<QueueEntry, QueueTicket> 
           // An abort ends the stream at once, not when a read in flight answers or times out.
           const response = await raceAbort(
             this.#connection.call('read the holder', (options) =>
-              this.#connection.client.kv.range(ownerRange(start, end), options),
+              this.#connection.client.kv.range(oldestIn({ start, end }), options),
             ),
             signal,
           );
@@ -319,107 +233,6 @@ export class RevisionQueueDriver implements LockDriver<QueueEntry, QueueTicket> 
     await this.#sessions.close();
     this.#connection.close();
   }
-
-  /**
-   * Go's Mutex.tryAcquire in one Txn: create the key on the session lease unless it exists, and read
-   * it and the owner (lowest create revision under the prefix) at the same revision.
-   */
-  async #enqueue(
-    prefix: string,
-    key: string,
-    session: Session,
-    identity: string,
-  ): Promise<{ entry: QueueEntry; owner: boolean }> {
-    const keyBytes = Buffer.from(key);
-    const { start, end } = Range.prefix(prefix);
-    const owner: IRequestOp = { request_range: ownerRange(start, end) };
-    const response: ITxnResponse = await this.#connection.call('enqueue', (options) =>
-      this.#connection.client.kv.txn(
-        {
-          compare: [{ key: keyBytes, target: 'Create', result: 'Equal', create_revision: 0 }],
-          success: [
-            { request_put: { key: keyBytes, value: Buffer.from(identity), lease: session.id } },
-            owner,
-          ],
-          failure: [{ request_range: { key: keyBytes } }, owner],
-        },
-        options,
-      ),
-    );
-    const mine = response.succeeded
-      ? response.header.revision
-      : response.responses[0]?.response_range.kvs[0]?.create_revision;
-    const first = response.responses[1]?.response_range.kvs[0];
-    if (mine === undefined || first === undefined) {
-      throw new Error(`etcd answered the enqueue Txn for ${key} without the expected keys`);
-    }
-    const revision = BigInt(mine);
-    return { entry: { key, revision, session }, owner: BigInt(first.create_revision) === revision };
-  }
-
-  /**
-   * Deletes a queue key by what was sent: its name (claimed by this request within its session) and,
-   * when known, its create revision, so that a late or repeated delete can never remove a later key
-   * of the same name. Idempotent: core retries it after a transient failure, and the key stays claimed
-   * until the delete is confirmed. A key of a lost session goes with the session's lease (revoked in
-   * the background, or expired), so there is nothing left to send.
-   */
-  async #remove(entry: QueueTicket, what: string): Promise<void> {
-    const { session } = entry;
-    if (session.lost) {
-      session.unclaim(entry.key);
-      return;
-    }
-    const key = Buffer.from(entry.key);
-    let revision = entry.revision;
-    if (revision === undefined) {
-      // The enqueue's reply was lost: find out whether it created the key, and at which revision.
-      const found = await this.#connection.call(what, (options) =>
-        this.#connection.client.kv.range({ key, keys_only: true }, options),
-      );
-      const kv = found.kvs[0];
-      if (kv) revision = BigInt(kv.create_revision);
-    }
-    if (revision !== undefined) {
-      const createRevision = String(revision);
-      await this.#connection.call(what, (options) =>
-        this.#connection.client.kv.txn(
-          {
-            compare: [{ key, target: 'Create', result: 'Equal', create_revision: createRevision }],
-            success: [{ request_delete_range: { key } }],
-          },
-          options,
-        ),
-      );
-    }
-    session.unclaim(entry.key);
-  }
-
-  /**
-   * Resolves once `key` is deleted (at `revision` or later), after `maxWaitMs`, when a signal aborts,
-   * or when the watch is cancelled by the server or resumed after a broken stream (the caller then
-   * re-checks the queue).
-   */
-  #untilDeleted(key: Buffer, revision: string, maxWaitMs: number, signals: AbortSignal[]): Promise<void> {
-    return new Promise((resolve) => {
-      const watch = this.#watches.open({ key, startRevision: BigInt(revision), onlyDeletes: true }, () =>
-        done(),
-      );
-      const done = () => {
-        clearTimeout(timer);
-        for (const signal of signals) signal.removeEventListener('abort', done);
-        watch.cancel();
-        resolve();
-      };
-      const timer = setTimeout(done, maxWaitMs);
-      for (const signal of signals) signal.addEventListener('abort', done, { once: true });
-      if (signals.some((signal) => signal.aborted)) done();
-    });
-  }
-}
-
-function ownerRange(start: Buffer, end: Buffer) {
-  return { key: start, range_end: end, sort_target: 'Create', sort_order: 'Ascend', limit: 1 } as const;
 }
 
 function toHolder(kv: IKeyValue): HolderInfo {
@@ -428,8 +241,4 @@ function toHolder(kv: IKeyValue): HolderInfo {
 
 function sameHolder(a: HolderInfo | null, b: HolderInfo | null): boolean {
   return a === b || (a !== null && b !== null && a.identity === b.identity && a.token === b.token);
-}
-
-function errorMessage(error: unknown): string {
-  return error instanceof Error ? error.message : String(error);
 }

@@ -1,7 +1,7 @@
 import { describeLockProvider } from '@dlock/conformance';
 import { type EtcdServer, type FaultProxy, freePort, startEtcd, startFaultProxy } from '@dlock/testkit';
 import { afterAll, beforeAll } from 'vitest';
-import { createEtcdProvider } from '../src/index.js';
+import { createEtcdProvider, readWritePrefix, semaphorePrefix } from '../src/index.js';
 import { RawEtcd, asEtcd, openProvider } from './etcd.js';
 
 let server: EtcdServer;
@@ -51,7 +51,15 @@ describeLockProvider(
       await raw.leaseGone(lease, SESSION_TTL_SEC * 1000 + SERVER_EXPIRY_SLACK_MS * 2);
     },
     forceRelease: (key) => raw.deletePrefix(`${key}/`),
-    residue: (key) => raw.keys(`${key}/`),
+    // Every primitive has its own prefix (the provider's default semaphore and read-write namespaces).
+    residue: (key, kind) =>
+      raw.keys(
+        kind === 'semaphore'
+          ? semaphorePrefix('dlock-semaphore/', key)
+          : kind === 'read-write'
+            ? readWritePrefix('dlock-rw/', key)
+            : `${key}/`,
+      ),
     heldAtRawKey: async (key) => (await raw.keys(`${key}/`)).length > 0,
     unreachable: async () =>
       createEtcdProvider({ hosts: `http://127.0.0.1:${await freePort()}`, callTimeoutMs: 1_000 }),

@@ -106,8 +106,8 @@ async function uncontended(
       // protocol costs before any client-side code, so the rest of the gap can be attributed.
       'protocol',
       async () => {
-        const owner = `bench:${randomBytes(16).toString('hex')}:`;
-        const [, token] = (await raw.evalsha(
+        const owner = `dlock1:${randomBytes(16).toString('hex')}:`;
+        await raw.evalsha(
           acquireScript.sha1,
           2,
           'bench:protocol',
@@ -115,14 +115,8 @@ async function uncontended(
           owner,
           LOCK_TTL_MS,
           ':bench',
-        )) as [number, string];
-        await raw.evalsha(
-          releaseScript.sha1,
-          1,
-          'bench:protocol',
-          `${owner}${token}:bench`,
-          'bench:protocol:released',
         );
+        await raw.evalsha(releaseScript.sha1, 1, 'bench:protocol', owner, 'bench:protocol:released');
       },
     ],
     [

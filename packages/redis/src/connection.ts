@@ -1,7 +1,32 @@
 import { BackendUnavailableError } from '@dlock/core';
+import { ReplyError } from 'ioredis';
 import type { RedisClient } from './scripts.js';
 
 const AUTH_FAILURE = /^(WRONGPASS|NOAUTH|NOPERM|ERR invalid password|ERR AUTH)/;
+/**
+ * Other error replies that come back the same until someone changes the server, the ACL or dlock: a
+ * command or script the server does not run, keys in different Cluster slots.
+ */
+const PERMANENT_REPLY =
+  /^(ERR unknown command|ERR Error compiling script|ERR Error running script|ERR user_script|CROSSSLOT)/;
+/** ioredis, with enableOfflineQueue off, when the socket is not writable: the command was not sent. */
+const NOT_WRITABLE = "Stream isn't writeable";
+
+/** Failures of commands that were written and got no reply. */
+const unansweredFailures = new WeakSet<BackendUnavailableError>();
+
+function unanswered(error: BackendUnavailableError): BackendUnavailableError {
+  unansweredFailures.add(error);
+  return error;
+}
+
+/**
+ * True when `error` is a failure of `RedisConnection.run` whose command was written but got no reply
+ * (timeout, connection closed with it in flight): the server may or may not have applied it.
+ */
+export function mayHaveBeenApplied(error: unknown): boolean {
+  return error instanceof BackendUnavailableError && unansweredFailures.has(error);
+}
 
 export interface ConnectionOptions {
   readonly client: RedisClient;
@@ -67,40 +92,69 @@ export class RedisConnection {
   }
 
   /**
-   * Runs `command` once the connection is ready. When the command outlives commandTimeoutMs the caller
-   * gets BackendUnavailableError at once, and a result that still arrives later goes to `onLateResult`
-   * (so an acquire that succeeded after the caller was told it failed can be undone).
+   * Runs `command` once the connection is ready, and turns every failure into BackendUnavailableError.
+   * Whether the command may have been applied is part of the failure (see `mayHaveBeenApplied`):
+   * - not connected within connectTimeoutMs, a refused password, the request over (`signal` aborted)
+   *   before the connection was ready, a stream that would not take the write: never sent, so not
+   *   applied;
+   * - an error reply: the server answered and refused (dlock's scripts write nothing before the
+   *   first write Redis may refuse), so not applied; non-transient for authentication, ACL and
+   *   unknown-command replies, transient otherwise (READONLY after a failover, OOM, LOADING, BUSY);
+   * - written, and no reply within commandTimeoutMs or the connection closed with it in flight: it
+   *   may have been applied. The reply, should it still come, is dropped: what a command obtained is
+   *   undone by what was sent (the owner prefix), through core's withdraw, on this same connection —
+   *   Redis runs one connection's commands in order, so a clean-up always runs after the command it
+   *   cleans up; after a close, what the server had received on the old connection is run (or dropped)
+   *   before the client's reconnect back-off is over, and nothing is replayed on the new one.
    */
   async run<T>(
     operation: string,
     command: (client: RedisClient) => Promise<T>,
-    onLateResult?: (result: T) => void,
+    signal?: AbortSignal,
   ): Promise<T> {
     if (this.client.status !== 'ready') await this.#whenReady(operation);
+    if (signal?.aborted) throw this.#unavailable(operation, 'not sent: the request ended while connecting');
     return new Promise<T>((resolve, reject) => {
       let settled = false;
-      const timer = setTimeout(() => {
+      const fail = (error: BackendUnavailableError) => {
+        if (settled) return;
         settled = true;
-        reject(this.#unavailable(operation, `no reply within commandTimeoutMs=${this.#commandTimeoutMs}`));
-      }, this.#commandTimeoutMs);
+        clearTimeout(timer);
+        reject(error);
+      };
+      const timer = setTimeout(
+        () =>
+          fail(
+            unanswered(
+              this.#unavailable(operation, `no reply within commandTimeoutMs=${this.#commandTimeoutMs}`),
+            ),
+          ),
+        this.#commandTimeoutMs,
+      );
       const onReply = (result: T) => {
-        if (settled) return onLateResult?.(result);
+        if (settled) return;
         settled = true;
         clearTimeout(timer);
         resolve(result);
       };
-      const onError = (error: unknown) => {
-        if (settled) return;
-        settled = true;
-        clearTimeout(timer);
-        reject(this.#unavailable(operation, describe(error), error));
-      };
       try {
-        command(this.client).then(onReply, onError);
+        command(this.client).then(onReply, (error: unknown) => fail(this.#failure(operation, error)));
       } catch (error) {
-        onError(error);
+        // Thrown before ioredis queued anything: not sent.
+        fail(this.#unavailable(operation, describe(error), error));
       }
     });
+  }
+
+  /** Classifies a failed command: refused by the server, never sent, or sent without a reply. */
+  #failure(operation: string, error: unknown): BackendUnavailableError {
+    const detail = describe(error);
+    if (error instanceof ReplyError) {
+      const permanent = AUTH_FAILURE.test(detail) || PERMANENT_REPLY.test(detail);
+      return this.#unavailable(operation, detail, error, !permanent);
+    }
+    if (detail.startsWith(NOT_WRITABLE)) return this.#unavailable(operation, detail, error);
+    return unanswered(this.#unavailable(operation, `${detail} (sent; no reply)`, error));
   }
 
   async close(): Promise<void> {
@@ -122,14 +176,15 @@ export class RedisConnection {
   #whenReady(operation: string): Promise<void> {
     const { client } = this;
     if (client.status === 'ready') return Promise.resolve();
+    // A client that ended does not reconnect by itself, and a rejected password does not fix itself
+    // on the next reconnect: fail now (not at the timeout), and tell core that retrying will not help.
     if (client.status === 'end') {
       return Promise.reject(
-        this.#unavailable(operation, `the connection was closed${this.#lastErrorDetail()}`),
+        this.#unavailable(operation, `the connection was closed${this.#lastErrorDetail()}`, undefined, false),
       );
     }
-    // A rejected password does not fix itself on the next reconnect: fail now, not at the timeout.
     if (this.#lastError && AUTH_FAILURE.test(this.#lastError.message)) {
-      return Promise.reject(this.#unavailable(operation, this.#lastError.message, this.#lastError));
+      return Promise.reject(this.#unavailable(operation, this.#lastError.message, this.#lastError, false));
     }
     if (client.status === 'wait') client.connect().catch(() => {});
     // One wait per connection attempt, shared by every command queued behind it: hundreds of waiters
@@ -138,7 +193,7 @@ export class RedisConnection {
       this.#readiness = undefined;
     });
     return this.#readiness.catch((failure: ReadinessFailure) => {
-      throw this.#unavailable(operation, failure.detail, failure.cause);
+      throw this.#unavailable(operation, failure.detail, failure.cause, failure.transient);
     });
   }
 
@@ -155,13 +210,17 @@ export class RedisConnection {
       };
       const onReady = () => settle();
       const onError = (error: Error) => {
-        if (AUTH_FAILURE.test(error.message)) settle({ detail: error.message, cause: error });
+        if (AUTH_FAILURE.test(error.message)) {
+          settle({ detail: error.message, cause: error, transient: false });
+        }
       };
-      const onEnd = () => settle({ detail: `the connection was closed${this.#lastErrorDetail()}` });
+      const onEnd = () =>
+        settle({ detail: `the connection was closed${this.#lastErrorDetail()}`, transient: false });
       const timer = setTimeout(
         () =>
           settle({
             detail: `not connected within connectTimeoutMs=${this.#connectTimeoutMs}${this.#lastErrorDetail()}`,
+            transient: true,
           }),
         this.#connectTimeoutMs,
       );
@@ -175,14 +234,23 @@ export class RedisConnection {
     return this.#lastError ? ` (last error: ${this.#lastError.message})` : '';
   }
 
-  #unavailable(operation: string, detail: string, cause?: unknown): BackendUnavailableError {
-    return new BackendUnavailableError('redis', this.address, `${operation}: ${detail}`, { cause });
+  #unavailable(
+    operation: string,
+    detail: string,
+    cause?: unknown,
+    transient = true,
+  ): BackendUnavailableError {
+    return new BackendUnavailableError('redis', this.address, `${operation}: ${detail}`, {
+      cause,
+      transient,
+    });
   }
 }
 
 interface ReadinessFailure {
   readonly detail: string;
   readonly cause?: unknown;
+  readonly transient: boolean;
 }
 
 function describe(error: unknown): string {

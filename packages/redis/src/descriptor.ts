@@ -10,6 +10,7 @@ export const dlockBackend: BackendDescriptor = {
       url: endpoints[0],
       identity: options.identity,
       connectTimeoutMs: options.connectTimeoutMs,
+      retry: options.retry,
     });
   },
 };

@@ -4,29 +4,50 @@ import {
   type Capabilities,
   type Grant,
   type HolderInfo,
+  type KeyConflictError,
   type LockDriver,
   LockLostError,
   type LockRequest,
   now,
   pause,
 } from '@dlock/core';
-import type { RedisConnection } from './connection.js';
+import { type RedisConnection, mayHaveBeenApplied } from './connection.js';
+import { type KeyConflictFound, keyConflict } from './errors.js';
 import { decodeLockValue, lockValueParts, redisKeyLayout, validateLockKey } from './layout.js';
-import { acquireScript, extendScript, releaseScript, runScript } from './scripts.js';
-import type { RedisTicket, ReleaseWakeups } from './wakeups.js';
+import { acquireScript, extendScript, holderScript, releaseScript, runScript } from './scripts.js';
+import type { ReleaseWakeups, WaitState } from './wakeups.js';
 
 export type ConnectionLossPolicy = 'abort' | 'wait-for-ttl';
 
 /**
- * What a grant remembers: the exact value written at the lock key, which compare-owner scripts match,
- * and (under the 'abort' policy) the controller behind the grant's `lost` signal.
+ * What a grant remembers: the owner prefix of the value written at the lock key, which compare-owner
+ * scripts match, and (under the 'abort' policy) the controller behind the grant's `lost` signal.
  */
 export interface RedisGrantHandle {
-  readonly value: string;
+  readonly owner: string;
   readonly live?: LiveGrant;
 }
 
-interface LiveGrant {
+/**
+ * Core's ticket for one acquire request: what its attempts sent, kept from the first attempt to the
+ * last, and, once an attempt found the key busy, the waiter's wake-up state.
+ */
+export interface RedisTicket {
+  /** `dlock1:<32 random hex>:`, the start of the value every attempt of this request writes. */
+  readonly owner: string;
+  /** `:<identity>`, the end of that value (the token goes between). */
+  readonly tail: string;
+  /**
+   * An attempt was written and no later attempt has read the key since: the lock may hold this owner
+   * prefix without our knowing (its reply was lost, or it is still in flight).
+   */
+  unresolved: boolean;
+  /** Attempts written whose reply has not been read yet. */
+  inFlight: number;
+  wait: WaitState | undefined;
+}
+
+export interface LiveGrant {
   readonly key: string;
   readonly lost: AbortController;
   validUntil: number;
@@ -40,7 +61,7 @@ interface LiveGrant {
  * extend failure; a lease dropped without release is pruned once its validity has passed (aborting it
  * then would change nothing: its lease has already expired locally).
  */
-class LiveGrants {
+export class LiveGrants {
   readonly #grants = new Set<LiveGrant>();
   #pruneAtSize = 64;
 
@@ -65,7 +86,7 @@ class LiveGrants {
   }
 }
 
-function abortOnConnectionLoss(grant: LiveGrant, cause: Error): void {
+export function abortOnConnectionLoss(grant: LiveGrant, cause: Error): void {
   grant.lost.abort(
     new LockLostError(grant.key, `${cause.message} while it was held (onConnectionLoss: 'abort')`, { cause }),
   );
@@ -105,6 +126,11 @@ export function driftMs(ttlMs: number): number {
   return ttlMs * 0.01 + 2;
 }
 
+type AcquireReply = [1, string] | [0, number] | ConflictReply;
+type HolderReply = [0] | [1, string] | ConflictReply;
+/** The scripts' description of a key that holds application data: key, type, pttl, value preview. */
+type ConflictReply = [-1, string, string, number, string];
+
 export class RedisLockDriver implements LockDriver<RedisGrantHandle, RedisTicket> {
   readonly backend = 'redis';
 
@@ -136,39 +162,53 @@ export class RedisLockDriver implements LockDriver<RedisGrantHandle, RedisTicket
     validateLockKey(key, this.#keyPrefix, this.#cluster);
   }
 
+  /**
+   * One round trip: take the lock, adopt it if an earlier attempt of this request took it (same owner
+   * prefix: its reply was lost), or report it busy. 'unknown' when the script was written and no reply
+   * came; BackendUnavailableError when it certainly did not run; KeyConflictError for application data.
+   */
   async attempt(
     request: LockRequest,
     ticket: RedisTicket | undefined,
   ): Promise<Attempt<RedisGrantHandle, RedisTicket>> {
     const layout = redisKeyLayout(request.key, this.#keyPrefix);
-    const { head, tail } = lockValueParts(randomBytes(OWNER_TOKEN_BYTES).toString('hex'), request.identity);
-    const valueWith = (token: string | number) => `${head}${token}${tail}`;
-    if (ticket) this.#wakeups.beforeAttempt(ticket);
+    const sent = ticket ?? newTicket(request.identity);
+    if (sent.wait) this.#wakeups.beforeAttempt(sent.wait);
     const epoch = this.#connection.epoch;
     const sentAt = now();
-    const [taken, tokenOrTtl] = await this.#connection.run(
-      'acquire',
-      (client) =>
-        runScript(
-          client,
-          acquireScript,
-          [layout.lockKey, layout.fenceKey],
-          [head, Math.ceil(request.ttlMs), tail],
-        ) as Promise<[number, string | number]>,
-      // The caller was already told this attempt failed, so nobody else would ever release the lock.
-      ([lateTaken, lateToken]) => {
-        if (lateTaken === 1) this.#releaseValue(request.key, valueWith(lateToken)).catch(() => {});
-      },
-    );
-
-    if (taken !== 1) {
-      const holderTtlMs = Number(tokenOrTtl);
-      if (!ticket)
-        return { outcome: 'busy', ticket: this.#wakeups.ticket(layout.releaseChannel, holderTtlMs) };
-      this.#wakeups.sawHolder(ticket, holderTtlMs);
-      return { outcome: 'busy', ticket };
+    let written = false;
+    let reply: AcquireReply;
+    try {
+      reply = (await this.#connection.run(
+        'acquire',
+        (client) => {
+          written = true;
+          sent.inFlight++;
+          return runScript(
+            client,
+            acquireScript,
+            [layout.lockKey, layout.fenceKey],
+            [sent.owner, Math.ceil(request.ttlMs), sent.tail],
+          );
+        },
+        request.signal,
+      )) as AcquireReply;
+    } catch (error) {
+      if (!mayHaveBeenApplied(error)) throw error;
+      sent.unresolved = true;
+      return { outcome: 'unknown', ticket: sent, cause: error as Error };
+    } finally {
+      if (written) sent.inFlight--;
     }
-    if (ticket) this.#wakeups.drop(ticket);
+    // The script read the key: whatever an earlier attempt of this request did is now known.
+    sent.unresolved = false;
+    if (reply[0] === -1) throw conflict(request.key, reply);
+    if (reply[0] === 0) {
+      if (sent.wait) this.#wakeups.sawHolder(sent.wait, reply[1]);
+      else sent.wait = this.#wakeups.waiter(layout.releaseChannel, reply[1]);
+      return { outcome: 'busy', ticket: sent };
+    }
+    if (sent.wait) this.#wakeups.drop(sent.wait);
     const validUntil = sentAt + request.ttlMs - driftMs(request.ttlMs);
     const live = this.#liveGrants?.add(request.key, validUntil);
     // The reply was read just before a connection close that has already been reported.
@@ -178,28 +218,35 @@ export class RedisLockDriver implements LockDriver<RedisGrantHandle, RedisTicket
     return {
       outcome: 'granted',
       grant: {
-        token: BigInt(tokenOrTtl),
+        token: BigInt(reply[1]),
         validUntil,
         lost: live?.lost.signal,
-        handle: { value: valueWith(tokenOrTtl), live },
+        handle: { owner: sent.owner, live },
       },
     };
   }
 
   waitForChange(request: LockRequest, ticket: RedisTicket | undefined, maxWaitMs: number): Promise<void> {
-    if (!ticket) return pause(maxWaitMs, request.signal);
-    return this.#wakeups.wait(ticket, request.signal, maxWaitMs);
+    if (!ticket?.wait) return pause(maxWaitMs, request.signal);
+    return this.#wakeups.wait(ticket.wait, request.signal, maxWaitMs);
   }
 
-  async withdraw(_request: LockRequest, ticket: RedisTicket): Promise<void> {
-    this.#wakeups.drop(ticket);
+  /**
+   * Stops waiting, and deletes the lock if it holds this request's owner prefix — which only an attempt
+   * whose reply was not read can have left there, so nothing is sent when every attempt was answered.
+   * Sent on the command connection after the attempts it cleans up, so Redis runs it after them.
+   */
+  async withdraw(request: LockRequest, ticket: RedisTicket): Promise<void> {
+    if (ticket.wait) this.#wakeups.drop(ticket.wait);
+    if (!ticket.unresolved && ticket.inFlight === 0) return;
+    await this.#deleteOwned(request.key, ticket.owner, 'withdraw');
   }
 
   async extend(key: string, grant: Grant<RedisGrantHandle>, ttlMs: number): Promise<number> {
     const { lockKey } = redisKeyLayout(key, this.#keyPrefix);
     const sentAt = now();
     const outcome = await this.#connection.run('extend', (client) =>
-      runScript(client, extendScript, [lockKey], [grant.handle.value, Math.ceil(ttlMs)]),
+      runScript(client, extendScript, [lockKey], [grant.handle.owner, Math.ceil(ttlMs)]),
     );
     if (outcome === 1) {
       const validUntil = sentAt + ttlMs - driftMs(ttlMs);
@@ -213,16 +260,20 @@ export class RedisLockDriver implements LockDriver<RedisGrantHandle, RedisTicket
     );
   }
 
+  /** Compare-owner delete plus release notice; idempotent, and sent again on every call. */
   async release(key: string, grant: Grant<RedisGrantHandle>): Promise<void> {
     this.#liveGrants?.forget(grant.handle.live);
-    await this.#releaseValue(key, grant.handle.value);
+    await this.#deleteOwned(key, grant.handle.owner, 'release');
   }
 
   async holder(key: string): Promise<HolderInfo | null> {
     const { lockKey } = redisKeyLayout(key, this.#keyPrefix);
-    const value = await this.#connection.run('holder', (client) => client.get(lockKey));
-    if (value === null) return null;
-    const decoded = decodeLockValue(value);
+    const reply = (await this.#connection.run('holder', (client) =>
+      runScript(client, holderScript, [lockKey], []),
+    )) as HolderReply;
+    if (reply[0] === 0) return null;
+    if (reply[0] === -1) throw conflict(key, reply);
+    const decoded = decodeLockValue(reply[1]);
     return decoded ? { identity: decoded.identity, token: decoded.fencingToken } : FOREIGN_HOLDER;
   }
 
@@ -231,10 +282,23 @@ export class RedisLockDriver implements LockDriver<RedisGrantHandle, RedisTicket
     await this.#connection.close();
   }
 
-  async #releaseValue(key: string, value: string): Promise<void> {
+  async #deleteOwned(key: string, owner: string, operation: string): Promise<void> {
     const { lockKey, releaseChannel } = redisKeyLayout(key, this.#keyPrefix);
-    await this.#connection.run('release', (client) =>
-      runScript(client, releaseScript, [lockKey], [value, releaseChannel]),
+    await this.#connection.run(operation, (client) =>
+      runScript(client, releaseScript, [lockKey], [owner, releaseChannel]),
     );
   }
+}
+
+/** A new request's ticket: a fresh owner prefix (128 random bits) and its identity. */
+function newTicket(identity: string): RedisTicket {
+  const { head, tail } = lockValueParts(randomBytes(OWNER_TOKEN_BYTES).toString('hex'), identity);
+  return { owner: head, tail, unresolved: false, inFlight: 0, wait: undefined };
+}
+
+function conflict(
+  key: string,
+  [, redisKey, type, ttlMs, preview]: ConflictReply,
+): KeyConflictError<KeyConflictFound> {
+  return keyConflict(key, redisKey, { type, ttlMs: Number(ttlMs), preview });
 }

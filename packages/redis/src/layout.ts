@@ -13,7 +13,16 @@ export interface RedisKeyLayout {
   readonly releaseChannel: string;
 }
 
+/**
+ * The default `keyPrefix`. Locks live in a namespace of their own, so a lock name can never land on an
+ * application's key (issue 12 #9), and the lock keys, counters and channels can be found, scanned and
+ * granted by ACL (`~dlock:*`) as one group. `keyPrefix: ''` is the `redlock` library's layout.
+ */
+export const DEFAULT_KEY_PREFIX = 'dlock:';
+
 const FENCE_SUFFIX = ':fence';
+/** Endings of the counter and of the semaphore and read-write keys (permit-layout.ts): no lock key may have them. */
+const RESERVED_SUFFIX = /:(fence|(semaphore|rwlock)(:expiry|:queue)?)$/;
 const RELEASE_CHANNEL_SUFFIX = ':released';
 const VALUE_PATTERN = /^dlock1:([0-9a-f]{32}):(\d+):([\s\S]*)$/;
 
@@ -42,16 +51,17 @@ export function redisKeyLayout(key: string, keyPrefix: string): RedisKeyLayout {
 }
 
 /**
- * Every fencing counter key ends with ':fence', so refusing lock keys with that ending keeps lock keys
- * and counters apart: a lock can never be taken on (or deleted from under) another key's counter.
+ * Every fencing counter key ends with ':fence', and every semaphore or read-write key with ':semaphore'
+ * or ':rwlock' (optionally followed by ':expiry' or ':queue'), so refusing names with those endings
+ * keeps them apart: a lock can never be taken on (or deleted from under) a counter or a semaphore.
  */
 export function validateLockKey(key: string, keyPrefix: string, cluster: boolean): void {
   const lockKey = `${keyPrefix}${key}`;
-  if (lockKey.endsWith(FENCE_SUFFIX)) {
+  if (RESERVED_SUFFIX.test(lockKey)) {
     throw new InvalidArgumentError(
       'key',
       key,
-      `a key whose Redis key (keyPrefix + key) does not end with '${FENCE_SUFFIX}' (reserved for fencing counters)`,
+      "a key whose Redis key (keyPrefix + key) does not end with ':fence', ':semaphore', ':rwlock' or those plus ':expiry' / ':queue' (reserved for counters, semaphores and read-write locks)",
     );
   }
   if (cluster && hashTag(lockKey) === undefined && lockKey.includes('}')) {

@@ -3,13 +3,17 @@ import {
   InvalidArgumentError,
   type LockProvider,
   type ProviderOptions,
+  type RetryPolicyOptions,
   createLockProvider,
   validateDuration,
 } from '@dlock/core';
 import { type Cluster, Redis } from 'ioredis';
 import { RedisConnection } from './connection.js';
 import { type ConnectionLossPolicy, RedisLockDriver } from './driver.js';
+import { DEFAULT_KEY_PREFIX } from './layout.js';
+import { RedisReadWriteDriver } from './read-write.js';
 import type { RedisClient } from './scripts.js';
+import { RedisSemaphoreDriver } from './semaphore.js';
 import { ReleaseWakeups } from './wakeups.js';
 
 export interface RedisProviderOptions extends Omit<ProviderOptions, 'election'> {
@@ -20,11 +24,21 @@ export interface RedisProviderOptions extends Omit<ProviderOptions, 'election'> 
    * quits it (close() leaves it open); the provider's subscriber connection is a `duplicate()` of it.
    */
   client?: RedisClient;
-  /** Prepended to every key: the lock lives at `<keyPrefix><key>`. Default '' (redlock's layout). */
+  /**
+   * Prepended to every key: the lock lives at `<keyPrefix><key>`. Default 'dlock:', so that locks never
+   * share a Redis key with application data; '' is the `redlock` library's layout (interop).
+   */
   keyPrefix?: string;
-  /** Longest wait for a usable connection before BackendUnavailableError. Default 3 000 ms. */
+  /**
+   * Longest wait for a usable connection, per try, before BackendUnavailableError. Default 3 000 ms.
+   * A provider that has never reached its server fails after one such wait; afterwards a waiting
+   * acquire keeps trying for up to `retry.outageMs` (see `redisRetryDefaults`).
+   */
   connectTimeoutMs?: number;
-  /** Longest wait for one command's reply before BackendUnavailableError. Default 2 000 ms. */
+  /**
+   * Longest wait for one command's reply. Default 2 000 ms. An acquire whose reply does not come in
+   * time has an unknown outcome: core adopts it on the next attempt or undoes it by its owner prefix.
+   */
   commandTimeoutMs?: number;
   /**
    * What a dropped connection means for the leases it took. 'abort' (default): their signals abort at
@@ -46,7 +60,12 @@ const URL_ONLY_OPTIONS = ['username', 'password', 'tls'] as const;
 
 /**
  * A dlock provider on one Redis node (or a Sentinel-managed primary, or a Cluster): one round trip per
- * attempt, a per-key fencing counter, pub/sub wake-ups. See the package README for the key layout.
+ * attempt, a per-key fencing counter, pub/sub wake-ups, and attempts whose reply was lost adopted or
+ * undone by their owner prefix (issue 11). See the package README for the key layout.
+ *
+ * Throws InvalidArgumentError (naming the field) for bad options. Its operations reject
+ * BackendUnavailableError when the server cannot be used (after core's retries, see `retry`), and
+ * KeyConflictError when a lock key holds application data.
  */
 export function createRedisProvider(options: RedisProviderOptions): LockProvider {
   if (typeof options !== 'object' || options === null) {
@@ -55,7 +74,7 @@ export function createRedisProvider(options: RedisProviderOptions): LockProvider
   const {
     url,
     client: givenClient,
-    keyPrefix = '',
+    keyPrefix = DEFAULT_KEY_PREFIX,
     connectTimeoutMs = 3_000,
     commandTimeoutMs = 2_000,
     onConnectionLoss = 'abort',
@@ -121,7 +140,7 @@ export function createRedisProvider(options: RedisProviderOptions): LockProvider
       enableOfflineQueue: false,
       maxRetriesPerRequest: 0,
       autoResendUnfulfilledCommands: false,
-      retryStrategy: (attempt: number) => Math.min(attempt * 100, 1_000),
+      retryStrategy: reconnectDelayMs,
     };
     const client = new Redis(parsed.toString(), clientOptions);
     connection = new RedisConnection({
@@ -136,20 +155,46 @@ export function createRedisProvider(options: RedisProviderOptions): LockProvider
   }
 
   const cluster = isCluster(connection.client);
-  const driver = new RedisLockDriver({
+  const driverOptions = {
     connection,
     wakeups: new ReleaseWakeups(createSubscriber),
     keyPrefix,
     cluster,
     onConnectionLoss,
-  });
+  };
+  const driver = new RedisLockDriver(driverOptions);
   try {
-    return createLockProvider(driver, providerOptions);
+    return createLockProvider(driver, providerOptions, {
+      semaphoreDriver: new RedisSemaphoreDriver(driverOptions),
+      readWriteDriver: new RedisReadWriteDriver(driverOptions),
+      retryDefaults: redisRetryDefaults(connectTimeoutMs),
+    });
   } catch (error) {
     // Bad provider options: do not leave the client this call created behind.
     void connection.close();
     throw error;
   }
+}
+
+/**
+ * The Redis provider's retry defaults, fitted to its connect timeout (each try of a waiting acquire
+ * during an outage is a wait for the reconnect of up to `connectTimeoutMs`). A waiting acquire rides
+ * out an outage of up to `outageMs` = max(15 s, 5 × connectTimeoutMs) — comfortably more than a
+ * restart, or the 2 × connectTimeoutMs outage the conformance kit injects — and fails with
+ * BackendUnavailableError after that. Every other field is core's default (`defaultRetryPolicy`).
+ */
+export function redisRetryDefaults(connectTimeoutMs: number): RetryPolicyOptions {
+  return { outageMs: Math.max(15_000, 5 * connectTimeoutMs) };
+}
+
+/**
+ * ioredis' reconnect back-off for connections the provider opens: 50, 100, 200, 400 ms, then every
+ * 500 ms, each with up to 50% jitter taken off so that many clients do not reconnect in step. A server
+ * that is back is noticed within half a second, which bounds "reachable again → orphan gone" and the
+ * hand-off to a waiter after a blip; a refused connect costs next to nothing.
+ */
+function reconnectDelayMs(attempt: number): number {
+  return Math.round(Math.min(50 * 2 ** (attempt - 1), 500) * (1 - Math.random() / 2));
 }
 
 interface ParsedRedisUrl {

@@ -2,11 +2,13 @@ import { now } from '@dlock/core';
 import type { RedisClient } from './scripts.js';
 
 /**
- * A waiter's state between attempts (the driver's ticket): whether a wake-up arrived that no attempt has
- * answered yet, and when the holder the last attempt saw will expire if it does not extend.
+ * A waiter's state between attempts (part of the driver's ticket): whether a wake-up arrived that no
+ * attempt has answered yet, and when the holder the last attempt saw will expire if it does not extend.
  */
-export interface RedisTicket {
+export interface WaitState {
   readonly channel: string;
+  /** Whether a message on the channel concerns this waiter (default: every message does). */
+  readonly accepts?: (message: string) => boolean;
   changed: boolean;
   holderExpiresAt: number | undefined;
   listening: boolean;
@@ -14,7 +16,7 @@ export interface RedisTicket {
 }
 
 interface ChannelState {
-  readonly tickets: Set<RedisTicket>;
+  readonly waiters: Set<WaitState>;
   /** Settles true once SUBSCRIBE is confirmed, false when it failed (the waiters then poll). */
   subscribed: Promise<boolean>;
   failed: boolean;
@@ -37,55 +39,56 @@ export class ReleaseWakeups {
     this.#createSubscriber = createSubscriber;
   }
 
-  ticket(channel: string, holderTtlMs: number): RedisTicket {
-    const ticket: RedisTicket = {
+  waiter(channel: string, holderTtlMs: number, accepts?: (message: string) => boolean): WaitState {
+    const waiter: WaitState = {
       channel,
+      accepts,
       changed: false,
       holderExpiresAt: undefined,
       listening: false,
       wake: undefined,
     };
-    this.sawHolder(ticket, holderTtlMs);
-    return ticket;
+    this.sawHolder(waiter, holderTtlMs);
+    return waiter;
   }
 
   /** Called right before an attempt is sent: every wake-up received so far is answered by that attempt. */
-  beforeAttempt(ticket: RedisTicket): void {
-    ticket.changed = false;
+  beforeAttempt(waiter: WaitState): void {
+    waiter.changed = false;
   }
 
-  /** Records the PTTL the busy attempt returned (negative: the key has no expiry, e.g. a foreign lock). */
-  sawHolder(ticket: RedisTicket, holderTtlMs: number): void {
+  /** Records the PTTL the busy attempt returned (negative would mean no expiry: then no expiry wake-up). */
+  sawHolder(waiter: WaitState, holderTtlMs: number): void {
     // +1 ms: PTTL is rounded down, and a key is gone only once its expiry time has passed.
-    ticket.holderExpiresAt = holderTtlMs >= 0 ? now() + holderTtlMs + 1 : undefined;
+    waiter.holderExpiresAt = holderTtlMs >= 0 ? now() + holderTtlMs + 1 : undefined;
   }
 
-  wait(ticket: RedisTicket, signal: AbortSignal, maxWaitMs: number): Promise<void> {
-    if (!ticket.listening && !signal.aborted && !this.#closed) this.#listen(ticket, signal);
+  wait(waiter: WaitState, signal: AbortSignal, maxWaitMs: number): Promise<void> {
+    if (!waiter.listening && !signal.aborted && !this.#closed) this.#listen(waiter, signal);
     return new Promise((resolve) => {
-      if (ticket.changed || signal.aborted) return resolve();
+      if (waiter.changed || signal.aborted) return resolve();
       const untilExpiry =
-        ticket.holderExpiresAt === undefined ? maxWaitMs : Math.max(0, ticket.holderExpiresAt - now());
+        waiter.holderExpiresAt === undefined ? maxWaitMs : Math.max(0, waiter.holderExpiresAt - now());
       const done = () => {
         clearTimeout(timer);
         signal.removeEventListener('abort', done);
-        if (ticket.wake === done) ticket.wake = undefined;
+        if (waiter.wake === done) waiter.wake = undefined;
         resolve();
       };
       const timer = setTimeout(done, Math.min(maxWaitMs, untilExpiry));
       signal.addEventListener('abort', done, { once: true });
-      ticket.wake = done;
+      waiter.wake = done;
     });
   }
 
-  /** Stops listening for `ticket`; unsubscribes the channel when nobody else in this provider waits on it. */
-  drop(ticket: RedisTicket): void {
-    if (!ticket.listening) return;
-    ticket.listening = false;
-    const state = this.#channels.get(ticket.channel);
-    if (!state?.tickets.delete(ticket) || state.tickets.size > 0) return;
-    this.#channels.delete(ticket.channel);
-    this.#subscriber?.unsubscribe(ticket.channel).catch(() => {});
+  /** Stops listening for `waiter`; unsubscribes the channel when nobody else in this provider waits on it. */
+  drop(waiter: WaitState): void {
+    if (!waiter.listening) return;
+    waiter.listening = false;
+    const state = this.#channels.get(waiter.channel);
+    if (!state?.waiters.delete(waiter) || state.waiters.size > 0) return;
+    this.#channels.delete(waiter.channel);
+    this.#subscriber?.unsubscribe(waiter.channel).catch(() => {});
   }
 
   close(): void {
@@ -94,21 +97,21 @@ export class ReleaseWakeups {
     this.#subscriber?.disconnect();
   }
 
-  #listen(ticket: RedisTicket, signal: AbortSignal): void {
-    ticket.listening = true;
-    signal.addEventListener('abort', () => this.drop(ticket), { once: true });
-    let state = this.#channels.get(ticket.channel);
+  #listen(waiter: WaitState, signal: AbortSignal): void {
+    waiter.listening = true;
+    signal.addEventListener('abort', () => this.drop(waiter), { once: true });
+    let state = this.#channels.get(waiter.channel);
     if (!state) {
-      state = { tickets: new Set(), subscribed: Promise.resolve(false), failed: true };
-      this.#channels.set(ticket.channel, state);
+      state = { waiters: new Set(), subscribed: Promise.resolve(false), failed: true };
+      this.#channels.set(waiter.channel, state);
     }
-    if (state.failed) this.#subscribe(ticket.channel, state);
-    state.tickets.add(ticket);
+    if (state.failed) this.#subscribe(waiter.channel, state);
+    state.waiters.add(waiter);
     const current = state;
     // A release published after the busy attempt but before this subscription took effect is not
     // delivered to us: once subscribed, have core attempt once more instead of waiting for the next one.
     current.subscribed.then((subscribed) => {
-      if (subscribed && current.tickets.has(ticket)) markChanged(ticket);
+      if (subscribed && current.waiters.has(waiter)) markChanged(waiter);
     });
   }
 
@@ -130,11 +133,13 @@ export class ReleaseWakeups {
     const subscriber = this.#createSubscriber();
     // Errors surface as failed subscriptions (the waiters fall back to polling); the event must be handled.
     subscriber.on('error', () => {});
-    subscriber.on('message', (channel: string) => {
-      for (const ticket of this.#channels.get(channel)?.tickets ?? []) markChanged(ticket);
+    subscriber.on('message', (channel: string, message: string) => {
+      for (const waiter of this.#channels.get(channel)?.waiters ?? []) {
+        if (!waiter.accepts || waiter.accepts(message)) markChanged(waiter);
+      }
     });
     subscriber.on('ready', () => {
-      if (this.#subscriberWasReady) this.#afterReconnect(subscriber);
+      this.#afterReady(this.#subscriberWasReady);
       this.#subscriberWasReady = true;
     });
     this.#subscriber = subscriber;
@@ -142,22 +147,23 @@ export class ReleaseWakeups {
   }
 
   /**
-   * Messages published while the subscriber was disconnected are lost. ioredis resubscribes on its own;
-   * subscribing again here confirms when that has taken effect, and then every waiter re-checks once.
+   * Messages published while the subscriber was disconnected are lost, and a SUBSCRIBE queued during
+   * an outage may have failed. After a reconnect every channel is subscribed again (ioredis also
+   * resubscribes on its own; this confirms when it has taken effect), after the first connect every
+   * channel whose subscription failed; once confirmed, each of their waiters re-checks once.
    */
-  #afterReconnect(subscriber: RedisClient): void {
-    const channels = [...this.#channels.keys()];
-    if (channels.length === 0) return;
-    subscriber.subscribe(...channels).then(
-      () => {
-        for (const state of this.#channels.values()) for (const ticket of state.tickets) markChanged(ticket);
-      },
-      () => {},
-    );
+  #afterReady(reconnected: boolean): void {
+    for (const [channel, state] of this.#channels) {
+      if (!reconnected && !state.failed) continue;
+      this.#subscribe(channel, state);
+      state.subscribed.then((subscribed) => {
+        if (subscribed) for (const waiter of state.waiters) markChanged(waiter);
+      });
+    }
   }
 }
 
-function markChanged(ticket: RedisTicket): void {
-  ticket.changed = true;
-  ticket.wake?.();
+function markChanged(waiter: WaitState): void {
+  waiter.changed = true;
+  waiter.wake?.();
 }

@@ -8,7 +8,7 @@ import { type RedisServer, freePort, startRedis } from '@dlock/testkit';
 import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type RedisProviderOptions, createRedisProvider } from '../src/index.js';
-import { redisFixture } from './servers.js';
+import { redisFixture, settled } from './servers.js';
 
 const PASSWORD = 'correct horse battery staple';
 const redis = redisFixture();
@@ -42,15 +42,6 @@ function invalidField(create: () => unknown): string | undefined {
     return (error as InvalidArgumentError).field;
   }
   return undefined;
-}
-
-async function failure(work: Promise<unknown>): Promise<{ error: unknown; elapsedMs: number }> {
-  const started = performance.now();
-  const error = await work.then(
-    () => undefined,
-    (e: unknown) => e,
-  );
-  return { error, elapsedMs: performance.now() - started };
 }
 
 describe('createRedisProvider: bad options are InvalidArgumentError naming the field', () => {
@@ -98,7 +89,7 @@ describe('redis provider: bad calls', () => {
       ['key', () => createRedisProvider({ client: redis.raw(), keyPrefix: 'x:fen' }).holder('ce')],
     ];
     for (const [field, call] of cases) {
-      const { error } = await failure(call());
+      const { error } = await settled(call());
       expect(error, field).toBeInstanceOf(InvalidArgumentError);
       expect((error as InvalidArgumentError).field).toBe(field);
     }
@@ -117,7 +108,7 @@ describe('redis provider: an unusable server is BackendUnavailableError, never a
       url: `redis://:wrong-password@127.0.0.1:${guarded.port}`,
       connectTimeoutMs: 2_000,
     });
-    const { error, elapsedMs } = await failure(provider.acquire('k', { waitMs: 60_000 }));
+    const { error, elapsedMs } = await settled(provider.acquire('k', { waitMs: 60_000 }));
     expect(error).toBeInstanceOf(BackendUnavailableError);
     expect((error as BackendUnavailableError).address).toBe(`127.0.0.1:${guarded.port}`);
     expect((error as Error).message).toMatch(/WRONGPASS/);
@@ -127,7 +118,7 @@ describe('redis provider: an unusable server is BackendUnavailableError, never a
 
   it('a missing password fails at once; the right one works, from the URL or as an option', async () => {
     const anonymous = open({ url: `redis://127.0.0.1:${guarded.port}` });
-    const { error } = await failure(anonymous.tryAcquire('k'));
+    const { error } = await settled(anonymous.tryAcquire('k'));
     expect(error).toBeInstanceOf(BackendUnavailableError);
     expect((error as Error).message).toMatch(/NOAUTH/);
 
@@ -145,24 +136,45 @@ describe('redis provider: an unusable server is BackendUnavailableError, never a
       () => provider.tryAcquire('k'),
       () => provider.holder('k'),
     ]) {
-      const { error, elapsedMs } = await failure(call());
+      const { error, elapsedMs } = await settled(call());
       expect(error).toBeInstanceOf(BackendUnavailableError);
       expect((error as Error).message).toContain(`127.0.0.1:${port}`);
       expect(elapsedMs).toBeLessThan(500 + 400);
     }
   });
 
-  it('a server that goes away fails within connectTimeoutMs, and close() does not hang', async () => {
+  it('a server that goes away after the provider reached it fails within retry.outageMs (plus one connect wait and one back-off), and close() does not hang', async () => {
     const server = await startRedis();
-    const provider = createRedisProvider({ url: server.url, connectTimeoutMs: 500 });
+    const connectTimeoutMs = 500;
+    const outageMs = 1_500;
+    const provider = createRedisProvider({ url: server.url, connectTimeoutMs, retry: { outageMs } });
     await (await provider.acquire('k', { ttlMs: 1_000 })).release();
     await server.stop();
-    const { error, elapsedMs } = await failure(provider.acquire('k', { waitMs: 60_000 }));
+    const { error, elapsedMs } = await settled(provider.acquire('k', { waitMs: 60_000 }));
     expect(error).toBeInstanceOf(BackendUnavailableError);
-    expect(elapsedMs).toBeLessThan(500 + 400);
+    // Retried as an outage (the provider had reached its server), not failed at the first error.
+    expect((error as BackendUnavailableError).tries).toBeGreaterThan(1);
+    expect((error as Error).message).toMatch(
+      /gave up after \d+ tries.*not connected within connectTimeoutMs=500/,
+    );
+    // The first failure comes after one connect wait; retries go on until outageMs after it, and the
+    // last try started before then ends within one back-off (retry.maxDelayMs, 1 s) and one connect wait.
+    expect(elapsedMs).toBeLessThan(connectTimeoutMs + outageMs + 1_000 + connectTimeoutMs + 400);
     const closing = performance.now();
     await provider.close();
     expect(performance.now() - closing).toBeLessThan(500);
+  });
+
+  it('a client the application closed is BackendUnavailableError at once, not retried', async () => {
+    const client = redis.raw();
+    const provider = open({ client });
+    await (await provider.acquire('k', { ttlMs: 1_000 })).release();
+    await client.quit();
+    const { error, elapsedMs } = await settled(provider.acquire('k', { waitMs: 60_000 }));
+    expect(error).toBeInstanceOf(BackendUnavailableError);
+    expect((error as BackendUnavailableError).transient).toBe(false);
+    expect((error as Error).message).toMatch(/the connection was closed/);
+    expect(elapsedMs).toBeLessThan(500);
   });
 
   it('left no unhandled rejection behind', async () => {

@@ -1,8 +1,8 @@
-import { eventually } from '@dlock/conformance';
+import { eventually, sleep } from '@dlock/conformance';
 import { InvalidArgumentError } from '@dlock/core';
 import { Cluster } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createRedisProvider, redisKeyLayout } from '../src/index.js';
+import { createRedisProvider, permitLayout, redisKeyLayout } from '../src/index.js';
 import { redisFixture } from './servers.js';
 
 // A one-node Redis Cluster (every slot on one server): enough for ioredis' Cluster client, for Redis to
@@ -69,5 +69,40 @@ describe('redis provider on a Cluster client', () => {
     await expect(provider.tryAcquire('a}b')).rejects.toBeInstanceOf(InvalidArgumentError);
     await expect(provider.tryAcquire('a{}b')).rejects.toMatchObject({ field: 'key' });
     await provider.close();
+  });
+});
+
+describe('redis semaphore and read-write lock on a Cluster client', () => {
+  it('keeps all of a name’s keys and its fencing counter in one slot, and works through the Cluster client', async () => {
+    const raw = redis.raw();
+    for (const name of ['{user:42}:profile', 'plain', 'x{y', 'zamówienia-日本-🔒']) {
+      for (const primitive of ['semaphore', 'rwlock'] as const) {
+        const layout = permitLayout(name, 'ns:', primitive);
+        const slot = await raw.cluster('KEYSLOT', layout.fenceKey);
+        for (const key of [layout.stateKey, layout.expiryKey, layout.queueKey]) {
+          expect(await raw.cluster('KEYSLOT', key), key).toBe(slot);
+        }
+      }
+    }
+    const provider = createRedisProvider({ client: cluster });
+    const other = createRedisProvider({ client: cluster.duplicate() });
+    try {
+      for (const name of ['{tenant:7}:jobs', 'jobs']) {
+        const permit = await provider.semaphore(name, { limit: 1 }).acquire({ ttlMs: 10_000 });
+        const waiting = other.semaphore(name, { limit: 1 }).acquire({ ttlMs: 10_000, waitMs: 5_000 });
+        await sleep(100);
+        await permit.release();
+        await (await waiting).release();
+        const read = await provider.readWriteLock(name).read.acquire({ ttlMs: 10_000 });
+        const writing = other.readWriteLock(name).write.acquire({ ttlMs: 10_000, waitMs: 5_000 });
+        await sleep(100);
+        await read.release();
+        const write = await writing;
+        expect(write.token > read.token).toBe(true);
+        await write.release();
+      }
+    } finally {
+      await Promise.all([provider.close(), other.close()]);
+    }
   });
 });

@@ -3,7 +3,6 @@ import { eventually, sleep } from '@dlock/conformance';
 import { LockLostError, renewInBackground } from '@dlock/core';
 import { startNodeProcess } from '@dlock/testkit';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { redisKeyLayout } from '../src/index.js';
 import { redisFixture } from './servers.js';
 
 const holderScript = fileURLToPath(new URL('./fixtures/holder.mjs', import.meta.url));
@@ -70,27 +69,5 @@ describe('redis provider under faults', () => {
     expect(lease.signal.aborted).toBe(false);
     expect((await redis.provider().holder('faults-blip'))?.token).toBe(lease.token);
     await lease.release();
-  });
-
-  it('a paused server gives BackendUnavailableError within the command timeout, and a late grant is undone', async () => {
-    const provider = redis.provider({ commandTimeoutMs: 300 });
-    const { fenceKey } = redisKeyLayout('faults-paused', '');
-    const raw = redis.raw();
-    const tokenBefore = await raw.get(fenceKey);
-    await provider.holder('faults-paused');
-    redis.server.pause();
-    try {
-      const started = performance.now();
-      await expect(provider.tryAcquire('faults-paused', { ttlMs: 10_000 })).rejects.toMatchObject({
-        code: 'BACKEND_UNAVAILABLE',
-      });
-      expect(performance.now() - started).toBeLessThan(1_000);
-    } finally {
-      redis.server.resume();
-    }
-    // The acquire did run once the server resumed (it drew a token); the provider released the lock
-    // that nobody was told it got.
-    expect(await eventually(async () => (await raw.get(fenceKey)) !== tokenBefore, 2_000)).toBe(true);
-    expect(await eventually(async () => (await provider.holder('faults-paused')) === null, 2_000)).toBe(true);
   });
 });

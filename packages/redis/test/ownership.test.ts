@@ -2,7 +2,7 @@ import { type HoldInterval, overlappingHolds, sleep } from '@dlock/conformance';
 import { LockLostError, type LockProvider } from '@dlock/core';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { FOREIGN_HOLDER, createRedisProvider, redisKeyLayout } from '../src/index.js';
-import { redisFixture } from './servers.js';
+import { lockKeyOf, redisFixture } from './servers.js';
 
 const redis = redisFixture();
 beforeAll(() => redis.start());
@@ -12,7 +12,7 @@ describe('redis provider: ownership', () => {
     // The stale lease still believes it holds the key (its local validity is open), as a holder would
     // after its key was lost in a failover or deleted by an operator.
     const stale = await redis.provider().acquire('own-stale', { ttlMs: 10_000 });
-    await redis.raw().del('own-stale');
+    await redis.raw().del(lockKeyOf('own-stale'));
     const owner = redis.provider();
     const current = await owner.acquire('own-stale', { ttlMs: 10_000, waitMs: 2_000 });
 
@@ -20,7 +20,7 @@ describe('redis provider: ownership', () => {
     expect(stale.signal.reason).toBeInstanceOf(LockLostError);
     await stale.release();
     expect((await owner.holder('own-stale'))?.token).toBe(current.token);
-    const remainingTtl = await redis.raw().pttl('own-stale');
+    const remainingTtl = await redis.raw().pttl(lockKeyOf('own-stale'));
     expect(remainingTtl).toBeGreaterThan(5_000);
     expect(remainingTtl).toBeLessThanOrEqual(10_000);
     await current.release();
@@ -91,11 +91,13 @@ describe('redis provider: key layout', () => {
     expect(await raw.get(layout.fenceKey)).toBe(String(lease.token));
   });
 
-  it('reports a lock held by another Redis client as held, with no token', async () => {
+  it('reports a lock another library holds (a redlock value with a ttl) as held, with no token', async () => {
     const provider = redis.provider();
-    await redis.raw().set('own-foreign', 'someone-else', 'PX', 5_000);
-    expect(await provider.holder('own-foreign')).toEqual(FOREIGN_HOLDER);
-    expect(await provider.tryAcquire('own-foreign')).toBeNull();
+    for (const value of ['0123456789abcdef0123456789abcdef', '0123456789abcdef0123456789abcdef:worker-2']) {
+      await redis.raw().set(lockKeyOf('own-foreign'), value, 'PX', 5_000);
+      expect(await provider.holder('own-foreign')).toEqual(FOREIGN_HOLDER);
+      expect(await provider.tryAcquire('own-foreign')).toBeNull();
+    }
   });
 });
 

@@ -21,10 +21,10 @@ import type { ReleaseNotices, ReleaseSubscription } from './wakeups.js';
  * The client's measure of a lease is cut by the drift allowance: clocks may run apart by driftFactor,
  * and Redis expires keys with 1 ms precision (the library adds the same 2 ms).
  */
-const EXPIRY_PRECISION_MS = 2;
+export const EXPIRY_PRECISION_MS = 2;
 
 /** After a split vote, the RedLock algorithm retries after a random delay so contenders fall out of step. */
-const COLLISION_BACKOFF_MS = 20;
+export const COLLISION_BACKOFF_MS = 20;
 
 /** A grant's library Lock; extend replaces it, because the library returns a new Lock per extension. */
 export interface RedlockHandle {
@@ -274,7 +274,7 @@ export class RedlockDriver implements LockDriver<RedlockHandle, RedlockTicket> {
 }
 
 /** Resolves when `work` settles, after `ms`, or when `signal` aborts — whichever is first — and leaves no timer behind. */
-function settleWithin(work: Promise<unknown>, ms: number, signal: AbortSignal): Promise<void> {
+export function settleWithin(work: Promise<unknown>, ms: number, signal: AbortSignal): Promise<void> {
   if (signal.aborted) return Promise.resolve();
   return new Promise((resolve) => {
     const finish = () => {

@@ -8,6 +8,8 @@ import {
 import type { Redis } from 'ioredis';
 import { RedlockDriver } from './driver.js';
 import { type RedisNode, adoptNode, closeClients, connectNode } from './nodes.js';
+import { RedlockReadWriteDriver } from './read-write.js';
+import { RedlockSemaphoreDriver } from './semaphore.js';
 import { ReleaseNotices } from './wakeups.js';
 
 export interface RedlockProviderOptions extends Omit<ProviderOptions, 'election'> {
@@ -79,20 +81,25 @@ export function createRedlockProvider(options: RedlockProviderOptions): LockProv
     nodes = clients!.map(adoptNode);
     owned = [];
   }
+  // Subscriber connections copy their node's connection settings (for a caller's client, its own).
+  const notices = new ReleaseNotices(
+    nodes.map((node) => node.client),
+    (client) => client.duplicate(),
+  );
   const driver = new RedlockDriver({
     nodes,
     keyPrefix,
     driftFactor,
     commandTimeoutMs,
-    // Subscriber connections copy their node's connection settings (for a caller's client, its own).
-    notices: new ReleaseNotices(
-      nodes.map((node) => node.client),
-      (client) => client.duplicate(),
-    ),
+    notices,
     closeConnections: () => closeClients(owned),
   });
+  const permitConfig = { nodes, keyPrefix, driftFactor, notices };
   try {
-    return createLockProvider(driver, providerOptions);
+    return createLockProvider(driver, providerOptions, {
+      semaphoreDriver: new RedlockSemaphoreDriver(permitConfig),
+      readWriteDriver: new RedlockReadWriteDriver(permitConfig),
+    });
   } catch (error) {
     closeClients(owned).catch(() => {});
     throw error;

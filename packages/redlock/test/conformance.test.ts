@@ -1,5 +1,6 @@
 import { describeLockProvider } from '@dlock/conformance';
 import type { LockProvider } from '@dlock/core';
+import { permitLayout } from '@dlock/redis';
 import { type RedisNodes, startRedisNodes } from '@dlock/testkit';
 import { Redis } from 'ioredis';
 import { afterAll, beforeAll } from 'vitest';
@@ -45,7 +46,18 @@ describeLockProvider('redlock', openProvider, {
   forceRelease: async (key) => {
     await Promise.all(operator.map((client) => client.del(key)));
   },
-  residue: (key) => storedValues(operator, key),
+  residue: async (key, kind) => {
+    if (kind === 'lock') return storedValues(operator, key);
+    // A semaphore's or read-write lock's keys, on any node, once nobody holds or waits.
+    const layout = permitLayout(key, '', kind === 'semaphore' ? 'semaphore' : 'rwlock');
+    const residue: string[] = [];
+    for (const client of operator) {
+      for (const stored of [layout.stateKey, layout.expiryKey, layout.queueKey]) {
+        if ((await client.exists(stored)) === 1) residue.push(`${client.options.port}: ${stored}`);
+      }
+    }
+    return residue;
+  },
   heldAtRawKey: async (key) => {
     const present = await Promise.all(operator.map((client) => client.exists(key)));
     return present.filter((exists) => exists === 1).length >= 3;

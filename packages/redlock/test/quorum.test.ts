@@ -3,6 +3,7 @@ import { BackendUnavailableError, LockLostError, type LockProvider } from '@dloc
 import { type RedisNodes, type RedisServer, startRedisNodes } from '@dlock/testkit';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { type RedlockProviderOptions, createRedlockProvider } from '../src/index.js';
+import { restoreNodes } from './support.js';
 
 const CONNECT_TIMEOUT_MS = 500;
 const COMMAND_TIMEOUT_MS = 500;
@@ -44,12 +45,7 @@ beforeAll(async () => {
 afterEach(async () => {
   await Promise.allSettled(providers.splice(0).map((provider) => provider.close()));
   // Every test starts with all five nodes up (and empty of its keys: keys are fresh per test).
-  await Promise.all(
-    cluster.nodes.map(async (node) => {
-      node.resume();
-      if (!node.running) await node.restart();
-    }),
-  );
+  await restoreNodes(cluster);
 });
 
 afterAll(async () => {

@@ -1,4 +1,4 @@
-import { freePort } from '@dlock/testkit';
+import { type RedisNodes, freePort } from '@dlock/testkit';
 import { Redis } from 'ioredis';
 
 /** Plain ioredis clients to look at (or tamper with) the nodes directly, as an operator would. */
@@ -31,3 +31,13 @@ export async function deadUrls(count: number): Promise<string[]> {
 }
 
 export const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
+
+/** Every node up and running again (resumed if paused, restarted if killed), for the next test. */
+export async function restoreNodes(cluster: RedisNodes): Promise<void> {
+  await Promise.all(
+    cluster.nodes.map(async (node) => {
+      node.resume();
+      if (!node.running) await node.restart();
+    }),
+  );
+}

@@ -89,3 +89,25 @@ function describeValue(value: unknown): string {
   }
   return String(value);
 }
+
+/**
+ * A call to the Curator peer failed: Curator threw (`javaClass` names the exception, e.g.
+ * `java.lang.IllegalMonitorStateException` for releasing a lock the peer does not hold), or no answer
+ * came within the call's timeout.
+ */
+export class CuratorPeerError extends Error {
+  override readonly name: string = 'CuratorPeerError';
+
+  constructor(
+    message: string,
+    readonly op: string,
+    readonly javaClass?: string,
+  ) {
+    super(message);
+  }
+}
+
+/** The Curator peer's JVM is gone (killed, crashed or closed): this call and every later one fail. */
+export class CuratorPeerExitedError extends CuratorPeerError {
+  override readonly name = 'CuratorPeerExitedError';
+}

@@ -1,6 +1,6 @@
 import { connect } from 'node:net';
 
-export type FourLetterWord = 'ruok' | 'srvr' | 'conf' | 'envi' | 'stat' | 'mntr';
+export type FourLetterWord = 'ruok' | 'srvr' | 'conf' | 'envi' | 'stat' | 'mntr' | 'cons';
 
 /** Sends a ZooKeeper four-letter word and resolves with everything the server wrote before closing. */
 export function fourLetterWord(

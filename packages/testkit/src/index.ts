@@ -1,5 +1,20 @@
-export { hasBinaries, requireBinaries, type ServerKind } from './binaries.js';
+export {
+  curatorUnavailableReason,
+  hasBinaries,
+  hasCurator,
+  requireBinaries,
+  type ServerKind,
+} from './binaries.js';
 export { stopAll } from './cleanup.js';
+export {
+  type CuratorLock,
+  type CuratorPeer,
+  type CuratorPeerOptions,
+  type CuratorReadWriteLock,
+  type CuratorSemaphore,
+  compileCuratorPeer,
+  startCuratorPeer,
+} from './curator.js';
 export {
   type EtcdCluster,
   type EtcdServer,
@@ -7,6 +22,8 @@ export {
   startEtcdCluster,
 } from './etcd.js';
 export {
+  CuratorPeerError,
+  CuratorPeerExitedError,
   FaultCancelledError,
   FaultProxyClosedError,
   InvalidArgumentError,

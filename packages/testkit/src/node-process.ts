@@ -38,7 +38,7 @@ interface LineWaiter {
 }
 
 /** Splits a stream into lines, calling `onLine` for each and for a final unterminated one. */
-function forEachLine(stream: Readable, onLine: (line: string) => void, onEnd: () => void): void {
+export function forEachLine(stream: Readable, onLine: (line: string) => void, onEnd: () => void): void {
   let pending = '';
   stream.setEncoding('utf8');
   stream.on('data', (chunk: string) => {

@@ -3,6 +3,7 @@ import { join } from 'node:path';
 import { zooKeeperRuntime } from './binaries.js';
 import { createWorkDir } from './cleanup.js';
 import { type ZooKeeperMode, fourLetterWord, zooKeeperMode } from './four-letter-words.js';
+import { smallJvmFlags } from './jvm.js';
 import { freePorts } from './ports.js';
 import {
   LOOPBACK,
@@ -43,14 +44,8 @@ const LEADER_TIMEOUT_MS = 20_000;
 const PROBE_INTERVAL_MS = 100;
 const PROBE_TIMEOUT_MS = 1_000;
 
-/** Small heap, no C2 compiler, serial GC: a JVM that starts in well under a second and stays small. */
 const JVM_FLAGS = [
-  '-Xmx256m',
-  '-XX:+UseSerialGC',
-  '-XX:TieredStopAtLevel=1',
-  '-XX:-UsePerfData',
-  '-XX:+ExitOnOutOfMemoryError',
-  '-Djava.net.preferIPv4Stack=true',
+  ...smallJvmFlags(256),
   // Election connections to a killed peer should fail fast, not after the default 5 s.
   '-Dzookeeper.cnxTimeout=1000',
 ];

@@ -1,11 +1,15 @@
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
+import { findJar } from '../src/binaries.js';
 import {
   MissingBinaryError,
+  curatorUnavailableReason,
   hasBinaries,
+  hasCurator,
   requireBinaries,
+  startCuratorPeer,
   startEtcd,
   startRedis,
   startZooKeeper,
@@ -51,5 +55,41 @@ describe('binaries', () => {
         expect((error as Error).message).toContain(`apt-get install ${debianPackage}`);
       }
     });
+  });
+
+  it('names the JDK package when java and javac are missing for the Curator peer', async () => {
+    await withEmptyPath(async () => {
+      expect(hasCurator()).toBe(false);
+      expect(curatorUnavailableReason()).toMatch(/needs java \(not on PATH\), javac \(not on PATH\)/);
+      const error = await startCuratorPeer({ connectString: '127.0.0.1:1' }).catch(
+        (caught: unknown) => caught,
+      );
+      expect(error).toBeInstanceOf(MissingBinaryError);
+      expect(error).toMatchObject({
+        binary: 'java',
+        debianPackage: expect.stringMatching(/^default-jdk-headless\b/),
+      });
+      expect((error as Error).message).toContain('apt-get install default-jdk-headless');
+    });
+  });
+
+  it('finds a jar by its unversioned name, else its newest version, never a longer name', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'dlock-testkit-test-jars-'));
+    try {
+      for (const jar of [
+        'zookeeper-jute-3.8.0.jar',
+        'zookeeper-3.8.0.jar',
+        'zookeeper-3.10.1.jar',
+        'curator-client.jar',
+      ]) {
+        writeFileSync(join(dir, jar), '');
+      }
+      expect(findJar('zookeeper', dir)).toBe(join(dir, 'zookeeper-3.10.1.jar'));
+      expect(findJar('curator-client', dir)).toBe(join(dir, 'curator-client.jar'));
+      expect(findJar('curator-recipes', dir)).toBeUndefined();
+      expect(findJar('zookeeper', join(dir, 'absent'))).toBeUndefined();
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });

@@ -3,7 +3,7 @@ import { CreateMode } from 'node-zookeeper-client';
 import { describe, expect, it } from 'vitest';
 import type { ZooKeeperWatchEvent } from '../src/index.js';
 import { lockPath } from '../src/layout.js';
-import { openInspector, pauseServer, sleep, until, useStandaloneZooKeeper } from './support.js';
+import { pauseServer, sleep, until, useStandaloneZooKeeper } from './support.js';
 
 const ROOT = '/dlock-recipe';
 const zk = useStandaloneZooKeeper(ROOT);
@@ -64,34 +64,6 @@ describe('the queue', () => {
     expect(stat.ephemeralOwner.readBigUInt64BE()).not.toBe(0n);
     await lease.release();
     expect(await zk.inspector.residue(ROOT, key)).toEqual([]);
-  });
-
-  it('excludes and is excluded by a Curator InterProcessMutex node on the same path', async () => {
-    const key = freshKey('curator');
-    const parent = lockPath(ROOT, key);
-    const curator = await openInspector(zk.server.connectString);
-    try {
-      // What Curator's InterProcessMutex creates: a protected EPHEMERAL_SEQUENTIAL node, its IP as data.
-      await curator.session.calls.create(parent, Buffer.alloc(0), CreateMode.PERSISTENT);
-      const curatorNode = await curator.session.calls.create(
-        `${parent}/_c_0f6b1a2e-6f3c-4f3e-9a57-0c6f1f8a2b11-lock-`,
-        Buffer.from('10.0.0.7'),
-        CreateMode.EPHEMERAL_SEQUENTIAL,
-      );
-      const provider = providers.open();
-      expect(await provider.tryAcquire(key)).toBeNull();
-      expect((await provider.holder(key))?.identity).toBe('10.0.0.7');
-      const waiting = provider.acquire(key, { waitMs: 10_000 });
-      await until(async () => (await zk.inspector.queue(ROOT, key)).length === 2, 5_000, 'dlock queued');
-      // Curator would see dlock's node second in line: it sorts by the sequence after "lock-" too.
-      expect((await zk.inspector.queue(ROOT, key))[0]).toBe(curatorNode.slice(parent.length + 1));
-      await curator.session.calls.remove(curatorNode);
-      const lease = await waiting;
-      expect((await provider.holder(key))?.token).toBe(lease.token);
-      await lease.release();
-    } finally {
-      await curator.close();
-    }
   });
 });
 

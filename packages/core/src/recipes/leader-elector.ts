@@ -1,4 +1,5 @@
 import type { HolderInfo, Lease, LockProvider } from '../contract.js';
+import { publish } from '../diagnostics.js';
 import { InvalidArgumentError, LockLostError, ProviderClosedError } from '../errors.js';
 import { defaultIdentity, now, pause } from '../timing.js';
 import { validateDuration, validateIdentity, validateKey, validateSignal } from '../validation.js';
@@ -308,6 +309,7 @@ export class LeaderElector {
 
   async #serveTerm(lease: Lease, runSignal: AbortSignal): Promise<TermEnding> {
     const term = new Term(lease, this.renewDeadlineMs);
+    const termStartedAt = now();
     this.#term = term;
     const onLeaseLost = () => term.end('lost', lease.signal.reason);
     const onCancel = () => term.end('cancelled', runSignal.reason);
@@ -318,6 +320,12 @@ export class LeaderElector {
     try {
       void this.#renew(term);
       this.#noteLeader(this.identity);
+      publish.electorTerm(() => ({
+        key: this.key,
+        identity: this.identity,
+        event: 'started',
+        token: lease.token,
+      }));
       this.#startLeading(term);
       await new Promise<void>((resolve) => {
         if (term.signal.aborted) resolve();
@@ -339,6 +347,14 @@ export class LeaderElector {
       setTimeout(release, Math.max(0, term.renewedAt + this.leaseDurationMs - now())).unref();
     }
     term.markTornDown();
+    publish.electorTerm(() => ({
+      key: this.key,
+      identity: this.identity,
+      event: 'stopped',
+      token: lease.token,
+      ending: term.ending,
+      termMs: now() - termStartedAt,
+    }));
     return term.ending;
   }
 

@@ -1,0 +1,78 @@
+import { sleep } from '@dlock/conformance';
+import { LockTimeoutError } from '@dlock/core';
+import { beforeAll, describe, expect, it } from 'vitest';
+import { createRedisProvider, redisKeyLayout } from '../src/index.js';
+import { listenerCount, redisFixture } from './servers.js';
+
+// Issue 12 #5/#6 on Redis: waiters that come and go must not leave subscriptions, listeners or
+// handles behind. (The shared churn soak for every backend lives in the conformance kit.)
+
+const redis = redisFixture();
+beforeAll(() => redis.start());
+
+const ACQUIRES = 2_000;
+const AT_ONCE = 20;
+
+function activeResources(): Record<string, number> {
+  const counts: Record<string, number> = {};
+  for (const resource of process.getActiveResourcesInfo()) counts[resource] = (counts[resource] ?? 0) + 1;
+  return counts;
+}
+
+describe('waiters that time out', () => {
+  it(`${ACQUIRES} timed-out acquires (waitMs 10) leave no subscription, client listener, connection or handle behind`, async () => {
+    const key = 'churn';
+    const { releaseChannel } = redisKeyLayout(key, 'dlock:');
+    const holder = await redis.provider().acquire(key, { ttlMs: 120_000 });
+    const client = redis.raw();
+    const provider = createRedisProvider({ client });
+    const observer = redis.raw();
+    const numsub = async () =>
+      Number(((await observer.pubsub('NUMSUB', releaseChannel)) as [string, number])[1]);
+    const connections = async () => ((await observer.client('LIST')) as string).trim().split('\n').length;
+    const snapshot = async () => ({
+      numsub: await numsub(),
+      listeners: listenerCount(client),
+      connections: await connections(),
+      resources: activeResources(),
+    });
+    const subscribeCalls = async () =>
+      Number(/cmdstat_subscribe:calls=(\d+)/.exec(await observer.info('commandstats'))?.[1] ?? 0);
+    const timedOut = (waitMs = 10) =>
+      provider.acquire(key, { ttlMs: 10_000, waitMs }).then(
+        () => expect.unreachable('the key is held'),
+        (error: unknown) => expect(error).toBeInstanceOf(LockTimeoutError),
+      );
+    try {
+      // One long enough wait first: the provider's subscriber connection exists from then on.
+      await timedOut(300);
+      await sleep(100);
+      const before = await snapshot();
+      const subscribesBefore = await subscribeCalls();
+      const started = performance.now();
+      for (let done = 0; done < ACQUIRES; done += AT_ONCE) {
+        await Promise.all(Array.from({ length: AT_ONCE }, () => timedOut()));
+      }
+      const churnMs = performance.now() - started;
+      await sleep(100);
+      const after = await snapshot();
+      const subscribes = (await subscribeCalls()) - subscribesBefore;
+      console.info(
+        `[redis churn] ${ACQUIRES} timed-out acquires in ${Math.round(churnMs)} ms, ${subscribes} SUBSCRIBEs: ` +
+          JSON.stringify({ before, after }),
+      );
+      // The waiters did subscribe (the churn exercised the wake-up path), and unsubscribed again.
+      expect(subscribes).toBeGreaterThan(0);
+      expect(after.numsub).toBe(0);
+      expect(before.numsub).toBe(0);
+      expect(after.listeners).toBe(before.listeners);
+      expect(after.connections).toBe(before.connections);
+      expect(after.resources.TCPSocketWrap ?? 0).toBe(before.resources.TCPSocketWrap ?? 0);
+      // Timers come and go with the test runner itself; a leak would be one per acquire.
+      expect(after.resources.Timeout ?? 0).toBeLessThanOrEqual((before.resources.Timeout ?? 0) + 5);
+    } finally {
+      await holder.release();
+      await provider.close();
+    }
+  });
+});
