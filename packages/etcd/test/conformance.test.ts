@@ -2,7 +2,7 @@ import { describeLockProvider } from '@dlock/conformance';
 import { type EtcdServer, type FaultProxy, freePort, startEtcd, startFaultProxy } from '@dlock/testkit';
 import { afterAll, beforeAll } from 'vitest';
 import { createEtcdProvider, readWritePrefix, semaphorePrefix } from '../src/index.js';
-import { RawEtcd, asEtcd, openProvider } from './etcd.js';
+import { RawEtcd, SESSION_TTL_SEC, asEtcd, openProvider } from './etcd.js';
 
 let server: EtcdServer;
 let raw: RawEtcd;
@@ -19,12 +19,6 @@ afterAll(async () => {
   await server?.stop();
 });
 
-/**
- * Session ttl of the kit's providers. A session is given up when no keepalive is acknowledged for
- * 0.8 × ttl: while one provider enqueues 200 keys on a machine whose cores are busy, etcd answered
- * later than 1.6 s (the loss window of a 2 s ttl), and losing the session rightly failed the kit's holds.
- */
-const SESSION_TTL_SEC = 4;
 /** etcd checks for expired leases every 500 ms and revokes them through raft. */
 const SERVER_EXPIRY_SLACK_MS = 700;
 /** Call timeout of the providers behind the fault proxy; the kit's long outage lasts twice this. */
@@ -36,47 +30,43 @@ const NETWORK_CALL_TIMEOUT_MS = 1_000;
 const NETWORK_SESSION_TTL_SEC = 5;
 
 // namespace '' is Go's concurrency.Mutex layout: lock `k` lives under the etcd prefix `k/`.
-describeLockProvider(
-  'etcd',
-  async () => openProvider(server.endpoint, { namespace: '', sessionTtlSec: SESSION_TTL_SEC }),
-  {
-    ttlMs: 600,
-    marginMs: 400,
-    crash: async (provider) => asEtcd(provider).faults.crash(),
-    crashRecoveryMs: SESSION_TTL_SEC * 1000 + SERVER_EXPIRY_SLACK_MS,
-    lapse: async (provider) => {
-      const lease = asEtcd(provider).sessionLeaseId;
-      if (lease === undefined) throw new Error('the provider has no live session to lapse');
-      asEtcd(provider).faults.suspendKeepAlive();
-      await raw.leaseGone(lease, SESSION_TTL_SEC * 1000 + SERVER_EXPIRY_SLACK_MS * 2);
-    },
-    forceRelease: (key) => raw.deletePrefix(`${key}/`),
-    // Every primitive has its own prefix (the provider's default semaphore and read-write namespaces).
-    residue: (key, kind) =>
-      raw.keys(
-        kind === 'semaphore'
-          ? semaphorePrefix('dlock-semaphore/', key)
-          : kind === 'read-write'
-            ? readWritePrefix('dlock-rw/', key)
-            : `${key}/`,
-      ),
-    heldAtRawKey: async (key) => (await raw.keys(`${key}/`)).length > 0,
-    unreachable: async () =>
-      createEtcdProvider({ hosts: `http://127.0.0.1:${await freePort()}`, callTimeoutMs: 1_000 }),
-    connectTimeoutMs: 1_000,
-    network: {
-      connectTimeoutMs: NETWORK_CALL_TIMEOUT_MS,
-      connect: async ({ retry } = {}) => {
-        const proxy = await startFaultProxy({ target: { host: server.host, port: server.port } });
-        proxies.push(proxy);
-        const provider = openProvider(proxy.url('http'), {
-          namespace: '',
-          callTimeoutMs: NETWORK_CALL_TIMEOUT_MS,
-          sessionTtlSec: NETWORK_SESSION_TTL_SEC,
-          ...(retry ? { retry } : {}),
-        });
-        return { provider, faults: proxy };
-      },
+describeLockProvider('etcd', async () => openProvider(server.endpoint, { namespace: '' }), {
+  ttlMs: 600,
+  marginMs: 400,
+  crash: async (provider) => asEtcd(provider).faults.crash(),
+  crashRecoveryMs: SESSION_TTL_SEC * 1000 + SERVER_EXPIRY_SLACK_MS,
+  lapse: async (provider) => {
+    const lease = asEtcd(provider).sessionLeaseId;
+    if (lease === undefined) throw new Error('the provider has no live session to lapse');
+    asEtcd(provider).faults.suspendKeepAlive();
+    await raw.leaseGone(lease, SESSION_TTL_SEC * 1000 + SERVER_EXPIRY_SLACK_MS * 2);
+  },
+  forceRelease: (key) => raw.deletePrefix(`${key}/`),
+  // Every primitive has its own prefix (the provider's default semaphore and read-write namespaces).
+  residue: (key, kind) =>
+    raw.keys(
+      kind === 'semaphore'
+        ? semaphorePrefix('dlock-semaphore/', key)
+        : kind === 'read-write'
+          ? readWritePrefix('dlock-rw/', key)
+          : `${key}/`,
+    ),
+  heldAtRawKey: async (key) => (await raw.keys(`${key}/`)).length > 0,
+  unreachable: async () =>
+    createEtcdProvider({ hosts: `http://127.0.0.1:${await freePort()}`, callTimeoutMs: 1_000 }),
+  connectTimeoutMs: 1_000,
+  network: {
+    connectTimeoutMs: NETWORK_CALL_TIMEOUT_MS,
+    connect: async ({ retry } = {}) => {
+      const proxy = await startFaultProxy({ target: { host: server.host, port: server.port } });
+      proxies.push(proxy);
+      const provider = openProvider(proxy.url('http'), {
+        namespace: '',
+        callTimeoutMs: NETWORK_CALL_TIMEOUT_MS,
+        sessionTtlSec: NETWORK_SESSION_TTL_SEC,
+        ...(retry ? { retry } : {}),
+      });
+      return { provider, faults: proxy };
     },
   },
-);
+});

@@ -182,9 +182,11 @@ export function describeWaiterEdges(harness: Harness, primitive: PrimitiveUnderT
       const watchersBefore = await serverWatchers(harness.server.endpoint);
       const provider = harness.open();
       const controller = new AbortController();
-      const timedOut = [1, 2, 3].map(() => settle(primitive.contend(provider, name, { waitMs: 300 })));
+      // Long enough that all four are seen queued together even on a busy machine (with 300 ms, the
+      // first ones could give up before the last one had enqueued, and the test waited for nothing).
+      const timedOut = [1, 2, 3].map(() => settle(primitive.contend(provider, name, { waitMs: 3_000 })));
       const aborted = settle(primitive.contend(provider, name, { signal: controller.signal }));
-      await within('the waiters are queued', 5_000, async () => (await keysOf(name)).length === 5);
+      await within('the waiters are queued', 2_500, async () => (await keysOf(name)).length === 5);
       controller.abort(new Error('caller gave up'));
       for (const { error } of await Promise.all([...timedOut, aborted])) expect(error).toBeInstanceOf(Error);
       expect(await keysOf(name)).toHaveLength(1);
