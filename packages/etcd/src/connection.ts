@@ -178,6 +178,31 @@ export function describeFailure(error: unknown): string {
  * being ended first: a half-close followed at once by the reset made Node's http2 layer spin forever
  * inside `rstStream` (nghttp2_session_pack_data), blocking the event loop.
  */
+/**
+ * Ends a LeaseKeepAlive stream without resetting it: the client half-closes, and etcd ends the call
+ * (its keepalive loop returns on the client's end of stream), so no RST_STREAM is sent. Cancelling a
+ * keepalive stream — Node's `Http2Stream.close()` half-closes and then resets at once — made Node
+ * 20's http2 layer spin forever inside `rstStream` (`SendPendingData`, memory growing by gigabytes)
+ * when another call shared the HTTP/2 connection: reproduced by closing two providers with
+ * LeaderElectors on one etcd, about one run in two on a loaded machine. A stream still open after
+ * `fallbackMs` (a member that stopped answering) is cancelled after all.
+ */
+export function endStream(stream: IDuplexStream<unknown, unknown>, fallbackMs: number): void {
+  const emitter = stream as unknown as EventEmitter;
+  emitter.removeAllListeners('error');
+  stream.on('error', () => {});
+  const fallback = setTimeout(() => closeStream(stream), fallbackMs).unref();
+  const ended = () => clearTimeout(fallback);
+  for (const event of ['end', 'close', 'status']) emitter.once(event, ended);
+  emitter.removeAllListeners('data');
+  (stream as unknown as { resume(): void }).resume();
+  try {
+    stream.end();
+  } catch {
+    closeStream(stream);
+  }
+}
+
 export function closeStream(stream: IDuplexStream<unknown, unknown>): void {
   // etcd3 types its streams narrowly; at run time they are grpc-js ClientDuplexStreams (EventEmitters).
   (stream as unknown as EventEmitter).removeAllListeners('error');

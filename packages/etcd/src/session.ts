@@ -2,7 +2,7 @@ import { setMaxListeners } from 'node:events';
 import { InvalidArgumentError, ProviderClosedError, isTransient, now, pause } from '@dlock/core';
 import { EtcdLeaseInvalidError, type ILeaseKeepAliveResponse, type LeaseClient } from 'etcd3';
 import pRetry from 'p-retry';
-import { BACKEND, type EtcdConnection, closeStream } from './connection.js';
+import { BACKEND, type EtcdConnection, endStream } from './connection.js';
 import { entryKey, leaseHex } from './layout.js';
 
 type KeepAliveStream = Awaited<ReturnType<LeaseClient['leaseKeepAlive']>>;
@@ -185,7 +185,7 @@ export class Session {
     clearTimeout(this.#reopenTimer);
     const stream = this.#stream;
     this.#stream = undefined;
-    if (stream) closeStream(stream);
+    if (stream) endStream(stream, this.#connection.callTimeoutMs);
   }
 
   /** Revokes the lease, retrying transient failures for at most `maxRetryMs`; never rejects. */
@@ -213,7 +213,7 @@ export class Session {
     if (oldest !== undefined && now() - oldest > this.#intervalMs) {
       // The member on the other end has stalled without breaking the stream: try another one.
       this.#stream = undefined;
-      stream.cancel();
+      endStream(stream, this.#connection.callTimeoutMs);
       this.#openStream();
       return;
     }
@@ -232,7 +232,7 @@ export class Session {
       (stream) => {
         this.#opening = false;
         if (this.#stopped) {
-          stream.cancel();
+          endStream(stream, this.#connection.callTimeoutMs);
           return;
         }
         this.#stream = stream;
