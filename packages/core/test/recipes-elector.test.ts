@@ -6,10 +6,14 @@ import {
   LeaderElector,
   type LeaderElectorOptions,
   type Lease,
+  type LockDriver,
   LockLostError,
   type LockProvider,
   MemoryLockStore,
+  type MemoryTicket,
   ProviderClosedError,
+  createLockProvider,
+  createMemoryDriver,
   createMemoryProvider,
   leaderOf,
   roleOf,
@@ -192,6 +196,38 @@ describe('LeaderElector: callbacks', () => {
     await until(() => other?.elector.isLeader() ?? false, 5_000, 'the other to lead');
     // The lease was last renewed at most one retryPeriod before the cancel.
     expect(performance.now() - cancelledAt).toBeGreaterThan(fast.leaseDurationMs - fast.retryPeriodMs - 20);
+  });
+
+  it('on cancel without releaseOnCancel, on a session-held backend: the claim ends leaseDurationMs after its last renewal (issue 12 #3)', async () => {
+    const store = new MemoryLockStore();
+    const group = [new Instance(sessionHeld(store), 'a'), new Instance(sessionHeld(store), 'b')];
+    open.push(...group);
+    for (const instance of group) instance.start();
+    await until(() => leadersAmong(group).length === 1);
+    const [first] = leadersAmong(group);
+    const other = group.find((instance) => instance !== first);
+    const cancelledAt = performance.now();
+    await first?.cancel();
+    await until(() => other?.elector.isLeader() ?? false, 5_000, 'the other to lead');
+    const tookMs = performance.now() - cancelledAt;
+    // Not at once (the cancelled leader's work may still drain), and not later than a ttl lease's expiry.
+    expect(tookMs).toBeGreaterThan(fast.leaseDurationMs - fast.retryPeriodMs - 20);
+    expect(tookMs).toBeLessThan(fast.leaseDurationMs + 1_000);
+  });
+
+  it('a cancelled elector that runs again on the same session-held provider leads once its abandoned claim has ended', async () => {
+    const instance = new Instance(sessionHeld(new MemoryLockStore()), 'alone');
+    open.push(instance);
+    instance.start();
+    await until(() => instance.elector.isLeader());
+    await instance.cancel();
+    const again = new AbortController();
+    const restartedAt = performance.now();
+    const running = instance.elector.run(again.signal);
+    await until(() => instance.elector.isLeader(), 5_000, 'the elector to lead again');
+    expect(performance.now() - restartedAt).toBeLessThan(fast.leaseDurationMs + 1_000);
+    again.abort();
+    await running;
   });
 
   it('aborts the leader signal at the renew deadline, before its lease can expire, when the backend is cut off', async () => {
@@ -381,6 +417,37 @@ describe('LeaderElector: instance roles and observation', () => {
 });
 
 /** A provider whose leases' extensions and releases fail with BackendUnavailableError while `broken` is set. */
+/**
+ * A memory provider whose locks are session-held, as on etcd and ZooKeeper: a grant has no expiry of
+ * its own (validUntil Infinity) and lives until it is released.
+ */
+function sessionHeld(store: MemoryLockStore): LockProvider {
+  const inner = createMemoryDriver(store);
+  const forever = 3_600_000;
+  const driver: LockDriver<MemoryTicket, MemoryTicket> = {
+    backend: inner.backend,
+    address: inner.address,
+    capabilities: { ...inner.capabilities, expiry: 'session' },
+    limits: inner.limits,
+    attempt: async (request, ticket) => {
+      const result = await inner.attempt({ ...request, ttlMs: forever }, ticket);
+      if (result.outcome !== 'granted') return result;
+      return { outcome: 'granted', grant: { ...result.grant, validUntil: Number.POSITIVE_INFINITY } };
+    },
+    waitForChange: (request, ticket, maxWaitMs) =>
+      inner.waitForChange({ ...request, ttlMs: forever }, ticket, maxWaitMs),
+    withdraw: (request, ticket) => inner.withdraw({ ...request, ttlMs: forever }, ticket),
+    extend: async (key, grant) => {
+      await inner.extend(key, grant, forever);
+      return Number.POSITIVE_INFINITY;
+    },
+    release: (key, grant) => inner.release(key, grant),
+    holder: (key) => inner.holder(key),
+    close: () => inner.close(),
+  };
+  return createLockProvider(driver);
+}
+
 class FlakyProvider implements LockProvider {
   broken = false;
   readonly leases: Lease[] = [];

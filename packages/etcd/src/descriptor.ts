@@ -10,6 +10,7 @@ export const dlockBackend: BackendDescriptor = {
       hosts: [...endpoints],
       identity: options.identity,
       callTimeoutMs: options.connectTimeoutMs,
+      retry: options.retry,
       // etcd lease TTLs are whole seconds; round up so the session never lives shorter than asked.
       sessionTtlSec:
         options.sessionTimeoutMs === undefined ? undefined : Math.ceil(options.sessionTimeoutMs / 1000),

@@ -7,4 +7,11 @@ export {
 } from './provider.js';
 export { etcdCapabilities } from './queue.js';
 export { entryKey, queuePrefix } from './layout.js';
+export {
+  etcdSemaphoreCapabilities,
+  permitQueuePrefix,
+  permitValue,
+  semaphorePrefix,
+} from './semaphore.js';
+export { etcdReadWriteCapabilities, readWritePrefix, readWriteSidePrefix } from './read-write.js';
 export { dlockBackend } from './descriptor.js';

@@ -4,13 +4,20 @@ import {
   type Lease,
   type LockProvider,
   type ProviderOptions,
+  type RetryPolicy,
+  type RetryPolicyOptions,
   createLockProvider,
   defaultIdentity,
+  resolveRetryPolicy,
   validateDuration,
 } from '@dlock/core';
 import { EtcdConnection } from './connection.js';
 import { RevisionQueueDriver } from './queue.js';
+import { EtcdReadWriteDriver } from './read-write.js';
+import { EtcdSemaphoreDriver } from './semaphore.js';
+import { SessionKeys } from './session-keys.js';
 import { SessionKeeper } from './session.js';
+import { WatchHub } from './watch.js';
 
 export interface EtcdProviderOptions extends Omit<ProviderOptions, 'election'> {
   /** Client URLs, e.g. `http://127.0.0.1:2379` (all `http://` or all `https://`). */
@@ -20,6 +27,16 @@ export interface EtcdProviderOptions extends Omit<ProviderOptions, 'election'> {
   /** Prepended to every election name (`provider.election`). Default `'dlock-election/'`. */
   electionNamespace?: string;
   /**
+   * Prepended to every semaphore name (`provider.semaphore()`). Default `'dlock-semaphore/'`. Must differ
+   * from the other namespaces, so a semaphore never shares keys with a lock of the same name.
+   */
+  semaphoreNamespace?: string;
+  /**
+   * Prepended to every read-write lock name (`provider.readWriteLock()`). Default `'dlock-rw/'`; `''`
+   * gives exactly the keys of etcd's recipes.RWMutex. Must differ from the other namespaces.
+   */
+  readWriteNamespace?: string;
+  /**
    * TTL of the session lease, in whole seconds (etcd's unit). A crashed holder's locks are freed this
    * long after its last keepalive. At least the cluster's minimum lease TTL (1.5 election timeouts,
    * rounded up: 2 s with etcd's defaults), or the first acquire rejects InvalidArgumentError. Default 10.
@@ -27,6 +44,13 @@ export interface EtcdProviderOptions extends Omit<ProviderOptions, 'election'> {
   sessionTtlSec?: number;
   /** Deadline of every request to etcd (ms); a cluster that does not answer gives BackendUnavailableError. Default 5000. */
   callTimeoutMs?: number;
+  /**
+   * How transient failures are retried (core's RetryPolicy), field by field over etcd's defaults:
+   * back-off 50 ms doubling to 500 ms with jitter; `outageMs` = max(3 × callTimeoutMs, 2 × the session
+   * ttl) — a waiting acquire gives up after that long without any answer; `cleanupMs` 60 s;
+   * `closeMs` 5 s (also bounds close()'s retries of the session revoke).
+   */
+  retry?: RetryPolicyOptions;
   /** etcd user/password authentication. */
   auth?: { username: string; password: string };
   /** TLS: the CA certificate, and a client certificate/key pair for client-certificate authentication. */
@@ -62,6 +86,19 @@ export interface EtcdLockProvider extends LockProvider {
   readonly faults: EtcdFaults;
 }
 
+/**
+ * etcd's retry defaults, fitted to its timeouts: a short back-off (the grpc channel retries its server
+ * at least every ~0.6 s, see connection.ts), and an outage bound well above both two call timeouts and
+ * the session ttl, so a waiter rides out a leader election or a server restart.
+ */
+export function etcdRetryDefaults(callTimeoutMs: number, sessionTtlSec: number): Partial<RetryPolicy> {
+  return {
+    minDelayMs: 50,
+    maxDelayMs: 500,
+    outageMs: Math.max(3 * callTimeoutMs, 2 * sessionTtlSec * 1000),
+  };
+}
+
 const HOST_PATTERN = /^(https?:\/\/)?([A-Za-z0-9.-]+|\[[0-9A-Fa-f:.]+\]):\d{1,5}$/;
 /** etcd's MaxLeaseTTL. */
 const MAX_LEASE_TTL_SEC = 9_000_000_000;
@@ -80,6 +117,20 @@ export function createEtcdProvider(options: EtcdProviderOptions): EtcdLockProvid
     'electionNamespace',
     options.electionNamespace ?? 'dlock-election/',
   );
+  const semaphoreNamespace = validateNamespace(
+    'semaphoreNamespace',
+    options.semaphoreNamespace ?? 'dlock-semaphore/',
+    { namespace, electionNamespace },
+  );
+  const readWriteNamespace = validateNamespace(
+    'readWriteNamespace',
+    options.readWriteNamespace ?? 'dlock-rw/',
+    {
+      namespace,
+      electionNamespace,
+      semaphoreNamespace,
+    },
+  );
   const sessionTtlSec = options.sessionTtlSec ?? 10;
   if (!Number.isInteger(sessionTtlSec) || sessionTtlSec < 1 || sessionTtlSec > MAX_LEASE_TTL_SEC) {
     throw new InvalidArgumentError(
@@ -93,21 +144,30 @@ export function createEtcdProvider(options: EtcdProviderOptions): EtcdLockProvid
   const auth = validateAuth(options.auth);
   const tls = validateTls(options.tls);
 
+  const retry = resolveRetryPolicy(etcdRetryDefaults(callTimeoutMs, sessionTtlSec), options.retry);
+
   const connection = new EtcdConnection({ hosts, callTimeoutMs, auth, tls });
   try {
-    const sessions = new SessionKeeper(connection, sessionTtlSec);
+    const sessions = new SessionKeeper(connection, sessionTtlSec, retry.closeMs);
+    const watches = new WatchHub(connection);
     const shared: ProviderOptions = {
       defaultTtlMs: options.defaultTtlMs,
       fallbackRecheckMs: options.fallbackRecheckMs,
+      settleGraceMs: options.settleGraceMs,
       identity: options.identity ?? defaultIdentity(),
+    };
+    const electionParts = {
+      retryDefaults: retry,
+      unsupportedHint: 'provider.election offers elections only; use the provider itself',
     };
     const electionDriver = new RevisionQueueDriver({
       connection,
       sessions,
+      watches,
       namespace: electionNamespace,
       ownsConnection: false,
     });
-    const election = Object.assign(createLockProvider(electionDriver, shared), {
+    const election = Object.assign(createLockProvider(electionDriver, shared, electionParts), {
       proclaim: (leadership: Lease, value: string) => {
         if (typeof value !== 'string' || value.length === 0) {
           return Promise.reject(new InvalidArgumentError('value', value, 'a non-empty string'));
@@ -115,8 +175,23 @@ export function createEtcdProvider(options: EtcdProviderOptions): EtcdLockProvid
         return electionDriver.proclaim(leadership, value);
       },
     }) as EtcdElectionProvider;
-    const mutexDriver = new RevisionQueueDriver({ connection, sessions, namespace, ownsConnection: true });
-    const provider = createLockProvider(mutexDriver, { ...shared, election });
+    const mutexDriver = new RevisionQueueDriver({
+      connection,
+      sessions,
+      watches,
+      namespace,
+      ownsConnection: true,
+    });
+    const keys = new SessionKeys(connection, sessions, watches);
+    const provider = createLockProvider(
+      mutexDriver,
+      { ...shared, election },
+      {
+        retryDefaults: retry,
+        semaphoreDriver: new EtcdSemaphoreDriver({ connection, keys, namespace: semaphoreNamespace }),
+        readWriteDriver: new EtcdReadWriteDriver({ connection, keys, namespace: readWriteNamespace }),
+      },
+    );
     const faults: EtcdFaults = {
       suspendKeepAlive: () => sessions.live?.suspendKeepAlive(),
       crash: () => {
@@ -150,8 +225,18 @@ function validateHosts(value: unknown): string[] {
   return hosts as string[];
 }
 
-function validateNamespace(field: string, value: unknown): string {
+/** A namespace option; `others` are the namespaces of the other primitives, which it must not equal. */
+function validateNamespace(field: string, value: unknown, others: Record<string, string> = {}): string {
   if (typeof value !== 'string') throw new InvalidArgumentError(field, value, "a string (may be '')");
+  for (const [other, taken] of Object.entries(others)) {
+    if (value === taken) {
+      throw new InvalidArgumentError(
+        field,
+        value,
+        `a string other than ${other} ('${taken}'), so that each primitive's keys stay its own`,
+      );
+    }
+  }
   return value;
 }
 

@@ -9,28 +9,17 @@ import {
   LockLostError,
   type LockRequest,
   ProviderClosedError,
+  isTransient,
+  raceAbort,
 } from '@dlock/core';
-import {
-  EtcdLeaseInvalidError,
-  type IKeyValue,
-  type IRequestOp,
-  type ITxnResponse,
-  type IWatchResponse,
-  Range,
-  type WatchBuilder,
-} from 'etcd3';
+import { EtcdLeaseInvalidError, type IKeyValue, Range } from 'etcd3';
 import { BACKEND, type EtcdConnection } from './connection.js';
 import { entryIdentity, leaseHex, queuePrefix } from './layout.js';
-import type { Session, SessionKeeper } from './session.js';
+import { type QueueEntry, type QueueTicket, SessionKeys, oldestIn } from './session-keys.js';
+import type { SessionKeeper } from './session.js';
+import type { Watch, WatchHub } from './watch.js';
 
-/** One contender's key in a queue: its place in line while waiting, its proof of ownership once granted. */
-export interface QueueEntry {
-  /** The full etcd key, `<namespace><name>/<lease hex>`. */
-  readonly key: string;
-  /** Its create revision: the place in line, and the fencing token once it is the owner. */
-  readonly revision: bigint;
-  readonly session: Session;
-}
+export type { QueueEntry, QueueTicket } from './session-keys.js';
 
 export const etcdCapabilities: Capabilities = {
   fencing: 'monotonic',
@@ -51,13 +40,12 @@ export const etcdCapabilities: Capabilities = {
 interface QueueOptions {
   readonly connection: EtcdConnection;
   readonly sessions: SessionKeeper;
+  /** The connection's watch stream, shared by the mutex and election drivers. */
+  readonly watches: WatchHub;
   readonly namespace: string;
   /** Whether closing this driver closes the connection (the mutex driver owns it; the election shares it). */
   readonly ownsConnection: boolean;
 }
-
-const sessionEnded = (session: Session) =>
-  `its etcd session lease ${session.hex} was lost (${errorMessage(session.signal.reason)})`;
 
 /**
  * The queue behind Go's concurrency.Mutex and concurrency.Election, as a dlock driver: one key per
@@ -65,9 +53,11 @@ const sessionEnded = (session: Session) =>
  * revision owns the name; each waiter watches only the key just ahead of it.
  *
  * Every request it sends is idempotent (create-if-absent, compare-revision-then-delete, reads), so the
- * connection may retry any of them on another member.
+ * connection may retry any of them on another member, and core may retry attempts, withdraws and
+ * releases after a transient failure. An enqueue whose reply is lost is an 'unknown' outcome whose
+ * ticket names the key: it never costs the session.
  */
-export class RevisionQueueDriver implements LockDriver<QueueEntry, QueueEntry> {
+export class RevisionQueueDriver implements LockDriver<QueueEntry, QueueTicket> {
   readonly backend = BACKEND;
 
   get address(): string {
@@ -79,6 +69,8 @@ export class RevisionQueueDriver implements LockDriver<QueueEntry, QueueEntry> {
   readonly limits = { minTtlMs: 1, maxKeyBytes: 4096 };
   readonly #connection: EtcdConnection;
   readonly #sessions: SessionKeeper;
+  readonly #watches: WatchHub;
+  readonly #keys: SessionKeys;
   readonly #namespace: string;
   readonly #ownsConnection: boolean;
   #closed = false;
@@ -86,111 +78,51 @@ export class RevisionQueueDriver implements LockDriver<QueueEntry, QueueEntry> {
   constructor(options: QueueOptions) {
     this.#connection = options.connection;
     this.#sessions = options.sessions;
+    this.#watches = options.watches;
+    this.#keys = new SessionKeys(options.connection, options.sessions, options.watches);
     this.#namespace = options.namespace;
     this.#ownsConnection = options.ownsConnection;
   }
 
   async attempt(
     request: LockRequest,
-    ticket: QueueEntry | undefined,
-  ): Promise<Attempt<QueueEntry, QueueEntry>> {
+    ticket: QueueTicket | undefined,
+  ): Promise<Attempt<QueueEntry, QueueTicket>> {
     if (this.#closed) throw new ProviderClosedError(BACKEND);
     const prefix = queuePrefix(this.#namespace, request.key);
-    // A ticket of a lost session has no key any more (or will not have one once its lease ends).
-    let place = ticket && !ticket.session.lost ? ticket : undefined;
-    if (ticket && !place) ticket.session.unclaim(ticket.key);
-    for (let renewedSession = false; ; renewedSession = true) {
-      const session = place?.session ?? (await this.#sessions.obtain());
-      const key = place?.key ?? session.claim(prefix);
-      try {
-        const { entry, owner } = await this.#enqueue(prefix, key, session, request.identity);
-        if (owner) {
-          const grant: Grant<QueueEntry> = {
-            token: entry.revision,
-            validUntil: Number.POSITIVE_INFINITY,
-            lost: session.signal,
-            handle: entry,
-          };
-          return { outcome: 'granted', grant };
-        }
-        return { outcome: 'busy', ticket: entry };
-      } catch (error) {
-        if (error instanceof EtcdLeaseInvalidError && !renewedSession) {
-          // The server let the lease go before our loss timer said so (revoked by an operator, say).
-          session.lose(new Error(`etcd session lease ${session.hex} was not found at the server`));
-          session.unclaim(key);
-          place = undefined;
-          continue;
-        }
-        // A fresh key may have been created before the answer was lost: leave no phantom in the queue.
-        if (!place) {
-          await this.#remove({ key, revision: 0n, session }, 'remove the key of a failed attempt').catch(
-            () => {},
-          );
-        }
-        throw this.#connection.unavailable('enqueue', error);
-      }
-    }
+    return this.#keys.enqueue(
+      ticket,
+      (session) => session.claim(prefix),
+      (key, session) => this.#keys.enqueueAhead(key, request.identity, session, Range.prefix(prefix)),
+    );
   }
 
   async waitForChange(
     request: LockRequest,
-    ticket: QueueEntry | undefined,
+    ticket: QueueTicket | undefined,
     maxWaitMs: number,
   ): Promise<void> {
-    if (!ticket || ticket.session.lost || request.signal.aborted) return;
-    const { start, end } = Range.prefix(queuePrefix(this.#namespace, request.key));
     // Go's waitDeletes: only the key just ahead matters, so a release wakes one waiter, not the herd.
-    const ahead = await this.#connection.call('find the contender ahead', (options) =>
-      this.#connection.client.kv.range(
-        {
-          key: start,
-          range_end: end,
-          max_create_revision: String(ticket.revision - 1n),
-          sort_target: 'Create',
-          sort_order: 'Descend',
-          limit: 1,
-          keys_only: true,
-        },
-        options,
-      ),
-    );
-    const predecessor = ahead.kvs[0];
-    if (!predecessor) return;
-    // The predecessor existed at that revision, so its delete comes later. Watching from the next
-    // revision (Go watches from the same one) also lets etcd put the watch straight into its synced
-    // group: a watch starting at or before the current revision waits for etcd's 100 ms catch-up loop,
-    // which would add up to 100 ms to every hand-off.
-    const after = String(BigInt(ahead.header.revision) + 1n);
-    await this.#untilDeleted(predecessor.key, after, maxWaitMs, [request.signal, ticket.session.signal]);
+    const queue = Range.prefix(queuePrefix(this.#namespace, request.key));
+    await this.#keys.untilAheadDeleted(queue, request, ticket, maxWaitMs);
   }
 
-  async withdraw(_request: LockRequest, ticket: QueueEntry): Promise<void> {
-    await this.#remove(ticket, 'withdraw from the queue');
+  async withdraw(_request: LockRequest, ticket: QueueTicket): Promise<void> {
+    await this.#keys.remove(ticket, 'withdraw from the queue');
   }
 
-  async extend(key: string, grant: Grant<QueueEntry>): Promise<number> {
-    const entry = grant.handle;
-    if (entry.session.lost) throw new LockLostError(key, sessionEnded(entry.session));
-    const current = await this.#connection.call('check the lock key', (options) =>
-      this.#connection.client.kv.range({ key: Buffer.from(entry.key) }, options),
-    );
-    const kv = current.kvs[0];
-    if (!kv || BigInt(kv.create_revision) !== entry.revision) {
-      throw new LockLostError(key, `its etcd key ${entry.key} was deleted (by an operator or lease expiry)`);
-    }
-    // Keys created later have higher revisions, so an entry that still exists is still the owner.
-    return Number.POSITIVE_INFINITY;
+  extend(key: string, grant: Grant<QueueEntry>): Promise<number> {
+    return this.#keys.confirmHeld(key, grant.handle);
   }
 
   async release(_key: string, grant: Grant<QueueEntry>): Promise<void> {
-    await this.#remove(grant.handle, 'release the lock');
+    await this.#keys.remove(grant.handle, 'release the lock');
   }
 
   async holder(key: string): Promise<HolderInfo | null> {
     const { start, end } = Range.prefix(queuePrefix(this.#namespace, key));
     const response = await this.#connection.call('read the holder', (options) =>
-      this.#connection.client.kv.range(ownerRange(start, end), options),
+      this.#connection.client.kv.range(oldestIn({ start, end }), options),
     );
     const owner = response.kvs[0];
     return owner ? toHolder(owner) : null;
@@ -236,7 +168,13 @@ export class RevisionQueueDriver implements LockDriver<QueueEntry, QueueEntry> {
     return [...names].sort();
   }
 
-  /** Go's Election.Observe: the current holder, then every change, from a watch on the prefix. */
+  /**
+   * Go's Election.Observe: the current holder, then every change, from a watch on the prefix. The
+   * first read fails fast (BackendUnavailableError) when etcd cannot be read. After that, an outage is
+   * ridden out: the watch stays registered, the watch stream is reopened as soon as etcd is reachable
+   * again, and the holder is read again right then, so a change during the outage (a holder that
+   * stopped, a key that expired) is reported at once rather than the last holder seen before it.
+   */
   async *watchHolder(key: string, signal: AbortSignal): AsyncIterable<HolderInfo | null> {
     const { start, end } = Range.prefix(queuePrefix(this.#namespace, key));
     let changed = false;
@@ -245,27 +183,40 @@ export class RevisionQueueDriver implements LockDriver<QueueEntry, QueueEntry> {
       changed = true;
       wake?.();
     };
-    let watch: RangeWatch | undefined;
+    let watch: Watch | undefined;
+    /** The revision of the last successful read: everything after it is (or will be) watched. */
+    let revision: bigint | undefined;
+    const watchFrom = (from: bigint) => {
+      if (!watch || watch.ended) {
+        watch = this.#watches.open({ key: start, rangeEnd: end, startRevision: from + 1n }, onChange);
+      }
+    };
     signal.addEventListener('abort', onChange, { once: true });
     try {
       let last: HolderInfo | null | undefined;
       while (!signal.aborted) {
         changed = false;
-        const response = await this.#connection.call('read the holder', (options) =>
-          this.#connection.client.kv.range(ownerRange(start, end), options),
-        );
-        watch ??= this.#watch(
-          this.#connection.client
-            .watch()
-            .inRange({ start, end })
-            .startRevision(String(BigInt(response.header.revision) + 1n)),
-          onChange,
-        );
-        const owner = response.kvs[0];
-        const current = owner ? toHolder(owner) : null;
-        if (last === undefined || !sameHolder(last, current)) {
-          last = current;
-          yield current;
+        try {
+          // An abort ends the stream at once, not when a read in flight answers or times out.
+          const response = await raceAbort(
+            this.#connection.call('read the holder', (options) =>
+              this.#connection.client.kv.range(oldestIn({ start, end }), options),
+            ),
+            signal,
+          );
+          revision = BigInt(response.header.revision);
+          watchFrom(revision);
+          const owner = response.kvs[0];
+          const current = owner ? toHolder(owner) : null;
+          if (last === undefined || !sameHolder(last, current)) {
+            last = current;
+            yield current;
+          }
+        } catch (error) {
+          if (signal.aborted) return;
+          if (revision === undefined || !isTransient(error)) throw error;
+          // Keep a watch registered, so the stream is reopened and wakes this loop once etcd is back.
+          watchFrom(revision);
         }
         if (!changed && !signal.aborted) {
           await new Promise<void>((resolve) => {
@@ -273,7 +224,6 @@ export class RevisionQueueDriver implements LockDriver<QueueEntry, QueueEntry> {
           });
           wake = undefined;
         }
-        if (watch.failure) throw this.#connection.unavailable('watch the holder', watch.failure);
       }
     } finally {
       signal.removeEventListener('abort', onChange);
@@ -320,132 +270,10 @@ export class RevisionQueueDriver implements LockDriver<QueueEntry, QueueEntry> {
     if (this.#closed) return;
     this.#closed = true;
     if (!this.#ownsConnection) return;
+    this.#watches.close();
     await this.#sessions.close();
     this.#connection.close();
   }
-
-  /**
-   * Go's Mutex.tryAcquire in one Txn: create the key on the session lease unless it exists, and read
-   * it and the owner (lowest create revision under the prefix) at the same revision.
-   */
-  async #enqueue(
-    prefix: string,
-    key: string,
-    session: Session,
-    identity: string,
-  ): Promise<{ entry: QueueEntry; owner: boolean }> {
-    const keyBytes = Buffer.from(key);
-    const { start, end } = Range.prefix(prefix);
-    const owner: IRequestOp = { request_range: ownerRange(start, end) };
-    const response: ITxnResponse = await this.#connection.call('enqueue', (options) =>
-      this.#connection.client.kv.txn(
-        {
-          compare: [{ key: keyBytes, target: 'Create', result: 'Equal', create_revision: 0 }],
-          success: [
-            { request_put: { key: keyBytes, value: Buffer.from(identity), lease: session.id } },
-            owner,
-          ],
-          failure: [{ request_range: { key: keyBytes } }, owner],
-        },
-        options,
-      ),
-    );
-    const mine = response.succeeded
-      ? response.header.revision
-      : response.responses[0]?.response_range.kvs[0]?.create_revision;
-    const first = response.responses[1]?.response_range.kvs[0];
-    if (mine === undefined || first === undefined) {
-      throw new Error(`etcd answered the enqueue Txn for ${key} without the expected keys`);
-    }
-    const revision = BigInt(mine);
-    return { entry: { key, revision, session }, owner: BigInt(first.create_revision) === revision };
-  }
-
-  /**
-   * Deletes a queue key if it is still the one with `entry.revision` (any revision when 0). When the
-   * cluster does not confirm the delete, the key might stay and block the queue for as long as the
-   * session lives, so the session is given up: its lease then expires (or is revoked) and takes the
-   * key with it within one session ttl. Its other locks are reported lost — they could not be
-   * vouched for through an unreachable cluster anyway.
-   */
-  async #remove(entry: QueueEntry, what: string): Promise<void> {
-    const { session } = entry;
-    try {
-      if (session.lost) return;
-      const key = Buffer.from(entry.key);
-      await this.#connection.call(what, (options) =>
-        this.#connection.client.kv.txn(
-          {
-            compare:
-              entry.revision === 0n
-                ? []
-                : [{ key, target: 'Create', result: 'Equal', create_revision: String(entry.revision) }],
-            success: [{ request_delete_range: { key } }],
-          },
-          options,
-        ),
-      );
-    } catch (error) {
-      session.lose(new Error(`could not confirm that ${entry.key} was deleted: ${errorMessage(error)}`));
-      throw this.#connection.unavailable(what, error);
-    } finally {
-      session.unclaim(entry.key);
-    }
-  }
-
-  /** Resolves once `key` is deleted (at `revision` or later), after `maxWaitMs`, or when a signal aborts. */
-  #untilDeleted(key: Buffer, revision: string, maxWaitMs: number, signals: AbortSignal[]): Promise<void> {
-    return new Promise((resolve) => {
-      const watch = this.#watch(
-        this.#connection.client.watch().key(key).startRevision(revision).only('delete'),
-        () => done(),
-      );
-      const done = () => {
-        clearTimeout(timer);
-        for (const signal of signals) signal.removeEventListener('abort', done);
-        watch.cancel();
-        resolve();
-      };
-      const timer = setTimeout(done, maxWaitMs);
-      for (const signal of signals) signal.addEventListener('abort', done, { once: true });
-      if (signals.some((signal) => signal.aborted)) done();
-    });
-  }
-
-  /**
-   * Starts a watch that calls `onEvent` on every event and on failure. A watch the server cancels
-   * (e.g. its start revision was compacted) reports `failure`; etcd3 re-establishes broken streams
-   * itself and replays from the last revision seen.
-   */
-  #watch(builder: WatchBuilder, onEvent: () => void): RangeWatch {
-    const watcher = builder.watcher();
-    const watch: RangeWatch = { failure: undefined, cancel: () => {} };
-    const onError = (error: unknown) => {
-      watch.failure = error;
-      onEvent();
-    };
-    // Progress notifications (etcd3 asks for them) arrive as responses without events.
-    const onData = (response: IWatchResponse) => {
-      if (response.events.length > 0) onEvent();
-    };
-    // etcd3 emits 'error' on the watcher; an EventEmitter without an 'error' listener would throw.
-    watcher.on('error', () => {});
-    watcher.on('data', onData).on('error', onError);
-    watch.cancel = () => {
-      watcher.off('data', onData).off('error', onError);
-      watcher.cancel().catch(() => {});
-    };
-    return watch;
-  }
-}
-
-interface RangeWatch {
-  failure: unknown;
-  cancel(): void;
-}
-
-function ownerRange(start: Buffer, end: Buffer) {
-  return { key: start, range_end: end, sort_target: 'Create', sort_order: 'Ascend', limit: 1 } as const;
 }
 
 function toHolder(kv: IKeyValue): HolderInfo {
@@ -454,8 +282,4 @@ function toHolder(kv: IKeyValue): HolderInfo {
 
 function sameHolder(a: HolderInfo | null, b: HolderInfo | null): boolean {
   return a === b || (a !== null && b !== null && a.identity === b.identity && a.token === b.token);
-}
-
-function errorMessage(error: unknown): string {
-  return error instanceof Error ? error.message : String(error);
 }

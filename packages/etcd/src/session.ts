@@ -1,7 +1,8 @@
 import { setMaxListeners } from 'node:events';
-import { InvalidArgumentError, ProviderClosedError, now } from '@dlock/core';
-import type { ILeaseKeepAliveResponse, LeaseClient } from 'etcd3';
-import { BACKEND, type EtcdConnection } from './connection.js';
+import { InvalidArgumentError, ProviderClosedError, isTransient, now, pause } from '@dlock/core';
+import { EtcdLeaseInvalidError, type ILeaseKeepAliveResponse, type LeaseClient } from 'etcd3';
+import pRetry from 'p-retry';
+import { BACKEND, type EtcdConnection, endStream } from './connection.js';
 import { entryKey, leaseHex } from './layout.js';
 
 type KeepAliveStream = Awaited<ReturnType<LeaseClient['leaseKeepAlive']>>;
@@ -15,6 +16,13 @@ const KEEPALIVES_PER_TTL = 4;
 const LOSS_MARGIN_FRACTION = 1 / 5;
 /** Pause before reopening a broken keepalive stream (etcd3 then picks a host at random). */
 const REOPEN_DELAY_MS = 100;
+/**
+ * etcd's lessor looks for expired leases every 500 ms and deletes their keys through raft: a lease is
+ * certainly gone this long after its ttl ran out at the server.
+ */
+const SERVER_EXPIRY_SLACK_MS = 1_000;
+/** Back-off of the revoke of a session that was given up (p-retry). */
+const REVOKE_RETRY = { minTimeout: 100, maxTimeout: 500, factor: 2, randomize: true } as const;
 
 /**
  * One etcd lease shared by every lock of a provider, kept alive in the background — Go's
@@ -37,6 +45,15 @@ export class Session {
   readonly #lossWindowMs: number;
   /** When the latest acknowledged keepalive (or the grant) was sent. */
   #confirmedAt: number;
+  /**
+   * When the latest keepalive answer (or the grant) arrived. The server received that keepalive
+   * before it answered, so it lets the lease go by itself at most a ttl after this.
+   */
+  #answeredAt: number;
+  /** Stops background revokes (the provider closed and gave them closeMs). */
+  readonly #stopRevokes: AbortSignal;
+  /** The background revoke of a session that was given up, while it runs. */
+  #revoking: Promise<void> | undefined;
   /** Send times of keepalives not answered yet, oldest first (answers arrive in order). */
   #unanswered: number[] = [];
   #stream: KeepAliveStream | undefined;
@@ -47,8 +64,16 @@ export class Session {
   #lossTimer: NodeJS.Timeout | undefined;
   #reopenTimer: NodeJS.Timeout | undefined;
 
-  private constructor(connection: EtcdConnection, id: string, ttlSec: number, grantedAt: number) {
+  private constructor(
+    connection: EtcdConnection,
+    id: string,
+    ttlSec: number,
+    grantedAt: number,
+    stopRevokes: AbortSignal,
+  ) {
     this.#connection = connection;
+    this.#stopRevokes = stopRevokes;
+    this.#answeredAt = now();
     this.id = id;
     this.hex = leaseHex(id);
     this.ttlMs = ttlSec * 1000;
@@ -64,7 +89,7 @@ export class Session {
   }
 
   /** Grants a lease of `ttlSec` and starts keeping it alive. */
-  static async grant(connection: EtcdConnection, ttlSec: number): Promise<Session> {
+  static async grant(connection: EtcdConnection, ttlSec: number, stopRevokes: AbortSignal): Promise<Session> {
     const sentAt = now();
     const granted = await connection.call('grant the session lease', (options) =>
       connection.client.leaseClient.leaseGrant({ TTL: ttlSec }, options),
@@ -79,7 +104,7 @@ export class Session {
         `at least ${granted.TTL}: the minimum lease TTL of the etcd cluster at ${connection.address}`,
       );
     }
-    return new Session(connection, granted.ID, ttlSec, sentAt);
+    return new Session(connection, granted.ID, ttlSec, sentAt, stopRevokes);
   }
 
   /** Aborted (with the reason) once the session's locks can no longer be vouched for. */
@@ -107,22 +132,40 @@ export class Session {
   }
 
   /**
-   * Ends the session: its locks are reported lost, and the lease is revoked (best effort) so its keys
-   * go now rather than at expiry — nobody here believes they hold them any more.
+   * Ends the session: its locks are reported lost, and the lease is revoked so its keys go now rather
+   * than at expiry — nobody here believes they hold them any more. The revoke is retried in the
+   * background (p-retry) until it succeeds or the server has certainly let the lease go by itself
+   * (ttl after the last keepalive it answered, plus its expiry check): a session given up while the
+   * cluster was unreachable loses its keys right after the cluster is reachable again, not a ttl
+   * later (dlock issue 11 #5).
    */
   lose(reason: Error): void {
     if (this.lost) return;
     this.#stop();
     this.#lost.abort(reason);
-    revoke(this.#connection, this.id).catch(() => {});
+    const expiresBy = this.#answeredAt + this.ttlMs + SERVER_EXPIRY_SLACK_MS;
+    this.#revoking = this.#revoke(expiresBy - now(), true).finally(() => {
+      this.#revoking = undefined;
+    });
   }
 
-  /** Closes the session on purpose: revokes the lease, which deletes every key attached to it. */
-  async close(): Promise<void> {
-    if (this.lost) return;
+  /**
+   * Closes the session on purpose: revokes the lease, which deletes every key attached to it, retrying
+   * for at most `maxRetryMs`. Also waits (as long) for the revoke of a session that was given up.
+   */
+  async close(maxRetryMs: number): Promise<void> {
+    if (this.lost) {
+      await this.#revoking;
+      return;
+    }
     this.#stop();
     this.#lost.abort(new Error(`etcd session lease ${this.hex} was closed`));
-    await revoke(this.#connection, this.id).catch(() => {});
+    await this.#revoke(maxRetryMs, false);
+  }
+
+  /** The background revoke of a lost session, while it runs (for close and for tests). */
+  get revoking(): Promise<void> | undefined {
+    return this.#revoking;
   }
 
   /** Fault injection: stop sending keepalives, as a stalled process would; the loss timer still runs. */
@@ -142,7 +185,21 @@ export class Session {
     clearTimeout(this.#reopenTimer);
     const stream = this.#stream;
     this.#stream = undefined;
-    stream?.cancel();
+    if (stream) endStream(stream, this.#connection.callTimeoutMs);
+  }
+
+  /** Revokes the lease, retrying transient failures for at most `maxRetryMs`; never rejects. */
+  async #revoke(maxRetryMs: number, background: boolean): Promise<void> {
+    await pRetry(() => revoke(this.#connection, this.id), {
+      ...REVOKE_RETRY,
+      retries: Number.POSITIVE_INFINITY,
+      maxRetryTime: Math.max(0, maxRetryMs),
+      signal: this.#stopRevokes,
+      unref: background,
+      shouldRetry: ({ error }) => isTransient(error),
+    }).catch(() => {
+      // Out of time: the lease then ends at the server by its ttl.
+    });
   }
 
   #tick(): void {
@@ -156,7 +213,7 @@ export class Session {
     if (oldest !== undefined && now() - oldest > this.#intervalMs) {
       // The member on the other end has stalled without breaking the stream: try another one.
       this.#stream = undefined;
-      stream.cancel();
+      endStream(stream, this.#connection.callTimeoutMs);
       this.#openStream();
       return;
     }
@@ -175,7 +232,7 @@ export class Session {
       (stream) => {
         this.#opening = false;
         if (this.#stopped) {
-          stream.cancel();
+          endStream(stream, this.#connection.callTimeoutMs);
           return;
         }
         this.#stream = stream;
@@ -211,6 +268,7 @@ export class Session {
       this.lose(new Error(`etcd session lease ${this.hex} expired or was revoked at the server`));
       return;
     }
+    this.#answeredAt = now();
     if (sentAt === undefined || sentAt <= this.#confirmedAt) return;
     this.#confirmedAt = sentAt;
     this.#armLossTimer();
@@ -232,10 +290,15 @@ export class Session {
   }
 }
 
-function revoke(connection: EtcdConnection, id: string): Promise<unknown> {
-  return connection.call('revoke the session lease', (options) =>
-    connection.client.leaseClient.leaseRevoke({ ID: id }, options),
-  );
+/** Revokes lease `id`; a lease the server no longer has (expired, revoked) counts as revoked. */
+async function revoke(connection: EtcdConnection, id: string): Promise<void> {
+  try {
+    await connection.call('revoke the session lease', (options) =>
+      connection.client.leaseClient.leaseRevoke({ ID: id }, options),
+    );
+  } catch (error) {
+    if (!(error instanceof EtcdLeaseInvalidError)) throw error;
+  }
 }
 
 /**
@@ -245,13 +308,20 @@ function revoke(connection: EtcdConnection, id: string): Promise<unknown> {
 export class SessionKeeper {
   readonly #connection: EtcdConnection;
   readonly #ttlSec: number;
+  readonly #closeMs: number;
+  /** Aborted once close() has given the revokes its time, or by a simulated crash. */
+  readonly #stopRevokes = new AbortController();
+  /** Every session granted so far that may still have a revoke running (lost ones are kept until it ends). */
+  readonly #sessions = new Set<Session>();
   #current: Promise<Session> | undefined;
   #live: Session | undefined;
   #closed = false;
 
-  constructor(connection: EtcdConnection, ttlSec: number) {
+  /** `closeMs`: how long close() keeps retrying revokes (the provider's retry policy's closeMs). */
+  constructor(connection: EtcdConnection, ttlSec: number, closeMs: number) {
     this.#connection = connection;
     this.#ttlSec = ttlSec;
+    this.#closeMs = closeMs;
   }
 
   /** The live session, granting a new one when there is none yet or the last one was lost. */
@@ -270,28 +340,40 @@ export class SessionKeeper {
     return this.#live && !this.#live.lost ? this.#live : undefined;
   }
 
+  /** Revokes the live session and waits for the revokes of lost ones, all within closeMs. */
   async close(): Promise<void> {
     this.#closed = true;
-    const session = await this.#current?.catch(() => undefined);
-    await session?.close();
+    await this.#current?.catch(() => undefined);
+    const outOfTime = new AbortController();
+    await Promise.race([
+      Promise.all([...this.#sessions].map((session) => session.close(this.#closeMs))),
+      pause(this.#closeMs, outOfTime.signal),
+    ]);
+    outOfTime.abort();
+    this.#stopRevokes.abort();
   }
 
   crash(): void {
     this.#closed = true;
+    this.#stopRevokes.abort();
     this.#live?.crash();
   }
 
   #grant(replacing: Promise<Session> | undefined): Promise<Session> {
     // Concurrent callers that found the same lost session share one new grant.
     if (this.#current !== replacing) return this.obtain();
-    const granted = Session.grant(this.#connection, this.#ttlSec).then(async (session) => {
-      if (this.#closed) {
-        await session.close();
-        throw new ProviderClosedError(BACKEND);
-      }
-      this.#live = session;
-      return session;
-    });
+    const granted = Session.grant(this.#connection, this.#ttlSec, this.#stopRevokes.signal).then(
+      async (session) => {
+        if (this.#closed) {
+          await session.close(this.#closeMs);
+          throw new ProviderClosedError(BACKEND);
+        }
+        for (const old of this.#sessions) if (old.lost && !old.revoking) this.#sessions.delete(old);
+        this.#sessions.add(session);
+        this.#live = session;
+        return session;
+      },
+    );
     granted.catch(() => {});
     this.#current = granted;
     return granted;

@@ -3,9 +3,8 @@ import type { Lease } from '@dlock/core';
 import { type EtcdCluster, type NodeProcess, startEtcdCluster, startNodeProcess } from '@dlock/testkit';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import type { EtcdLockProvider } from '../src/index.js';
-import { openProvider } from './etcd.js';
+import { openProvider, settle, sleep } from './etcd.js';
 
-const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 /** Long enough to ride out a leader election (about 1 s with the testkit's 500 ms election timeout). */
 const SESSION_TTL_SEC = 3;
 const fixture = join(import.meta.dirname, 'fixtures', 'holder.mjs');
@@ -61,10 +60,14 @@ describe('etcd on a 3-member cluster', () => {
     const lease = await holder.acquire(key);
     const held = trackEnd(lease);
     let waiterAt = Number.POSITIVE_INFINITY;
-    const waiting = waiter.acquire(key, { waitMs: 30_000 }).then((next) => {
-      waiterAt = performance.now();
-      return next;
-    });
+    // Settled into a value at once: a rejection while the test is busy elsewhere is not left unhandled
+    // (issue 12 #4: the `.then()` chain awaited only at the end was the second, unhandled promise).
+    const waiting = settle(
+      waiter.acquire(key, { waitMs: 30_000 }).then((next) => {
+        waiterAt = performance.now();
+        return next;
+      }),
+    );
     await sleep(200);
 
     await (await cluster.leader()).kill();
@@ -74,7 +77,9 @@ describe('etcd on a 3-member cluster', () => {
     if (!lease.signal.aborted) expect(waiterAt).toBe(Number.POSITIVE_INFINITY);
     await lease.release().catch(() => {});
 
-    const next = await waiting;
+    const { value: next, error } = await waiting;
+    expect(error).toBeUndefined();
+    if (!next) throw new Error('the waiter got no lease');
     expect(waiterAt).toBeGreaterThanOrEqual(held.end());
     expect(next.token > lease.token).toBe(true);
     await next.release();

@@ -43,3 +43,35 @@ export class RawEtcd {
     this.client.close();
   }
 }
+
+export const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
+
+/** The outcome of `work` as a value, so a rejection is handled the moment it happens. */
+export function settle<T>(work: Promise<T>): Promise<{ value: T | undefined; error: unknown }> {
+  return work.then(
+    (value) => ({ value, error: undefined }),
+    (error: unknown) => ({ value: undefined, error }),
+  );
+}
+
+/**
+ * Polls `condition` every 20 ms until it holds; resolves with the time it took (ms). Rejects after
+ * `timeoutMs` naming `what`.
+ */
+export async function within(
+  what: string,
+  timeoutMs: number,
+  condition: () => Promise<boolean>,
+): Promise<number> {
+  const started = performance.now();
+  for (;;) {
+    if (await condition()) return performance.now() - started;
+    if (performance.now() - started > timeoutMs) throw new Error(`${what}: not within ${timeoutMs} ms`);
+    await sleep(20);
+  }
+}
+
+/** Prints a measured figure in a form the README and the closing report quote. */
+export function figure(label: string, ms: number): void {
+  console.log(`[etcd figure] ${label}: ${Math.round(ms)} ms`);
+}

@@ -2,10 +2,8 @@ import type { Lease } from '@dlock/core';
 import { type EtcdServer, startEtcd } from '@dlock/testkit';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { EtcdLockProvider } from '../src/index.js';
-import { RawEtcd, openProvider } from './etcd.js';
+import { RawEtcd, openProvider, sleep } from './etcd.js';
 import { Etcdctl } from './etcdctl.js';
-
-const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
 let server: EtcdServer;
 let raw: RawEtcd;

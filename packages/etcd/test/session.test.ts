@@ -2,9 +2,7 @@ import { LockLostError } from '@dlock/core';
 import { type EtcdServer, startEtcd } from '@dlock/testkit';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { EtcdLockProvider } from '../src/index.js';
-import { RawEtcd, openProvider } from './etcd.js';
-
-const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+import { RawEtcd, openProvider, sleep } from './etcd.js';
 
 let server: EtcdServer;
 let raw: RawEtcd;

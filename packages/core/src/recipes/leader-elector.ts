@@ -42,7 +42,13 @@ export interface LeaderElectorOptions {
    * (15 000 ms: the heartbeat).
    */
   retryPeriodMs?: number;
-  /** When run()'s signal aborts, release the lease so the next leader starts at once. Default false. */
+  /**
+   * When run()'s signal aborts, release the lease so the next leader starts at once (possibly while
+   * this leader's onStartedLeading work is still draining). Default false: the claim is left to end
+   * leaseDurationMs after the last successful renewal — by expiry on ttl backends, by a release the
+   * elector sends then on session backends (etcd, ZooKeeper), whose leases never expire while the
+   * provider is open — so the next leader starts as it would after a crash.
+   */
   releaseOnCancel?: boolean;
   /**
    * Called when this instance becomes leader. `signal` aborts when the term ends — at the renew
@@ -73,6 +79,8 @@ class Term {
   readonly markTornDown: () => void;
   readonly #controller = new AbortController();
   readonly #renewDeadlineMs: number;
+  /** When the last successful renewal (or the term's start) was sent. */
+  renewedAt: number;
   #deadlineAt: number;
   #deadlineTimer: NodeJS.Timeout | undefined;
 
@@ -86,7 +94,8 @@ class Term {
     this.markTornDown = markTornDown;
     // The acquire's send time is unknown here; the lease's own expiry (measured from before the
     // request) still ends the term first if the grant took long to arrive.
-    this.#deadlineAt = now() + renewDeadlineMs;
+    this.renewedAt = now();
+    this.#deadlineAt = this.renewedAt + renewDeadlineMs;
     this.#armDeadline();
   }
 
@@ -97,6 +106,7 @@ class Term {
   /** A renewal sent at `sentAt` succeeded: the deadline moves to renewDeadlineMs after it. */
   renewed(sentAt: number): void {
     if (this.signal.aborted) return;
+    this.renewedAt = sentAt;
     this.#deadlineAt = sentAt + this.#renewDeadlineMs;
     this.#armDeadline();
   }
@@ -331,6 +341,10 @@ export class LeaderElector {
     // A lost lease is released too: the backend ignores a release from an owner it no longer knows.
     if (term.ending !== 'cancelled' || this.releaseOnCancel) {
       await lease.release().catch((error: unknown) => this.#report(error, 'release'));
+    } else {
+      // Left to end where a ttl lease would expire: session-held leases never do on their own.
+      const release = () => lease.release().catch((error: unknown) => this.#report(error, 'release'));
+      setTimeout(release, Math.max(0, term.renewedAt + this.leaseDurationMs - now())).unref();
     }
     term.markTornDown();
     publish.electorTerm(() => ({
