@@ -52,7 +52,7 @@ export class DriverLease<Handle> {
   #released = false;
   #release: Promise<void> | undefined;
   #releaseFailed = false;
-  #detachBackendLost: (() => void) | undefined;
+  #onBackendLost: ((reason?: unknown) => void) | undefined;
 
   constructor(
     context: LeaseContext<Handle>,
@@ -69,24 +69,14 @@ export class DriverLease<Handle> {
     this.#grant = grant;
     this.#validUntil = grant.validUntil;
     const backendLost = grant.lost;
-    if (backendLost) {
-      const onBackendLost = () =>
-        this.#markLost(
-          backendLost.reason instanceof LockLostError
-            ? backendLost.reason
-            : new LockLostError(
-                this.key,
-                `${context.driver.backend} session lost (${describeReason(backendLost.reason)})`,
-                { cause: backendLost.reason },
-              ),
-          'session',
-        );
-      if (backendLost.aborted) onBackendLost();
-      else {
-        backendLost.addEventListener('abort', onBackendLost, { once: true });
-        // A driver may share one `lost` signal across many grants: detach once this lease is over,
-        // or every lease ever taken would stay reachable from it.
-        this.#detachBackendLost = () => backendLost.removeEventListener('abort', onBackendLost);
+    if (backendLost?.aborted) this.#backendLost(backendLost.reason);
+    else if (backendLost) {
+      this.#onBackendLost = (reason?: unknown) =>
+        this.#backendLost(reason instanceof Event ? backendLost.reason : reason);
+      if (backendLost instanceof AbortSignal) {
+        backendLost.addEventListener('abort', this.#onBackendLost, { once: true });
+      } else {
+        backendLost.onLost = this.#onBackendLost;
       }
     }
     this.#armExpiry();
@@ -134,7 +124,7 @@ export class DriverLease<Handle> {
     if (!this.#releaseRequested) {
       this.#releaseRequested = true;
       this.#clearExpiry();
-      this.#detachBackendLost?.();
+      this.#detachBackendLost();
     }
     // A release that failed is sent again by the next call.
     if (this.#releaseFailed) {
@@ -253,9 +243,37 @@ export class DriverLease<Handle> {
     );
   };
 
+  #backendLost(reason: unknown): void {
+    this.#markLost(
+      reason instanceof LockLostError
+        ? reason
+        : new LockLostError(
+            this.key,
+            `${this.#context.driver.backend} session lost (${describeReason(reason)})`,
+            {
+              cause: reason,
+            },
+          ),
+      'session',
+    );
+  }
+
+  /**
+   * Once this lease is over it stops listening to its grant's `lost`: a driver may share one signal
+   * across many grants, and every lease ever taken would otherwise stay reachable from it.
+   */
+  #detachBackendLost(): void {
+    const listener = this.#onBackendLost;
+    if (!listener) return;
+    this.#onBackendLost = undefined;
+    const backendLost = this.#grant.lost;
+    if (backendLost instanceof AbortSignal) backendLost.removeEventListener('abort', listener);
+    else if (backendLost?.onLost === listener) backendLost.onLost = undefined;
+  }
+
   #markLost(error: LockLostError, reason: LostReason): void {
     this.#clearExpiry();
-    this.#detachBackendLost?.();
+    this.#detachBackendLost();
     if (this.#lostReason || this.#releaseRequested) return;
     this.#lostReason = error;
     this.#lost?.abort(error);
