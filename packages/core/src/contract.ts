@@ -252,9 +252,25 @@ export interface Grant<Handle = unknown> {
    * `Infinity` for session-held locks, whose loss is reported through `lost` instead.
    */
   readonly validUntil: number;
-  /** Aborted by the driver when it can no longer vouch for this grant (session or connection lost). */
-  readonly lost?: AbortSignal;
+  /**
+   * Aborted by the driver when it can no longer vouch for this grant (session or connection lost): an
+   * AbortSignal (which may be shared by many grants), or a GrantLoss of this grant's own.
+   */
+  readonly lost?: AbortSignal | GrantLoss;
   readonly handle: Handle;
+}
+
+/**
+ * What core needs of a grant's `lost` signal, for a driver that hands out one per grant: an
+ * AbortController per grant (an EventTarget, its listener list and its abort event) costs more than
+ * the rest of an uncontended acquire + release in core together. The lease sets `onLost` while it
+ * holds the grant and clears it when it is done; the driver sets `aborted` and `reason` and then calls
+ * `onLost`, once.
+ */
+export interface GrantLoss {
+  readonly aborted: boolean;
+  readonly reason: unknown;
+  onLost: ((reason: unknown) => void) | undefined;
 }
 
 /**

@@ -15,9 +15,17 @@ import {
   LockTimeoutError,
   ProviderClosedError,
 } from './errors.js';
-import { DriverLease } from './lease.js';
-import { type RetryPolicy, gaveUp, isTransient, retryTransient } from './retry.js';
-import { ignore, now, pause, raceAbort } from './timing.js';
+import { DriverLease, type LeaseContext } from './lease.js';
+import {
+  type RetryPolicy,
+  type RetryRun,
+  type StopSource,
+  gaveUp,
+  isTransient,
+  retryAfterFirstFailure,
+  retryTransient,
+} from './retry.js';
+import { type Deadline, SharedDeadlines, ignore, now, pause } from './timing.js';
 import {
   validateDuration,
   validateIdentity,
@@ -34,10 +42,12 @@ export class ProviderState {
   readonly closing = new AbortController();
   readonly leases = new Set<DriverLease<unknown>>();
   readonly cleanups = new Set<Promise<void>>();
-  /** Acquires still running: close() waits for them to settle (and withdraw) before closing drivers. */
-  readonly pending = new Set<Promise<unknown>>();
+  /** Acquires still running: close() stops them and waits for them to settle (and withdraw). */
+  readonly requests = new Set<AcquireRun<LockRequest, unknown, unknown>>();
   /** Aborted once close() has given background clean-ups all the time it allows (closeMs). */
   readonly cleanupsStopped = new AbortController();
+  /** The waitMs + settleGraceMs deadlines of pending acquires: one timer for all of them. */
+  readonly requestDeadlines = new SharedDeadlines(this.requests);
   readonly policy: RetryPolicy;
   readonly defaultTtlMs: number;
   readonly fallbackRecheckMs: number;
@@ -49,6 +59,7 @@ export class ProviderState {
    */
   reached = false;
   closed: Promise<void> | undefined;
+  #idle: (() => void) | undefined;
 
   constructor(settings: {
     policy: RetryPolicy;
@@ -62,8 +73,34 @@ export class ProviderState {
     this.fallbackRecheckMs = settings.fallbackRecheckMs;
     this.settleGraceMs = settings.settleGraceMs;
     this.identity = settings.identity;
-    // Every pending acquire listens for close(): hundreds at once are normal, not a leak.
+    // Election providers and drivers may listen for close() too.
     setMaxListeners(0, this.closing.signal);
+    // One listener stops every pending request (not one listener per request).
+    const { signal } = this.closing;
+    signal.addEventListener(
+      'abort',
+      () => {
+        for (const request of [...this.requests]) request.giveUp(signal.reason);
+      },
+      { once: true },
+    );
+  }
+
+  /** A request left `requests`. */
+  requestDone(): void {
+    this.requestDeadlines.left();
+    if (this.requests.size === 0) this.#idle?.();
+  }
+
+  /** Resolves once no acquire is running (for close(), after the closing signal stopped them). */
+  whenIdle(): Promise<void> {
+    if (this.requests.size === 0) return Promise.resolve();
+    return new Promise((resolve) => {
+      this.#idle = () => {
+        this.#idle = undefined;
+        resolve();
+      };
+    });
   }
 
   /** Runs `work` in the background; close() waits for it (bounded by the policy's closeMs). */
@@ -81,6 +118,223 @@ const budgetSpent = new Error('waitMs ran out');
 type Extras<Request extends LockRequest> = Omit<Request, keyof LockRequest>;
 
 /**
+ * The request a driver sees. `signal` is a prototype getter, so a request whose driver never reads it
+ * (a granted first attempt, a tryAcquire) costs no AbortController and no closure.
+ */
+class DriverRequest implements LockRequest {
+  readonly key: string;
+  readonly identity: string;
+  readonly ttlMs: number;
+  readonly #run: AcquireRun<LockRequest, unknown, unknown>;
+
+  constructor(run: AcquireRun<LockRequest, unknown, unknown>, key: string, identity: string, ttlMs: number) {
+    this.#run = run;
+    this.key = key;
+    this.identity = identity;
+    this.ttlMs = ttlMs;
+  }
+
+  /** Aborted when the caller gives up (abort, provider closing), and when the request is over. */
+  get signal(): AbortSignal {
+    return this.#run.requestSignal();
+  }
+}
+
+/**
+ * One acquire request in progress: what the loop keeps between attempts, and how the request ends
+ * early. Ending is tracked in plain fields rather than with AbortSignals composed per request
+ * (AbortSignal.any, an AbortController for the settle grace, one for the driver): the caller's signal
+ * gets one listener (when there is one), the provider's close() reaches every request through
+ * ProviderState.requests, and the waitMs + settleGraceMs deadline is an entry in the provider's shared
+ * deadline timer. The AbortSignals that a driver (`request.signal`) or a retry delay may need are
+ * built only when one of them asks.
+ */
+class AcquireRun<Request extends LockRequest, Handle, Ticket> implements StopSource, RetryRun, Deadline {
+  readonly request: Request;
+  readonly #engine: LeaseEngine<Request, Handle, Ticket>;
+  readonly #state: ProviderState;
+  readonly mode: 'wait' | 'try';
+  readonly startedAt = now();
+  /** When waitMs runs out. */
+  readonly deadline: number;
+  /** When waitMs + settleGraceMs runs out (Infinity without a finite waitMs): an attempt in flight then is abandoned. */
+  readonly dueAt: number;
+  ticket: Ticket | undefined;
+  tries = 0;
+  sawBusy = false;
+  failingSince: number | undefined;
+  lastFailure: unknown;
+  /** What the current try obtained, so that giving up right after it undoes it. */
+  obtained: Attempt<Handle, Ticket> | undefined;
+  /** The caller's signal aborted, or the provider is closing. */
+  gaveUp = false;
+  giveUpReason: unknown;
+  /** waitMs + settleGraceMs ran out. */
+  expired = false;
+  aborted = false;
+  reason: unknown;
+  #finished = false;
+  /** Rejects the attempt or wait in flight (one at a time: the loop is sequential). */
+  #reject: ((reason: unknown) => void) | undefined;
+  #stopSignal: AbortController | undefined;
+  #requestEnd: AbortController | undefined;
+
+  constructor(
+    engine: LeaseEngine<Request, Handle, Ticket>,
+    state: ProviderState,
+    request: { key: string; identity: string; ttlMs: number; extras: Extras<Request> },
+    mode: 'wait' | 'try',
+    waitMs: number,
+  ) {
+    this.#engine = engine;
+    this.#state = state;
+    this.mode = mode;
+    this.deadline = this.startedAt + waitMs;
+    this.dueAt = mode === 'wait' ? this.deadline + state.settleGraceMs : Number.POSITIVE_INFINITY;
+    const driverRequest = new DriverRequest(
+      this as unknown as AcquireRun<LockRequest, unknown, unknown>,
+      request.key,
+      request.identity,
+      request.ttlMs,
+    );
+    this.request = Object.assign(driverRequest, request.extras) as unknown as Request;
+  }
+
+  /** RetryRun: a waiting acquire retries within waitMs; tryAcquire makes one try. */
+  get maxRetryTimeMs(): number {
+    return this.mode === 'try' ? 0 : this.deadline - now();
+  }
+
+  /** RetryRun: retries stop when this request does. */
+  get signal(): StopSource {
+    return this;
+  }
+
+  /** RetryRun: never answered, fail fast; answered before, ride out the outage within its bound. */
+  shouldRetry(): boolean {
+    return (
+      this.#state.reached &&
+      this.failingSince !== undefined &&
+      now() - this.failingSince < this.#state.policy.outageMs
+    );
+  }
+
+  onFailure(error: unknown): void {
+    if (!(error instanceof BackendUnavailableError)) return;
+    this.lastFailure = error;
+    this.failingSince ??= now();
+  }
+
+  /** StopSource: an AbortSignal that aborts with this request, for retry delays and pauses. */
+  toSignal(): AbortSignal {
+    if (!this.#stopSignal) {
+      this.#stopSignal = new AbortController();
+      if (this.aborted) this.#stopSignal.abort(this.reason);
+    }
+    return this.#stopSignal.signal;
+  }
+
+  /** The caller's signal aborted, or the provider is closing. */
+  giveUp(reason: unknown): void {
+    if (this.gaveUp || this.#finished) return;
+    this.gaveUp = true;
+    this.giveUpReason = reason;
+    this.#requestEnd?.abort(reason);
+    this.#stop(reason);
+  }
+
+  /** Deadline: waitMs + settleGraceMs has run out. */
+  deadlinePassed(): void {
+    if (this.#finished) return;
+    this.expired = true;
+    this.#stop(budgetSpent);
+  }
+
+  /** The request is over: the driver's `request.signal` (if it has asked for it) says so. */
+  finish(): void {
+    this.#finished = true;
+    if (this.#requestEnd && !this.#requestEnd.signal.aborted) this.#requestEnd.abort(requestFinished);
+  }
+
+  requestSignal(): AbortSignal {
+    if (!this.#requestEnd) {
+      this.#requestEnd = new AbortController();
+      if (this.gaveUp) this.#requestEnd.abort(this.giveUpReason);
+      else if (this.#finished) this.#requestEnd.abort(requestFinished);
+    }
+    return this.#requestEnd.signal;
+  }
+
+  /**
+   * One try of the driver's attempt (the retry operation): settles with its result, or rejects as soon
+   * as the request is stopped — a result that arrives after that is undone. An unknown outcome keeps
+   * its ticket (the next attempt adopts what it obtained; a give-up undoes it) and counts as a
+   * transient failure.
+   */
+  readonly attemptOnce = (): Promise<Attempt<Handle, Ticket>> => {
+    this.tries++;
+    return this.race(this.#engine.driver.attempt(this.request, this.ticket), this.#onAttempt, this.#undoLate);
+  };
+
+  /**
+   * Settles with `work` (passed through `accept`, which may throw), or rejects as soon as the request
+   * is stopped; a result that arrives after that goes to `onLate`, and a late failure is swallowed
+   * (timing.ts raceAbort, without abort listeners).
+   */
+  race<T>(work: Promise<T>, accept?: (value: T) => T, onLate?: (value: T) => void): Promise<T> {
+    if (this.aborted) {
+      work.then((value) => onLate?.(value), ignore);
+      return Promise.reject(this.reason);
+    }
+    return new Promise<T>((resolve, reject) => {
+      this.#reject = reject;
+      work.then(
+        (value) => {
+          if (this.#reject !== reject) return onLate?.(value);
+          this.#reject = undefined;
+          if (!accept) return resolve(value);
+          try {
+            resolve(accept(value));
+          } catch (error) {
+            reject(error);
+          }
+        },
+        (error: unknown) => {
+          if (this.#reject !== reject) return;
+          this.#reject = undefined;
+          reject(error);
+        },
+      );
+    });
+  }
+
+  #onAttempt = (result: Attempt<Handle, Ticket>): Attempt<Handle, Ticket> => {
+    if (result.outcome === 'unknown') {
+      // The request reached a connected backend, which may have applied it: keep what was sent, so
+      // the next attempt adopts it and a give-up undoes it.
+      this.ticket = result.ticket;
+      this.#state.reached = true;
+      throw this.#engine.unavailable(result.cause, 'the outcome of the attempt is unknown');
+    }
+    this.obtained = result;
+    return result;
+  };
+
+  #undoLate = (late: Attempt<Handle, Ticket>): void => this.#engine.undo(this.request, late);
+
+  #stop(reason: unknown): void {
+    if (!this.aborted) {
+      this.aborted = true;
+      this.reason = reason;
+      this.#stopSignal?.abort(reason);
+    }
+    const reject = this.#reject;
+    this.#reject = undefined;
+    reject?.(reason);
+  }
+}
+
+/**
  * The acquire loop, written once for every primitive a backend offers (locks, semaphore permits, read
  * and write leases): attempt → if busy, wait for a push wake-up (or the fallback re-check) → attempt
  * again; transient failures and unknown outcomes are retried within waitMs under the retry policy;
@@ -91,11 +345,20 @@ export class LeaseEngine<Request extends LockRequest, Handle, Ticket> {
   readonly driver: LeaseDriver<Request, Handle, Ticket>;
   readonly kind: LeaseKind;
   readonly #state: ProviderState;
+  /** What every lease of this engine shares (one object, not one per lease). */
+  readonly #leaseContext: LeaseContext<Handle>;
 
   constructor(driver: LeaseDriver<Request, Handle, Ticket>, kind: LeaseKind, state: ProviderState) {
     this.driver = driver;
     this.kind = kind;
     this.#state = state;
+    this.#leaseContext = {
+      driver: driver as unknown as LeaseDriver<LockRequest, Handle, unknown>,
+      kind,
+      policy: state.policy,
+      stopRetries: state.cleanupsStopped.signal,
+      onReleased: (lease) => state.leases.delete(lease as DriverLease<unknown>),
+    };
   }
 
   checkKey(key: unknown, field = 'key'): asserts key is string {
@@ -115,137 +378,96 @@ export class LeaseEngine<Request extends LockRequest, Handle, Ticket> {
   }
 
   /**
-   * Validates the caller's options, then waits for (mode 'wait') or tries once (mode 'try') to get a
-   * lease. `extras` are the primitive's own request fields (limit and permits, or mode).
+   * Validates the caller's options (and `key` too, with `checkKey`), then waits for (mode 'wait') or
+   * tries once (mode 'try') to get a lease. `extras` are the primitive's own request fields (limit and
+   * permits, or mode). Invalid input rejects; it never throws synchronously.
    */
-  async acquire(
+  acquire(
     key: string,
     options: AcquireOptions,
     mode: 'wait' | 'try',
     extras: Extras<Request>,
+    checkKey = false,
   ): Promise<DriverLease<Handle> | null> {
-    if (typeof options !== 'object' || options === null) {
-      throw new InvalidArgumentError('options', options, 'an object');
+    let ttlMs: number;
+    try {
+      if (checkKey) this.checkKey(key);
+      if (typeof options !== 'object' || options === null) {
+        throw new InvalidArgumentError('options', options, 'an object');
+      }
+      ttlMs = options.ttlMs ?? this.#state.defaultTtlMs;
+      validateDuration('ttlMs', ttlMs, this.driver.limits.minTtlMs);
+      validateOptionalDuration('waitMs', options.waitMs, 0);
+      validateSignal('signal', options.signal);
+      validateIdentity(options.identity);
+      this.checkOpen();
+      options.signal?.throwIfAborted();
+    } catch (error) {
+      return Promise.reject(error);
     }
-    const ttlMs = options.ttlMs ?? this.#state.defaultTtlMs;
-    validateDuration('ttlMs', ttlMs, this.driver.limits.minTtlMs);
-    validateOptionalDuration('waitMs', options.waitMs, 0);
-    validateSignal('signal', options.signal);
-    validateIdentity(options.identity);
-    this.checkOpen();
-    options.signal?.throwIfAborted();
     const waitMs = mode === 'try' ? 0 : (options.waitMs ?? Number.POSITIVE_INFINITY);
     const identity = options.identity ?? this.#state.identity;
-    let running: Promise<DriverLease<Handle> | null>;
-    if (!acquireChannel.hasSubscribers) {
-      running = this.#acquire(key, ttlMs, waitMs, mode, identity, options.signal, extras, undefined);
-    } else {
-      const message: AcquireMessage = {
-        backend: this.driver.backend,
-        key,
-        kind: this.kind,
-        mode,
-        identity,
-        waitMs,
-      };
-      running = acquireChannel.tracePromise(
-        () => this.#acquire(key, ttlMs, waitMs, mode, identity, options.signal, extras, message),
-        message,
-      );
-    }
-    const pending = this.#state.pending;
-    pending.add(running);
-    try {
-      return await running;
-    } finally {
-      pending.delete(running);
-    }
+    const run = new AcquireRun(this, this.#state, { key, identity, ttlMs, extras }, mode, waitMs);
+    if (!acquireChannel.hasSubscribers) return this.#acquire(run, waitMs, options.signal, undefined);
+    const message: AcquireMessage = {
+      backend: this.driver.backend,
+      key,
+      kind: this.kind,
+      mode,
+      identity,
+      waitMs,
+    };
+    return acquireChannel.tracePromise(() => this.#acquire(run, waitMs, options.signal, message), message);
   }
 
   async #acquire(
-    key: string,
-    ttlMs: number,
+    run: AcquireRun<Request, Handle, Ticket>,
     waitMs: number,
-    mode: 'wait' | 'try',
-    identity: string,
     signal: AbortSignal | undefined,
-    extras: Extras<Request>,
     message: AcquireMessage | undefined,
   ): Promise<DriverLease<Handle> | null> {
     const state = this.#state;
     const { driver } = this;
     const { policy } = state;
-    const startedAt = now();
-    const deadline = startedAt + waitMs;
-    const giveUp = signal ? AbortSignal.any([signal, state.closing.signal]) : state.closing.signal;
-    // The request's own signal tells the driver that this request is over, whatever the outcome, so
-    // it can drop subscriptions or watches it kept for it.
-    const requestEnd = new AbortController();
-    const forwardGiveUp = () => requestEnd.abort(giveUp.reason);
-    giveUp.addEventListener('abort', forwardGiveUp, { once: true });
+    const { request } = run;
+    const { key } = request;
+    const requests = state.requests as Set<unknown>;
+    requests.add(run);
+    if (state.closing.signal.aborted) run.giveUp(state.closing.signal.reason);
+    const onCallerAbort = signal && (() => run.giveUp(signal.reason));
+    if (onCallerAbort) signal.addEventListener('abort', onCallerAbort, { once: true });
     // An attempt still in flight when waitMs (plus the settle grace) has run out is abandoned: the
     // caller is answered within a known bound, and a late result is undone like any other.
-    let expiry: NodeJS.Timeout | undefined;
-    let stop = giveUp;
-    if (mode === 'wait' && Number.isFinite(waitMs)) {
-      const expired = new AbortController();
-      expiry = setTimeout(() => expired.abort(budgetSpent), waitMs + state.settleGraceMs);
-      stop = AbortSignal.any([giveUp, expired.signal]);
-    }
-    const request = { key, identity, ttlMs, signal: requestEnd.signal, ...extras } as Request;
+    if (run.dueAt !== Number.POSITIVE_INFINITY) state.requestDeadlines.schedule(run as never);
 
-    let ticket: Ticket | undefined;
     let granted = false;
-    let tries = 0;
-    let sawBusy = false;
-    let failingSince: number | undefined;
-    let lastFailure: unknown;
     let outcome: AcquireOutcome = 'unavailable';
     try {
       for (;;) {
         let attempt: Attempt<Handle, Ticket>;
-        let obtained: Attempt<Handle, Ticket> | undefined;
+        run.obtained = undefined;
         try {
-          attempt = await retryTransient(
-            policy,
-            {
-              maxRetryTimeMs: mode === 'try' ? 0 : deadline - now(),
-              signal: stop,
-              // Never answered: fail fast. Answered before: ride out the outage within its bound.
-              shouldRetry: () =>
-                state.reached && failingSince !== undefined && now() - failingSince < policy.outageMs,
-              onFailure: (error) => {
-                if (!(error instanceof BackendUnavailableError)) return;
-                lastFailure = error;
-                failingSince ??= now();
-              },
-            },
-            async () => {
-              tries++;
-              const result = await raceAbort(driver.attempt(request, ticket), stop, (late) =>
-                this.#undo(request, late),
-              );
-              if (result.outcome === 'unknown') {
-                // The request reached a connected backend, which may have applied it: keep what was
-                // sent, so the next attempt adopts it and a give-up undoes it.
-                ticket = result.ticket;
-                state.reached = true;
-                throw this.#unavailable(result.cause, 'the outcome of the attempt is unknown');
-              }
-              obtained = result;
-              return result;
-            },
-          );
+          // The retry policy's first try, made directly (retry.ts retryTransient): p-retry only
+          // after a failure.
+          if (run.aborted) throw run.reason;
+          const startedAt = performance.now();
+          const budgetMs = Math.max(0, run.maxRetryTimeMs);
+          try {
+            attempt = await run.attemptOnce();
+          } catch (error) {
+            attempt = await retryAfterFirstFailure(policy, run, run.attemptOnce, error, startedAt, budgetMs);
+          }
+          if (run.aborted) throw run.reason;
         } catch (error) {
           // Given up right after an attempt succeeded: undo what it obtained.
-          if (obtained) this.#undo(request, obtained);
-          if (giveUp.aborted) {
+          if (run.obtained) this.undo(request, run.obtained);
+          if (run.gaveUp) {
             outcome = state.closing.signal.aborted ? 'closed' : 'aborted';
-            throw giveUp.reason;
+            throw run.giveUpReason;
           }
-          if (stop.aborted && stop !== giveUp) {
+          if (run.expired) {
             // waitMs ran out with an attempt in flight or a retry pending.
-            if (sawBusy && failingSince === undefined) {
+            if (run.sawBusy && run.failingSince === undefined) {
               outcome = 'timeout';
               throw new LockTimeoutError(key, waitMs);
             }
@@ -253,19 +475,26 @@ export class LeaseEngine<Request extends LockRequest, Handle, Ticket> {
               driver.backend,
               driver.address,
               `acquire "${key}"`,
-              lastFailure ??
+              run.lastFailure ??
                 new BackendUnavailableError(
                   driver.backend,
                   driver.address,
                   `no answer within waitMs=${waitMs} + settleGraceMs=${state.settleGraceMs}`,
                 ),
-              tries,
-              now() - startedAt,
+              run.tries,
+              now() - run.startedAt,
             );
           }
           if (error instanceof BackendUnavailableError) {
-            throw tries > 1
-              ? gaveUp(driver.backend, driver.address, `acquire "${key}"`, error, tries, now() - startedAt)
+            throw run.tries > 1
+              ? gaveUp(
+                  driver.backend,
+                  driver.address,
+                  `acquire "${key}"`,
+                  error,
+                  run.tries,
+                  now() - run.startedAt,
+                )
               : error;
           }
           // The key itself is unusable (a bad key, or one holding application data): not an outage.
@@ -273,54 +502,46 @@ export class LeaseEngine<Request extends LockRequest, Handle, Ticket> {
           throw error;
         }
         state.reached = true;
-        failingSince = undefined;
+        run.failingSince = undefined;
         if (attempt.outcome === 'granted') {
           granted = true;
           outcome = 'granted';
-          const lease = new DriverLease(
-            {
-              driver: driver as unknown as LeaseDriver<LockRequest, Handle, unknown>,
-              kind: this.kind,
-              policy,
-              stopRetries: state.cleanupsStopped.signal,
-              onReleased: (done) => state.leases.delete(done as DriverLease<unknown>),
-            },
-            request,
-            attempt.grant,
-          );
+          const lease = new DriverLease(this.#leaseContext, request, attempt.grant);
           state.leases.add(lease as DriverLease<unknown>);
           if (message) message.token = lease.token;
           return lease;
         }
-        sawBusy = true;
-        ticket = attempt.ticket ?? ticket;
-        if (mode === 'try') {
+        run.sawBusy = true;
+        run.ticket = attempt.ticket ?? run.ticket;
+        if (run.mode === 'try') {
           outcome = 'busy';
           return null;
         }
-        const remaining = deadline - now();
+        const remaining = run.deadline - now();
         if (remaining <= 0) {
           outcome = 'timeout';
           throw new LockTimeoutError(key, waitMs);
         }
-        await this.#waitForChange(request, ticket, Math.min(state.fallbackRecheckMs, remaining), stop);
+        await this.#waitForChange(run, Math.min(state.fallbackRecheckMs, remaining));
       }
     } finally {
-      clearTimeout(expiry);
-      giveUp.removeEventListener('abort', forwardGiveUp);
-      if (!requestEnd.signal.aborted) requestEnd.abort(requestFinished);
-      if (!granted && ticket !== undefined) await this.#withdraw(request, ticket);
+      if (onCallerAbort) signal.removeEventListener('abort', onCallerAbort);
+      run.finish();
+      // close() waits for this: a request settles after its withdrawal.
+      if (!granted && run.ticket !== undefined) await this.#withdraw(request, run.ticket);
+      requests.delete(run);
+      state.requestDone();
       if (message) {
         message.outcome = outcome;
-        message.tries = tries;
-        message.waitedMs = now() - startedAt;
+        message.tries = run.tries;
+        message.waitedMs = now() - run.startedAt;
       }
     }
   }
 
-  async #waitForChange(request: Request, ticket: Ticket | undefined, maxWaitMs: number, stop: AbortSignal) {
+  async #waitForChange(run: AcquireRun<Request, Handle, Ticket>, maxWaitMs: number): Promise<void> {
     let failed = false;
-    const change = this.driver.waitForChange(request, ticket, maxWaitMs).catch(() => {
+    const change = this.driver.waitForChange(run.request, run.ticket, maxWaitMs).catch(() => {
       failed = true;
     });
     // The driver promises to settle within maxWaitMs; the guard covers one that does not.
@@ -329,19 +550,20 @@ export class LeaseEngine<Request extends LockRequest, Handle, Ticket> {
       guard = setTimeout(resolve, maxWaitMs + 50);
     });
     try {
-      await raceAbort(Promise.race([change, overdue]), stop);
+      await run.race(Promise.race([change, overdue]));
     } catch {
-      // Aborted or out of time: the next step of the loop decides.
+      // Stopped or out of time: the next step of the loop decides.
     } finally {
       clearTimeout(guard);
     }
     // A wait that failed at once (the backend is unreachable) must not turn the loop into a busy one:
     // the next attempt is then subject to the retry policy's back-off.
-    if (failed && !stop.aborted) await pause(Math.min(maxWaitMs, this.#state.policy.minDelayMs), stop);
+    if (failed && !run.aborted)
+      await pause(Math.min(maxWaitMs, this.#state.policy.minDelayMs), run.toSignal());
   }
 
   /** Undoes what an attempt obtained after its caller had given up. */
-  #undo(request: Request, late: Attempt<Handle, Ticket>): void {
+  undo(request: Request, late: Attempt<Handle, Ticket>): void {
     if (late.outcome === 'granted') {
       this.#inBackground(request, 'release a late grant', () => this.driver.release(request.key, late.grant));
     } else if (late.ticket !== undefined) {
@@ -401,7 +623,8 @@ export class LeaseEngine<Request extends LockRequest, Handle, Ticket> {
     state.track(work);
   }
 
-  #unavailable(cause: Error, detail: string): BackendUnavailableError {
+  /** The failure an unknown outcome counts as (transient: the retry policy may try again). */
+  unavailable(cause: Error, detail: string): BackendUnavailableError {
     if (cause instanceof BackendUnavailableError) return cause;
     return new BackendUnavailableError(
       this.driver.backend,

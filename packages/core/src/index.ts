@@ -6,6 +6,7 @@ export type {
   Capabilities,
   DriverLimits,
   Grant,
+  GrantLoss,
   HolderInfo,
   KeyInspection,
   Lease,

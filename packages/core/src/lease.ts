@@ -1,7 +1,7 @@
 import type { Grant, LeaseDriver, LockRequest, ReadWriteMode } from './contract.js';
 import { type LeaseKind, type LostReason, publish } from './diagnostics.js';
 import { BackendUnavailableError, LockLostError, NotHeldError } from './errors.js';
-import { type RetryPolicy, gaveUp, retryTransient } from './retry.js';
+import { type RetryPolicy, gaveUp, retryAfterFirstFailure } from './retry.js';
 import { now } from './timing.js';
 import { validateDuration } from './validation.js';
 
@@ -25,6 +25,10 @@ export interface LeaseContext<Handle> {
  *
  * release() retries transient failures under the provider's retry policy while the validity window is
  * open; a release that still fails can be called again and really sends again.
+ *
+ * Nothing is built per lease that nobody uses: the AbortController behind `signal` (the most expensive
+ * object a lease would otherwise make) is created when the signal is first read, already aborted if
+ * the lease was lost before.
  */
 export class DriverLease<Handle> {
   readonly key: string;
@@ -38,14 +42,17 @@ export class DriverLease<Handle> {
   readonly #context: LeaseContext<Handle>;
   readonly #grant: Grant<Handle>;
   readonly #grantedAt = now();
-  readonly #lost = new AbortController();
+  #lost: AbortController | undefined;
+  /** Why the lease was lost; set once, whether or not the signal has been built. */
+  #lostReason: LockLostError | undefined;
   #validUntil: number;
   #expiryTimer: NodeJS.Timeout | undefined;
   /** Set by the first release() call: from then on the lease is over for its holder. */
   #releaseRequested = false;
   #released = false;
   #release: Promise<void> | undefined;
-  #detachBackendLost: (() => void) | undefined;
+  #releaseFailed = false;
+  #onBackendLost: ((reason?: unknown) => void) | undefined;
 
   constructor(
     context: LeaseContext<Handle>,
@@ -62,31 +69,24 @@ export class DriverLease<Handle> {
     this.#grant = grant;
     this.#validUntil = grant.validUntil;
     const backendLost = grant.lost;
-    if (backendLost) {
-      const onBackendLost = () =>
-        this.#markLost(
-          backendLost.reason instanceof LockLostError
-            ? backendLost.reason
-            : new LockLostError(
-                this.key,
-                `${context.driver.backend} session lost (${describeReason(backendLost.reason)})`,
-                { cause: backendLost.reason },
-              ),
-          // A driver that reports the end of a ttl itself (memory) reports it once the window closed.
-          now() >= this.#validUntil ? 'expired' : 'session',
-        );
-      if (backendLost.aborted) onBackendLost();
-      else {
-        backendLost.addEventListener('abort', onBackendLost, { once: true });
-        // A driver may share one `lost` signal across many grants: detach once this lease is over,
-        // or every lease ever taken would stay reachable from it.
-        this.#detachBackendLost = () => backendLost.removeEventListener('abort', onBackendLost);
+    if (backendLost?.aborted) this.#backendLost(backendLost.reason);
+    else if (backendLost) {
+      this.#onBackendLost = (reason?: unknown) =>
+        this.#backendLost(reason instanceof Event ? backendLost.reason : reason);
+      if (backendLost instanceof AbortSignal) {
+        backendLost.addEventListener('abort', this.#onBackendLost, { once: true });
+      } else {
+        backendLost.onLost = this.#onBackendLost;
       }
     }
     this.#armExpiry();
   }
 
   get signal(): AbortSignal {
+    if (!this.#lost) {
+      this.#lost = new AbortController();
+      if (this.#lostReason) this.#lost.abort(this.#lostReason);
+    }
     return this.#lost.signal;
   }
 
@@ -99,7 +99,7 @@ export class DriverLease<Handle> {
     const { driver } = this.#context;
     validateDuration('ttlMs', ttlMs, driver.limits.minTtlMs);
     if (this.#releaseRequested) throw new NotHeldError(this.key, 'extend');
-    if (this.signal.aborted) throw this.signal.reason;
+    if (this.#lostReason) throw this.#lostReason;
     let validUntil: number;
     try {
       validUntil = await driver.extend(this.key, this.#grant, ttlMs);
@@ -113,7 +113,7 @@ export class DriverLease<Handle> {
       throw error;
     }
     if (this.#releaseRequested) throw new NotHeldError(this.key, 'extend');
-    if (this.signal.aborted) throw this.signal.reason;
+    if (this.#lostReason) throw this.#lostReason;
     this.#validUntil = validUntil;
     this.#armExpiry();
     publish.extended(() => ({ ...this.#describe(), ttlMs }));
@@ -124,19 +124,14 @@ export class DriverLease<Handle> {
     if (!this.#releaseRequested) {
       this.#releaseRequested = true;
       this.#clearExpiry();
-      this.#detachBackendLost?.();
+      this.#detachBackendLost();
     }
-    this.#release ??= this.#releaseWithRetries().then(
-      () => {
-        this.#released = true;
-        this.#context.onReleased(this);
-      },
-      (error: unknown) => {
-        // A later release() call sends again.
-        this.#release = undefined;
-        throw error;
-      },
-    );
+    // A release that failed is sent again by the next call.
+    if (this.#releaseFailed) {
+      this.#releaseFailed = false;
+      this.#release = undefined;
+    }
+    this.#release ??= this.#releaseWithRetries();
     return this.#release;
   }
 
@@ -156,24 +151,32 @@ export class DriverLease<Handle> {
    * the session is lost, since the driver's release then has nothing left to do.
    */
   async #releaseWithRetries(): Promise<void> {
-    const { driver, policy } = this.#context;
+    const { driver, policy, stopRetries } = this.#context;
     const startedAt = now();
     let tries = 0;
     let lastError: unknown;
+    const send = () => driver.release(this.key, this.#grant);
     try {
-      await retryTransient(
-        policy,
-        {
-          maxRetryTimeMs: Math.min(this.#validUntil - startedAt, policy.cleanupMs),
-          signal: this.#context.stopRetries,
-          onFailure: (error, attempt) => {
+      // The retry policy (retry.ts retryTransient) with its first try made here: p-retry only after a
+      // failure, and nothing built for it when the first try succeeds.
+      if (stopRetries.aborted) throw stopRetries.reason;
+      const budgetMs = Math.max(0, Math.min(this.#validUntil - startedAt, policy.cleanupMs));
+      try {
+        await send();
+      } catch (error) {
+        const run = {
+          maxRetryTimeMs: budgetMs,
+          signal: stopRetries,
+          onFailure: (failure: unknown, attempt: number) => {
             tries = attempt;
-            lastError = error;
+            lastError = failure;
           },
-        },
-        () => driver.release(this.key, this.#grant),
-      );
+        };
+        await retryAfterFirstFailure(policy, run, send, error, startedAt, budgetMs);
+      }
+      if (stopRetries.aborted) throw stopRetries.reason;
     } catch (error) {
+      this.#releaseFailed = true;
       const failure =
         error instanceof BackendUnavailableError && tries > 1
           ? gaveUp(
@@ -200,6 +203,8 @@ export class DriverLease<Handle> {
       heldMs: now() - this.#grantedAt,
       tries: tries + 1,
     }));
+    this.#released = true;
+    this.#context.onReleased(this);
   }
 
   #describe() {
@@ -224,14 +229,10 @@ export class DriverLease<Handle> {
       );
       return;
     }
-    this.#expiryTimer = setTimeout(
-      () =>
-        this.#markLost(
-          new LockLostError(this.key, `ttl of ${this.ttlMs} ms elapsed without an extension`),
-          'expired',
-        ),
-      remaining,
-    );
+    // A timer of its own rather than the provider's shared one: created in the same tick as the grant,
+    // for the remaining window, it fires before a backend timer started with the full ttl in that tick
+    // (the memory store's expiry, whose validUntil has no drift margin).
+    this.#expiryTimer = setTimeout(this.#windowClosed, remaining);
     // A lease timer alone must not keep a process alive that has nothing else to do.
     this.#expiryTimer.unref();
   }
@@ -241,11 +242,47 @@ export class DriverLease<Handle> {
     this.#expiryTimer = undefined;
   }
 
+  readonly #windowClosed = (): void => {
+    this.#expiryTimer = undefined;
+    this.#markLost(
+      new LockLostError(this.key, `ttl of ${this.ttlMs} ms elapsed without an extension`),
+      'expired',
+    );
+  };
+
+  #backendLost(reason: unknown): void {
+    this.#markLost(
+      reason instanceof LockLostError
+        ? reason
+        : new LockLostError(
+            this.key,
+            `${this.#context.driver.backend} session lost (${describeReason(reason)})`,
+            { cause: reason },
+          ),
+      // A driver that reports the end of a ttl itself (memory) reports it once the window closed.
+      now() >= this.#validUntil ? 'expired' : 'session',
+    );
+  }
+
+  /**
+   * Once this lease is over it stops listening to its grant's `lost`: a driver may share one signal
+   * across many grants, and every lease ever taken would otherwise stay reachable from it.
+   */
+  #detachBackendLost(): void {
+    const listener = this.#onBackendLost;
+    if (!listener) return;
+    this.#onBackendLost = undefined;
+    const backendLost = this.#grant.lost;
+    if (backendLost instanceof AbortSignal) backendLost.removeEventListener('abort', listener);
+    else if (backendLost?.onLost === listener) backendLost.onLost = undefined;
+  }
+
   #markLost(error: LockLostError, reason: LostReason): void {
     this.#clearExpiry();
-    this.#detachBackendLost?.();
-    if (this.#lost.signal.aborted || this.#releaseRequested) return;
-    this.#lost.abort(error);
+    this.#detachBackendLost();
+    if (this.#lostReason || this.#releaseRequested) return;
+    this.#lostReason = error;
+    this.#lost?.abort(error);
     publish.lost(() => ({
       ...this.#describe(),
       identity: this.identity,

@@ -181,9 +181,8 @@ class DriverLockProvider<Handle, Ticket> implements LockProvider {
     return result;
   }
 
-  async #acquire(key: string, options: AcquireOptions, mode: 'wait' | 'try'): Promise<Lease | null> {
-    this.#locks.checkKey(key);
-    return this.#locks.acquire(key, options, mode, {});
+  #acquire(key: string, options: AcquireOptions, mode: 'wait' | 'try'): Promise<Lease | null> {
+    return this.#locks.acquire(key, options, mode, {}, true);
   }
 
   #unsupported(what: string): UnsupportedError {
@@ -206,7 +205,7 @@ class DriverLockProvider<Handle, Ticket> implements LockProvider {
     const outOfTime = pause(state.policy.closeMs, closeBy.signal);
     await this.election?.close();
     // Rejected acquires withdraw their places in line (and queue clean-ups) before they settle.
-    await Promise.race([Promise.allSettled([...state.pending]), outOfTime]);
+    await Promise.race([state.whenIdle(), outOfTime]);
     const leases = [...state.leases];
     for (const lease of leases) lease.markLost(new LockLostError(lease.key, 'its provider was closed'));
     const releases = Promise.allSettled(leases.map((lease) => lease.release()));

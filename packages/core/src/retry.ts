@@ -1,5 +1,6 @@
 import pRetry from 'p-retry';
 import { BackendUnavailableError, InvalidArgumentError } from './errors.js';
+import { pause } from './timing.js';
 
 /**
  * How core rides out transient backend failures — one policy for every operation that can be retried
@@ -97,11 +98,22 @@ export function isTransient(error: unknown): error is BackendUnavailableError {
   return error instanceof BackendUnavailableError && error.transient;
 }
 
+/**
+ * A stop condition that is cheap to check on every try: `aborted` and `reason` are plain fields, and
+ * `toSignal()` (an AbortSignal that aborts with it) is called only when a retry has to wait, so the
+ * common case — the first try succeeds — never builds one.
+ */
+export interface StopSource {
+  readonly aborted: boolean;
+  readonly reason: unknown;
+  toSignal(): AbortSignal;
+}
+
 export interface RetryRun {
   /** Longest time spent retrying, measured from the first try (ms); one try is always made. */
   readonly maxRetryTimeMs: number;
   /** Stops retrying: a pending delay ends and the run rejects with the signal's reason. */
-  readonly signal?: AbortSignal;
+  readonly signal?: AbortSignal | StopSource;
   /** Extra condition for retrying a transient failure (checked after each failed try). */
   readonly shouldRetry?: (error: BackendUnavailableError) => boolean;
   /** Told about every failed try, transient or not. */
@@ -113,26 +125,83 @@ export interface RetryRun {
 /**
  * Runs `operation` until it succeeds, retrying transient failures under `policy` within the run's
  * bounds. Rejects with the last failure, or with the signal's reason when the signal aborts — also
- * right after a try that succeeded (p-retry checks the signal once more), so a caller whose operation
- * obtains something must keep hold of it itself and undo it in that case.
+ * right after a try that succeeded (as p-retry does), so a caller whose operation obtains something
+ * must keep hold of it itself and undo it in that case.
+ *
+ * The first try is made directly: p-retry (its option object, its closures, its abort listeners) is
+ * entered only after a transient failure, with the delays and the time budget it would have used had
+ * it made the first try itself. On the hot path — the first try succeeds — this costs one call.
  */
-export function retryTransient<T>(
+export async function retryTransient<T>(
   policy: RetryPolicy,
   run: RetryRun,
   operation: (tries: number) => Promise<T>,
 ): Promise<T> {
-  return pRetry(operation, {
+  const { signal } = run;
+  if (signal?.aborted) throw signal.reason;
+  const startedAt = performance.now();
+  const budgetMs = Math.max(0, run.maxRetryTimeMs);
+  let result: T;
+  try {
+    result = await operation(1);
+  } catch (error) {
+    return retryAfterFirstFailure(policy, run, operation, error, startedAt, budgetMs);
+  }
+  if (signal?.aborted) throw signal.reason;
+  return result;
+}
+
+/**
+ * The rest of `retryTransient` after a first try that failed with `failure`: what p-retry 7 does after
+ * a failed try (its onAttemptFailure: tell `onFailure`, check the budget and `shouldRetry`, wait the
+ * first delay), then p-retry itself for the tries after that. `startedAt` (performance.now()) and
+ * `budgetMs` (the run's maxRetryTimeMs) are taken before the first try. For callers on a hot path that
+ * make the first try themselves, checking `run.signal` before it and after it succeeds.
+ */
+export async function retryAfterFirstFailure<T>(
+  policy: RetryPolicy,
+  run: RetryRun,
+  operation: (tries: number) => Promise<T>,
+  failure: unknown,
+  startedAt: number,
+  budgetMs: number,
+): Promise<T> {
+  const error =
+    failure instanceof Error
+      ? failure
+      : new TypeError(`Non-error was thrown: "${failure}". You should only throw errors.`);
+  run.onFailure?.(error, 1);
+  let remainingMs = budgetMs - (performance.now() - startedAt);
+  if (remainingMs <= 0 || !shouldRetry(run, error)) throw error;
+  const signal = run.signal === undefined ? undefined : abortSignalOf(run.signal);
+  signal?.throwIfAborted();
+  const random = policy.jitter ? Math.random() + 1 : 1;
+  const delayMs = Math.min(Math.round(random * policy.minDelayMs), policy.maxDelayMs, remainingMs);
+  if (delayMs > 0) await pause(delayMs, signal, run.unref);
+  signal?.throwIfAborted();
+  remainingMs = budgetMs - (performance.now() - startedAt);
+  // p-retry counts its delays from its own first try: scaling minDelayMs by one factor continues the
+  // sequence (try n waits minDelayMs × factor^(n−1)), and the budget is what is left of ours.
+  return pRetry((tries) => operation(tries + 1), {
     retries: Number.POSITIVE_INFINITY,
-    minTimeout: policy.minDelayMs,
+    minTimeout: policy.minDelayMs * policy.factor,
     maxTimeout: policy.maxDelayMs,
     factor: policy.factor,
     randomize: policy.jitter,
-    maxRetryTime: Math.max(0, run.maxRetryTimeMs),
-    signal: run.signal,
+    maxRetryTime: Math.max(0, remainingMs),
+    signal,
     unref: run.unref ?? false,
-    onFailedAttempt: ({ error, attemptNumber }) => run.onFailure?.(error, attemptNumber),
-    shouldRetry: ({ error }) => isTransient(error) && (run.shouldRetry?.(error) ?? true),
+    onFailedAttempt: ({ error: failed, attemptNumber }) => run.onFailure?.(failed, attemptNumber + 1),
+    shouldRetry: ({ error: failed }) => shouldRetry(run, failed),
   });
+}
+
+function shouldRetry(run: RetryRun, error: unknown): boolean {
+  return isTransient(error) && (run.shouldRetry?.(error) ?? true);
+}
+
+function abortSignalOf(source: AbortSignal | StopSource): AbortSignal {
+  return source instanceof AbortSignal ? source : source.toSignal();
 }
 
 /**

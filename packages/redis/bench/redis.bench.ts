@@ -1,10 +1,10 @@
 // Benchmark of @dlock/redis against baselines measured in the same run, on one local redis-server.
-// Run: pnpm --filter @dlock/redis bench   (bounded: about 20 s; numbers depend on the machine)
+// Run: pnpm --filter @dlock/redis bench   (bounded: about 60 s; numbers depend on the machine)
 import { randomBytes } from 'node:crypto';
+import os from 'node:os';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { LockProvider } from '@dlock/core';
 import { type RedisServer, startRedis, stopAll } from '@dlock/testkit';
-import { type Histogram, build } from 'hdr-histogram-js';
 import { Redis } from 'ioredis';
 import { Mutex } from 'redis-semaphore';
 import { RedisConnection } from '../src/connection.js';
@@ -12,24 +12,28 @@ import { RedisLockDriver } from '../src/driver.js';
 import { createRedisProvider } from '../src/index.js';
 import { acquireScript, releaseScript } from '../src/scripts.js';
 import { ReleaseWakeups } from '../src/wakeups.js';
+import {
+  type Blocks,
+  type ContentionRun,
+  Latencies,
+  blockRatio,
+  contend,
+  contentionRow,
+  fixed,
+  interleaved,
+} from './measure.js';
 
-const UNCONTENDED_ROUNDS = 20;
-const UNCONTENDED_PER_ROUND = 150;
+const UNCONTENDED_BLOCKS = 20;
+const UNCONTENDED_PER_BLOCK = 250;
 const HANDOFF_ITERATIONS = 200;
 const CONTENDERS = 32;
 const CONTENTION_MS = 3_000;
-const THINK_MS = 1;
+const CONTENTION_ROUNDS = 2;
 const LOCK_TTL_MS = 10_000;
 
 const compareAndDelete = `
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
 return 0`;
-
-const histogram = (): Histogram => build({ lowestDiscernibleValue: 1, numberOfSignificantValueDigits: 3 });
-/** Records milliseconds at microsecond resolution. */
-const record = (into: Histogram, ms: number) => into.recordValue(Math.max(1, Math.round(ms * 1_000)));
-const ms = (into: Histogram, percentile: number) => into.getValueAtPercentile(percentile) / 1_000;
-const fmt = (value: number) => value.toFixed(3);
 
 function newClient(url: string): Redis {
   const client = new Redis(url);
@@ -38,34 +42,34 @@ function newClient(url: string): Redis {
 }
 
 /** Back-to-back PINGs (`busy`), and PINGs after 10-20 ms of idling, as a hand-off's messages travel. */
-async function roundTrips(url: string): Promise<{ busy: Histogram; idle: Histogram }> {
+async function roundTrips(url: string): Promise<{ busy: Latencies; idle: Latencies }> {
   const client = newClient(url);
-  const busy = histogram();
-  const idle = histogram();
+  const busy = new Latencies();
+  const idle = new Latencies();
   for (let i = 0; i < 2_000; i++) {
     const started = performance.now();
     await client.ping();
-    if (i >= 200) record(busy, performance.now() - started);
+    if (i >= 200) busy.add(performance.now() - started);
   }
   for (let i = 0; i < 150; i++) {
     await sleep(10 + Math.random() * 10);
     const started = performance.now();
     await client.ping();
-    record(idle, performance.now() - started);
+    idle.add(performance.now() - started);
   }
   client.disconnect();
   return { busy, idle };
 }
 
+type Layer = 'floor' | 'scripts' | 'driver' | 'provider' | 'tryAcquire';
+
 /**
  * The floor: the same two round trips a careful hand-written lock makes (SET NX PX, then a
- * compare-and-delete script by SHA), against dlock's acquire + release, and against the Redis driver
- * called directly (no core provider around it) to show which layer costs what. Interleaved in rounds,
- * order rotating, so drift in the machine's load hits all three alike.
+ * compare-and-delete script by SHA). Against it, layer by layer: dlock's own two scripts from a bare
+ * client (what the protocol costs before any client-side code), the Redis driver called directly (no
+ * core around it), and the whole provider (acquire, and tryAcquire, + release).
  */
-async function uncontended(
-  url: string,
-): Promise<Record<'floor' | 'protocol' | 'dlock' | 'driver', Histogram>> {
+async function uncontended(url: string): Promise<Record<Layer, Blocks>> {
   const raw = newClient(url);
   const sha = (await raw.script('LOAD', compareAndDelete)) as string;
   await raw.script('LOAD', acquireScript.source);
@@ -91,64 +95,44 @@ async function uncontended(
     ttlMs: LOCK_TTL_MS,
     signal: new AbortController().signal,
   };
-  const results = { floor: histogram(), protocol: histogram(), dlock: histogram(), driver: histogram() };
-  const passes: Array<[keyof typeof results, () => Promise<void>]> = [
-    [
-      'floor',
-      async () => {
+  const results = await interleaved<Layer>(
+    {
+      floor: async () => {
         const value = randomBytes(16).toString('hex');
         await raw.set('bench:floor', value, 'PX', LOCK_TTL_MS, 'NX');
         await raw.evalsha(sha, 1, 'bench:floor', value);
       },
-    ],
-    [
-      // dlock's own two scripts (fencing counter, identity in the value) from a bare client: what the
-      // protocol costs before any client-side code, so the rest of the gap can be attributed.
-      'protocol',
-      async () => {
+      scripts: async () => {
         const owner = `dlock1:${randomBytes(16).toString('hex')}:`;
         await raw.evalsha(
           acquireScript.sha1,
           2,
-          'bench:protocol',
-          '{bench:protocol}:fence',
+          'bench:scripts',
+          '{bench:scripts}:fence',
           owner,
           LOCK_TTL_MS,
           ':bench',
         );
-        await raw.evalsha(releaseScript.sha1, 1, 'bench:protocol', owner, 'bench:protocol:released');
+        await raw.evalsha(releaseScript.sha1, 1, 'bench:scripts', owner, 'bench:scripts:released');
       },
-    ],
-    [
-      'dlock',
-      async () => {
-        const lease = await provider.acquire('bench:dlock', { ttlMs: LOCK_TTL_MS });
-        await lease.release();
-      },
-    ],
-    [
-      'driver',
-      async () => {
+      driver: async () => {
         const attempt = await driver.attempt(request, undefined);
         if (attempt.outcome !== 'granted') throw new Error('bench:driver was not free');
         await driver.release(request.key, attempt.grant);
       },
-    ],
-  ];
-  const pass = async (run: () => Promise<void>, into: Histogram | undefined) => {
-    for (let i = 0; i < UNCONTENDED_PER_ROUND; i++) {
-      const started = performance.now();
-      await run();
-      if (into) record(into, performance.now() - started);
-    }
-  };
-  for (const [, run] of passes) await pass(run, undefined);
-  for (let round = 0; round < UNCONTENDED_ROUNDS; round++) {
-    for (let i = 0; i < passes.length; i++) {
-      const [name, run] = passes[(round + i) % passes.length]!;
-      await pass(run, results[name]);
-    }
-  }
+      provider: async () => {
+        const lease = await provider.acquire('bench:provider', { ttlMs: LOCK_TTL_MS });
+        await lease.release();
+      },
+      tryAcquire: async () => {
+        const lease = await provider.tryAcquire('bench:try', { ttlMs: LOCK_TTL_MS });
+        if (!lease) throw new Error('bench:try was not free');
+        await lease.release();
+      },
+    },
+    UNCONTENDED_BLOCKS,
+    UNCONTENDED_PER_BLOCK,
+  );
   raw.disconnect();
   await provider.close();
   await driver.close();
@@ -160,8 +144,8 @@ async function handoff(
   label: string,
   acquireHolder: () => Promise<() => Promise<void>>,
   acquireWaiter: () => Promise<() => Promise<void>>,
-): Promise<Histogram> {
-  const latency = histogram();
+): Promise<Latencies> {
+  const latency = new Latencies();
   for (let i = 0; i < HANDOFF_ITERATIONS; i++) {
     const releaseHolder = await acquireHolder();
     let heldAt = 0;
@@ -174,14 +158,14 @@ async function handoff(
     const releasedAt = performance.now();
     await releaseHolder();
     const releaseWaiter = await waiting;
-    if (i >= 10) record(latency, heldAt - releasedAt);
+    if (i >= 10) latency.add(heldAt - releasedAt);
     await releaseWaiter();
   }
-  if (latency.totalCount === 0) throw new Error(`${label}: no hand-off measured`);
+  if (latency.count === 0) throw new Error(`${label}: no hand-off measured`);
   return latency;
 }
 
-async function dlockHandoff(url: string): Promise<Histogram> {
+async function dlockHandoff(url: string): Promise<Latencies> {
   const holder = createRedisProvider({ url });
   const waiter = createRedisProvider({ url });
   const release = (lease: { release(): Promise<void> }) => () => lease.release();
@@ -198,7 +182,7 @@ async function dlockHandoff(url: string): Promise<Histogram> {
 }
 
 /** redis-semaphore's Mutex polls every retryInterval (default 10 ms) while it waits. */
-async function pollingHandoff(url: string): Promise<Histogram> {
+async function pollingHandoff(url: string): Promise<Latencies> {
   const holderClient = newClient(url);
   const waiterClient = newClient(url);
   const mutexOn = (client: Redis) => async () => {
@@ -214,71 +198,43 @@ async function pollingHandoff(url: string): Promise<Histogram> {
   }
 }
 
-interface ContentionResult {
-  acquisitions: number;
-  ownerChanges: number;
-  seconds: number;
-}
-
 /**
- * `CONTENDERS` separate connections loop acquire → release → 1 ms of other work, on one key, for
- * CONTENTION_MS. The pause after releasing lets the lock pass to a waiter instead of going straight back
- * to the contender that just released it.
+ * CONTENDERS contenders, each with its own provider (its own command and subscriber connections, as
+ * separate processes would have), loop acquire → release on one key for CONTENTION_MS.
  */
-async function contention(contenders: Array<() => Promise<() => Promise<void>>>): Promise<ContentionResult> {
-  let acquisitions = 0;
-  let ownerChanges = 0;
-  let lastOwner = -1;
-  const started = performance.now();
-  const deadline = started + CONTENTION_MS;
-  await Promise.all(
-    contenders.map(async (acquire, index) => {
-      while (performance.now() < deadline) {
-        const release = await acquire();
-        if (performance.now() < deadline) {
-          acquisitions++;
-          if (index !== lastOwner) ownerChanges++;
-          lastOwner = index;
-        }
-        await release();
-        await sleep(THINK_MS);
-      }
-    }),
-  );
-  return { acquisitions, ownerChanges, seconds: CONTENTION_MS / 1_000 };
-}
-
-async function dlockContention(url: string): Promise<ContentionResult> {
+async function dlockContention(url: string, key: string): Promise<ContentionRun> {
   const providers: LockProvider[] = Array.from({ length: CONTENDERS }, () => createRedisProvider({ url }));
   try {
-    return await contention(
+    return await contend(
       providers.map((provider) => async () => {
-        const lease = await provider.acquire('bench:contended', { ttlMs: LOCK_TTL_MS, waitMs: 30_000 });
+        const lease = await provider.acquire(key, { ttlMs: LOCK_TTL_MS, waitMs: 30_000 });
         return () => lease.release();
       }),
+      CONTENTION_MS,
     );
   } finally {
     await Promise.all(providers.map((provider) => provider.close()));
   }
 }
 
-async function pollingContention(url: string): Promise<ContentionResult> {
+/** The same loop with redis-semaphore's Mutex (each contender its own connection; 10 ms poll). */
+async function pollingContention(url: string, key: string): Promise<ContentionRun> {
   const clients = Array.from({ length: CONTENDERS }, () => newClient(url));
   try {
-    return await contention(
+    return await contend(
       clients.map((client) => async () => {
-        const mutex = new Mutex(client, 'bench:contended-poll', {
-          lockTimeout: LOCK_TTL_MS,
-          acquireTimeout: 30_000,
-        });
+        const mutex = new Mutex(client, key, { lockTimeout: LOCK_TTL_MS, acquireTimeout: 30_000 });
         await mutex.acquire();
         return () => mutex.release();
       }),
+      CONTENTION_MS,
     );
   } finally {
     for (const client of clients) client.disconnect();
   }
 }
+
+const median = (values: number[]) => [...values].sort((a, b) => a - b)[Math.floor(values.length / 2)]!;
 
 async function main(): Promise<void> {
   let server: RedisServer | undefined;
@@ -286,38 +242,65 @@ async function main(): Promise<void> {
     server = await startRedis();
     const { url } = server;
     const rtt = await roundTrips(url);
-    const { floor, protocol, dlock, driver } = await uncontended(url);
+    const layers = await uncontended(url);
     const dlockHandoffs = await dlockHandoff(url);
     const pollingHandoffs = await pollingHandoff(url);
-    const dlockContended = await dlockContention(url);
-    const pollingContended = await pollingContention(url);
+    const rounds: Array<{ dlock: ContentionRun; peer: ContentionRun }> = [];
+    for (let round = 0; round < CONTENTION_ROUNDS; round++) {
+      const dlock = await dlockContention(url, `bench:contended:${round}`);
+      const peer = await pollingContention(url, `bench:contended-poll:${round}`);
+      rounds.push({ dlock, peer });
+    }
 
-    const idleRttP50 = ms(rtt.idle, 50);
+    const { floor } = layers;
+    const layerRow = (label: string, name: Layer) => {
+      const l = layers[name];
+      const p50 = blockRatio(l, floor, 50);
+      const p99 = blockRatio(l, floor, 99);
+      return `  ${label.padEnd(36)}${fixed(l.pooled.at(50))} ${fixed(l.pooled.at(99))} ${fixed(l.pooled.max)}   ${p50.median.toFixed(2)}x (${p50.low.toFixed(2)}-${p50.high.toFixed(2)})  ${p99.median.toFixed(2)}x`;
+    };
+    const idleRttP50 = rtt.idle.at(50);
+    const throughputRatios = rounds.map((r) => r.dlock.acquisitions / r.peer.acquisitions);
+    const p99Ratios = rounds.map((r) => r.dlock.waits.at(99) / r.peer.waits.at(99));
     const lines = [
-      `redis-server on 127.0.0.1, node ${process.version}; latencies in ms (p50 / p99)`,
-      `round trip, back-to-back PINGs:         ${fmt(ms(rtt.busy, 50))} / ${fmt(ms(rtt.busy, 99))}`,
-      `round trip, PING after 10-20 ms idle:   ${fmt(idleRttP50)} / ${fmt(ms(rtt.idle, 99))}`,
+      `redis-server on 127.0.0.1, node ${process.version}; latencies in ms; load average ${loadAverage()}`,
+      `round trip, back-to-back PINGs:        p50 ${fixed(rtt.busy.at(50))}  p99 ${fixed(rtt.busy.at(99))}  max ${fixed(rtt.busy.max)}`,
+      `round trip, PING after 10-20 ms idle:  p50 ${fixed(idleRttP50)}  p99 ${fixed(rtt.idle.at(99))}  max ${fixed(rtt.idle.max)}`,
       '',
-      `uncontended acquire+release, ${floor.totalCount} each:`,
-      `  floor (SET NX PX + EVALSHA c-a-d):    ${fmt(ms(floor, 50))} / ${fmt(ms(floor, 99))}`,
-      `  dlock's scripts from a bare client:   ${fmt(ms(protocol, 50))} / ${fmt(ms(protocol, 99))}  (${(ms(protocol, 50) / ms(floor, 50)).toFixed(2)}x floor at p50)`,
-      `  dlock (acquire + release):            ${fmt(ms(dlock, 50))} / ${fmt(ms(dlock, 99))}`,
-      `  dlock / floor:                        ${(ms(dlock, 50) / ms(floor, 50)).toFixed(2)}x at p50, ${(ms(dlock, 99) / ms(floor, 99)).toFixed(2)}x at p99`,
-      `  Redis driver alone (no core):         ${fmt(ms(driver, 50))} / ${fmt(ms(driver, 99))}  (${(ms(driver, 50) / ms(floor, 50)).toFixed(2)}x floor at p50)`,
+      `uncontended acquire+release, ${UNCONTENDED_BLOCKS} interleaved blocks of ${UNCONTENDED_PER_BLOCK} each`,
+      '(ratios: median of the per-block ratios to the floor, lowest-highest block in brackets):',
+      `  ${''.padEnd(36)}    p50     p99     max   p50 / floor        p99 / floor`,
+      layerRow('floor (SET NX PX + EVALSHA c-a-d)', 'floor'),
+      layerRow("dlock's scripts from a bare client", 'scripts'),
+      layerRow('Redis driver alone (no core)', 'driver'),
+      layerRow('provider: acquire + release', 'provider'),
+      layerRow('provider: tryAcquire + release', 'tryAcquire'),
       '',
-      `hand-off (release called → waiter holds), ${dlockHandoffs.totalCount} each:`,
-      `  dlock (pub/sub wake-up):              ${fmt(ms(dlockHandoffs, 50))} / ${fmt(ms(dlockHandoffs, 99))}  (${(ms(dlockHandoffs, 50) / idleRttP50).toFixed(1)} idle round trips at p50)`,
-      `  redis-semaphore Mutex (10 ms poll):   ${fmt(ms(pollingHandoffs, 50))} / ${fmt(ms(pollingHandoffs, 99))}`,
+      `hand-off (release called → waiter holds), ${dlockHandoffs.count} each:   p50     p99     max`,
+      `  dlock (pub/sub wake-up)             ${fixed(dlockHandoffs.at(50))} ${fixed(dlockHandoffs.at(99))} ${fixed(dlockHandoffs.max)}   (${(dlockHandoffs.at(50) / idleRttP50).toFixed(1)} idle round trips at p50)`,
+      `  redis-semaphore Mutex (10 ms poll)  ${fixed(pollingHandoffs.at(50))} ${fixed(pollingHandoffs.at(99))} ${fixed(pollingHandoffs.max)}`,
       '',
-      `${CONTENDERS} contenders (own connections, ${THINK_MS} ms pause after each release) on one key for ${CONTENTION_MS / 1_000} s:`,
-      `  dlock:           ${(dlockContended.acquisitions / dlockContended.seconds).toFixed(0)} acquisitions/s, ${(dlockContended.ownerChanges / dlockContended.seconds).toFixed(0)} hand-offs to another contender/s`,
-      `  redis-semaphore: ${(pollingContended.acquisitions / pollingContended.seconds).toFixed(0)} acquisitions/s, ${(pollingContended.ownerChanges / pollingContended.seconds).toFixed(0)} hand-offs to another contender/s`,
+      `${CONTENDERS} contenders (each its own provider / connection) on one key, acquire → release, ${CONTENTION_MS / 1_000} s rounds;`,
+      "wait = one acquire call, in ms; share = the slowest contender's share of the acquisitions:",
+      `  ${''.padEnd(30)}throughput   wait p50 wait p99 wait max   slowest share`,
+      ...rounds.flatMap((r, i) => [
+        contentionRow(`round ${i + 1}: dlock`, r.dlock),
+        contentionRow(`round ${i + 1}: redis-semaphore`, r.peer),
+      ]),
+      `  dlock ÷ redis-semaphore: throughput ${median(throughputRatios).toFixed(2)}x (rounds: ${throughputRatios.map((r) => r.toFixed(2)).join(', ')}), wait p99 ${median(p99Ratios).toFixed(3)}x (rounds: ${p99Ratios.map((r) => r.toFixed(3)).join(', ')})`,
     ];
     console.log(lines.join('\n'));
   } finally {
     await server?.stop();
     await stopAll();
   }
+}
+
+function loadAverage(): string {
+  return os
+    .loadavg()
+    .map((load) => load.toFixed(1))
+    .join(' ');
 }
 
 await main();

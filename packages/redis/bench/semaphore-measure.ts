@@ -1,8 +1,7 @@
 // What the semaphore benchmarks of @dlock/redis and @dlock/redlock share: the floor script, latency
-// recording and the contention loop. Compiled with the redis bench (bench/tsconfig.json); the redlock
+// recording and the contention loop (measure.ts). Compiled with the redis bench (bench/tsconfig.json); the redlock
 // bench imports the compiled module.
-import { setTimeout as sleep } from 'node:timers/promises';
-import { type Histogram, build } from 'hdr-histogram-js';
+import { Latencies, contend } from './measure.js';
 
 export const HOLD_MS = 1;
 export const CONTENTION_MS = 3_000;
@@ -21,22 +20,7 @@ if redis.call('ZCARD', KEYS[1]) < tonumber(ARGV[1]) then
 end
 return 0`;
 
-/** Milliseconds, recorded at microsecond resolution. */
-export class Latencies {
-  readonly histogram: Histogram = build({ lowestDiscernibleValue: 1, numberOfSignificantValueDigits: 3 });
-  add(ms: number): void {
-    this.histogram.recordValue(Math.max(1, Math.round(ms * 1_000)));
-  }
-  at(percentile: number): number {
-    return this.histogram.getValueAtPercentile(percentile) / 1_000;
-  }
-  get max(): number {
-    return this.histogram.maxValue / 1_000;
-  }
-  get count(): number {
-    return this.histogram.totalCount;
-  }
-}
+export { Latencies };
 
 export interface Contended {
   readonly acquisitions: number;
@@ -49,25 +33,5 @@ export interface Contended {
  * CONTENTION_MS; `waits` is how long each acquire took. `mostInside` checks the limit held.
  */
 export async function contention(acquirers: Array<() => Promise<() => Promise<void>>>): Promise<Contended> {
-  const waits = new Latencies();
-  let acquisitions = 0;
-  let inside = 0;
-  let mostInside = 0;
-  const deadline = performance.now() + CONTENTION_MS;
-  await Promise.all(
-    acquirers.map(async (acquire) => {
-      while (performance.now() < deadline) {
-        const started = performance.now();
-        const release = await acquire();
-        waits.add(performance.now() - started);
-        inside++;
-        mostInside = Math.max(mostInside, inside);
-        acquisitions++;
-        await sleep(HOLD_MS);
-        inside--;
-        await release();
-      }
-    }),
-  );
-  return { acquisitions, waits, mostInside };
+  return contend(acquirers, CONTENTION_MS, HOLD_MS);
 }

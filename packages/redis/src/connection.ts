@@ -1,6 +1,6 @@
-import { BackendUnavailableError } from '@dlock/core';
-import { ReplyError } from 'ioredis';
-import type { RedisClient } from './scripts.js';
+import { BackendUnavailableError, now } from '@dlock/core';
+import { Command, type Redis, ReplyError } from 'ioredis';
+import type { LuaScript, RedisClient } from './scripts.js';
 
 const AUTH_FAILURE = /^(WRONGPASS|NOAUTH|NOPERM|ERR invalid password|ERR AUTH)/;
 /**
@@ -49,6 +49,8 @@ export class RedisConnection {
   readonly #owned: boolean;
   readonly #connectTimeoutMs: number;
   readonly #commandTimeoutMs: number;
+  readonly #deadlines: ReplyDeadlines;
+  readonly #commandOptions: { readonly replyEncoding: 'utf8'; readonly keyPrefix: string | undefined };
   #lastError: Error | undefined;
   #closedConnections = 0;
   readonly #lossListeners = new Set<(reason: Error) => void>();
@@ -71,6 +73,14 @@ export class RedisConnection {
     this.#owned = options.owned;
     this.#connectTimeoutMs = options.connectTimeoutMs;
     this.#commandTimeoutMs = options.commandTimeoutMs;
+    // What ioredis' generated `evalsha` would pass to its Command for this client.
+    this.#commandOptions = {
+      replyEncoding: 'utf8',
+      keyPrefix: (this.client as Redis).options?.keyPrefix,
+    } as const;
+    this.#deadlines = new ReplyDeadlines(options.commandTimeoutMs, (operation) =>
+      unanswered(this.#unavailable(operation, `no reply within commandTimeoutMs=${this.#commandTimeoutMs}`)),
+    );
     // Also keeps ioredis from printing "Unhandled error event" for every failed reconnect.
     this.client.on('error', this.#onError);
     this.client.on('ready', this.#onReady);
@@ -92,11 +102,13 @@ export class RedisConnection {
   }
 
   /**
-   * Runs `command` once the connection is ready, and turns every failure into BackendUnavailableError.
-   * Whether the command may have been applied is part of the failure (see `mayHaveBeenApplied`):
-   * - not connected within connectTimeoutMs, a refused password, the request over (`signal` aborted)
-   *   before the connection was ready, a stream that would not take the write: never sent, so not
-   *   applied;
+   * Runs `script` (EVALSHA; EVAL when the server does not have it cached: first use, a restart,
+   * SCRIPT FLUSH, a failover) once the connection is ready, and turns every failure into
+   * BackendUnavailableError. Whether the script may have been applied is part of the failure (see
+   * `mayHaveBeenApplied`):
+   * - not connected within connectTimeoutMs, a refused password, the request over (`request.signal`
+   *   aborted) before the connection was ready, a stream that would not take the write: never sent, so
+   *   not applied;
    * - an error reply: the server answered and refused (dlock's scripts write nothing before the
    *   first write Redis may refuse), so not applied; non-transient for authentication, ACL and
    *   unknown-command replies, transient otherwise (READONLY after a failover, OOM, LOADING, BUSY);
@@ -106,48 +118,131 @@ export class RedisConnection {
    *   Redis runs one connection's commands in order, so a clean-up always runs after the command it
    *   cleans up; after a close, what the server had received on the old connection is run (or dropped)
    *   before the client's reconnect back-off is over, and nothing is replayed on the new one.
+   *
+   * `tracker.inFlight` counts the scripts written and not yet answered (or failed). The script is sent
+   * with ioredis' own Command (not through its generated `evalsha` method, whose argument flattening
+   * and wrapper cost more than the rest of the call), with the client's key prefix as that method
+   * would apply it; the command timeout is one timer per connection, not one per command.
    */
-  async run<T>(
+  script(
     operation: string,
-    command: (client: RedisClient) => Promise<T>,
-    signal?: AbortSignal,
-  ): Promise<T> {
-    if (this.client.status !== 'ready') await this.#whenReady(operation);
-    if (signal?.aborted) throw this.#unavailable(operation, 'not sent: the request ended while connecting');
-    return new Promise<T>((resolve, reject) => {
-      let settled = false;
-      const fail = (error: BackendUnavailableError) => {
-        if (settled) return;
-        settled = true;
-        clearTimeout(timer);
-        reject(error);
-      };
-      const timer = setTimeout(
-        () =>
-          fail(
-            unanswered(
-              this.#unavailable(operation, `no reply within commandTimeoutMs=${this.#commandTimeoutMs}`),
-            ),
-          ),
-        this.#commandTimeoutMs,
-      );
-      const onReply = (result: T) => {
-        if (settled) return;
-        settled = true;
-        clearTimeout(timer);
-        resolve(result);
-      };
+    script: LuaScript,
+    keys: readonly string[],
+    args: readonly (string | number)[],
+    request?: { readonly signal: AbortSignal },
+    tracker?: { inFlight: number },
+  ): Promise<unknown> {
+    if (this.client.status !== 'ready')
+      return this.#scriptWhenReady(operation, script, keys, args, request, tracker);
+    return this.#send(operation, script, keys, args, tracker);
+  }
+
+  async #scriptWhenReady(
+    operation: string,
+    script: LuaScript,
+    keys: readonly string[],
+    args: readonly (string | number)[],
+    request: { readonly signal: AbortSignal } | undefined,
+    tracker: { inFlight: number } | undefined,
+  ): Promise<unknown> {
+    await this.#whenReady(operation);
+    if (request?.signal.aborted) {
+      throw this.#unavailable(operation, 'not sent: the request ended while connecting');
+    }
+    return this.#send(operation, script, keys, args, tracker);
+  }
+
+  #send(
+    operation: string,
+    script: LuaScript,
+    keys: readonly string[],
+    args: readonly (string | number)[],
+    tracker: { inFlight: number } | undefined,
+  ): Promise<unknown> {
+    let sent: Command;
+    try {
+      sent = this.#command(operation, 'evalsha', script.sha1, keys, args);
+    } catch (error) {
+      // Thrown before ioredis queued anything: not sent.
+      return Promise.reject(this.#unavailable(operation, describe(error), error));
+    }
+    if (tracker) tracker.inFlight++;
+    const settled = (reply: unknown) => {
+      if (tracker) tracker.inFlight--;
+      return reply;
+    };
+    const failed = (error: unknown) => {
+      // ioredis marks a Command `isResolved` only when it resolves; the deadlines drop a rejected one
+      // (an error reply, a dropped connection) without waiting for its timer once it is marked too.
+      sent.isResolved = true;
+      if (evaluated) evaluated.isResolved = true;
+      if (tracker) tracker.inFlight--;
+      throw this.#failure(operation, error);
+    };
+    let evaluated: Command | undefined;
+    return sent.promise.then(settled, (error: unknown) => {
+      if (!(error instanceof Error) || !error.message.startsWith('NOSCRIPT')) return failed(error);
+      sent.isResolved = true;
       try {
-        command(this.client).then(onReply, (error: unknown) => fail(this.#failure(operation, error)));
-      } catch (error) {
-        // Thrown before ioredis queued anything: not sent.
-        fail(this.#unavailable(operation, describe(error), error));
+        evaluated = this.#command(operation, 'eval', script.source, keys, args);
+      } catch (thrown) {
+        // The EVALSHA was answered; the EVAL was not sent.
+        return failed(this.#unavailable(operation, describe(thrown), thrown));
       }
+      return evaluated.promise.then(settled, failed);
     });
   }
 
+  /** Writes one command and registers its reply deadline. */
+  #command(
+    operation: string,
+    name: 'evalsha' | 'eval',
+    script: string,
+    keys: readonly string[],
+    args: readonly (string | number)[],
+  ): Command {
+    const { options } = this.client as Redis;
+    const command = new Command(
+      name,
+      [script, keys.length, ...keys, ...args],
+      options?.showFriendlyErrorStack
+        ? { ...this.#commandOptions, errorStack: new Error() }
+        : this.#commandOptions,
+    );
+    this.client.sendCommand(command);
+    this.#deadlines.track(command, operation);
+    return command;
+  }
+
   /** Classifies a failed command: refused by the server, never sent, or sent without a reply. */
+  /**
+   * Runs a read that is not one of dlock's scripts (SCAN, a Cluster's master list: `inspect` and
+   * `heldKeys`, for `dlock inspect`) once the connection is ready, within commandTimeoutMs; every
+   * failure is a BackendUnavailableError. Off the hot path, so one timer per call is fine.
+   */
+  async run<T>(operation: string, command: (client: RedisClient) => Promise<T>): Promise<T> {
+    if (this.client.status !== 'ready') await this.#whenReady(operation);
+    let timer: NodeJS.Timeout | undefined;
+    const deadline = new Promise<never>((_, reject) => {
+      timer = setTimeout(
+        () =>
+          reject(this.#unavailable(operation, `no reply within commandTimeoutMs=${this.#commandTimeoutMs}`)),
+        this.#commandTimeoutMs,
+      );
+    });
+    const reply = command(this.client).catch((error: unknown) => {
+      throw this.#failure(operation, error);
+    });
+    reply.catch(() => {});
+    try {
+      return await Promise.race([reply, deadline]);
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+
   #failure(operation: string, error: unknown): BackendUnavailableError {
+    if (error instanceof BackendUnavailableError) return error;
     const detail = describe(error);
     if (error instanceof ReplyError) {
       const permanent = AUTH_FAILURE.test(detail) || PERMANENT_REPLY.test(detail);
@@ -158,6 +253,7 @@ export class RedisConnection {
   }
 
   async close(): Promise<void> {
+    this.#deadlines.stop();
     this.#lossListeners.clear();
     this.client.off('error', this.#onError);
     this.client.off('ready', this.#onReady);
@@ -244,6 +340,88 @@ export class RedisConnection {
       cause,
       transient,
     });
+  }
+}
+
+/**
+ * The reply deadlines of one connection's commands in flight, with one timer armed for the oldest
+ * instead of a timer per command: every command gets the same timeout, so deadlines come in send
+ * order, and answered commands at the head are dropped as new ones are sent. A command still
+ * unanswered at its deadline is rejected with `timedOut(operation)`; its late reply is then ignored by
+ * ioredis (the command's promise has settled).
+ */
+class ReplyDeadlines {
+  readonly #timeoutMs: number;
+  readonly #timedOut: (operation: string) => Error;
+  // A ring buffer (oldest at #head): no allocation per command once it has grown to the load.
+  #commands: Array<Command | undefined> = new Array(16);
+  #operations: Array<string | undefined> = new Array(16);
+  #dueAt: number[] = new Array(16).fill(0);
+  #head = 0;
+  #size = 0;
+  #timer: NodeJS.Timeout | undefined;
+
+  constructor(timeoutMs: number, timedOut: (operation: string) => Error) {
+    this.#timeoutMs = timeoutMs;
+    this.#timedOut = timedOut;
+  }
+
+  track(command: Command, operation: string): void {
+    while (this.#size > 0 && this.#commands[this.#head]!.isResolved) this.#drop();
+    if (this.#size === this.#commands.length) this.#grow();
+    const dueAt = now() + this.#timeoutMs;
+    const slot = (this.#head + this.#size) % this.#commands.length;
+    this.#commands[slot] = command;
+    this.#operations[slot] = operation;
+    this.#dueAt[slot] = dueAt;
+    this.#size++;
+    if (!this.#timer) this.#arm(dueAt);
+  }
+
+  stop(): void {
+    clearTimeout(this.#timer);
+    this.#timer = undefined;
+  }
+
+  #arm(dueAt: number): void {
+    this.#timer = setTimeout(this.#fire, Math.max(1, Math.ceil(dueAt - now())));
+    // In flight, the socket keeps the process alive; the timer alone must not (after close(), say).
+    this.#timer.unref();
+  }
+
+  readonly #fire = (): void => {
+    this.#timer = undefined;
+    const current = now() + 1;
+    while (this.#size > 0) {
+      const command = this.#commands[this.#head]!;
+      if (!command.isResolved) {
+        const dueAt = this.#dueAt[this.#head]!;
+        if (dueAt > current) {
+          this.#arm(dueAt);
+          return;
+        }
+        command.reject(this.#timedOut(this.#operations[this.#head]!));
+      }
+      this.#drop();
+    }
+  };
+
+  #drop(): void {
+    this.#commands[this.#head] = undefined;
+    this.#operations[this.#head] = undefined;
+    this.#head = (this.#head + 1) % this.#commands.length;
+    this.#size--;
+  }
+
+  #grow(): void {
+    const order = (from: unknown[]) =>
+      Array.from({ length: from.length * 2 }, (_, i) =>
+        i < this.#size ? from[(this.#head + i) % from.length] : undefined,
+      );
+    this.#commands = order(this.#commands) as Array<Command | undefined>;
+    this.#operations = order(this.#operations) as Array<string | undefined>;
+    this.#dueAt = (order(this.#dueAt) as Array<number | undefined>).map((due) => due ?? 0);
+    this.#head = 0;
   }
 }
 

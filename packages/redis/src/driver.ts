@@ -1,8 +1,8 @@
-import { randomBytes } from 'node:crypto';
 import {
   type Attempt,
   type Capabilities,
   type Grant,
+  type GrantLoss,
   type HolderInfo,
   type KeyConflictError,
   type KeyInspection,
@@ -15,15 +15,22 @@ import {
 import type { Cluster, Redis } from 'ioredis';
 import { type RedisConnection, mayHaveBeenApplied } from './connection.js';
 import { type KeyConflictFound, keyConflict } from './errors.js';
-import { decodeLockValue, isReservedKey, lockValueParts, redisKeyLayout, validateLockKey } from './layout.js';
-import { acquireScript, extendScript, holderScript, releaseScript, runScript } from './scripts.js';
+import {
+  KeyLayouts,
+  decodeLockValue,
+  isReservedKey,
+  lockValueParts,
+  newOwnerToken,
+  validateLockKey,
+} from './layout.js';
+import { acquireScript, extendScript, holderScript, releaseScript } from './scripts.js';
 import type { ReleaseWakeups, WaitState } from './wakeups.js';
 
 export type ConnectionLossPolicy = 'abort' | 'wait-for-ttl';
 
 /**
  * What a grant remembers: the owner prefix of the value written at the lock key, which compare-owner
- * scripts match, and (under the 'abort' policy) the controller behind the grant's `lost` signal.
+ * scripts match, and (under the 'abort' policy) the grant's own GrantLoss.
  */
 export interface RedisGrantHandle {
   readonly owner: string;
@@ -49,49 +56,88 @@ export interface RedisTicket {
   wait: WaitState | undefined;
 }
 
-export interface LiveGrant {
+/**
+ * A grant taken over the command connection, under the 'abort' policy: its own GrantLoss (what the
+ * lease listens to), aborted when the connection drops, and a link in LiveGrants' list.
+ */
+export interface LiveGrant extends GrantLoss {
   readonly key: string;
-  readonly lost: AbortController;
   validUntil: number;
+  aborted: boolean;
+  reason: unknown;
+  previous: LiveGrant | undefined;
+  next: LiveGrant | undefined;
 }
 
 /**
- * The grants to abort when the connection drops ('abort' policy). Each grant gets its own controller
- * rather than sharing one signal per connection: the lease adds a listener to its grant's `lost` signal
- * and keeps it until the lease is lost, so listeners on a shared signal would pile up with every lease
- * ever taken over the connection (memory, and O(n) addEventListener). Entries leave on release or
- * extend failure; a lease dropped without release is pruned once its validity has passed (aborting it
- * then would change nothing: its lease has already expired locally).
+ * The grants to abort when the connection drops ('abort' policy). Each grant is its own GrantLoss — a
+ * plain object with one listener slot, rather than an AbortController per grant or one signal per
+ * connection that every lease would add a listener to (listeners piling up, and O(n)
+ * addEventListener) — linked into a list, so that adding and forgetting one allocates nothing more.
+ * Entries leave on release or extend failure; a lease dropped without release is pruned once its
+ * validity has passed (aborting it then would change nothing: its lease has already expired locally).
  */
 export class LiveGrants {
-  readonly #grants = new Set<LiveGrant>();
+  #first: LiveGrant | undefined;
+  #size = 0;
   #pruneAtSize = 64;
 
   add(key: string, validUntil: number): LiveGrant {
-    if (this.#grants.size >= this.#pruneAtSize) {
+    if (this.#size >= this.#pruneAtSize) {
       const current = now();
-      for (const grant of this.#grants) if (grant.validUntil <= current) this.#grants.delete(grant);
-      this.#pruneAtSize = Math.max(64, this.#grants.size * 2);
+      for (let grant = this.#first; grant; ) {
+        const next = grant.next;
+        if (grant.validUntil <= current) this.forget(grant);
+        grant = next;
+      }
+      this.#pruneAtSize = Math.max(64, this.#size * 2);
     }
-    const grant: LiveGrant = { key, lost: new AbortController(), validUntil };
-    this.#grants.add(grant);
+    const grant: LiveGrant = {
+      key,
+      validUntil,
+      aborted: false,
+      reason: undefined,
+      onLost: undefined,
+      previous: undefined,
+      next: this.#first,
+    };
+    if (this.#first) this.#first.previous = grant;
+    this.#first = grant;
+    this.#size++;
     return grant;
   }
 
   forget(grant: LiveGrant | undefined): void {
-    if (grant) this.#grants.delete(grant);
+    if (!grant || (grant.previous === undefined && this.#first !== grant)) return;
+    if (grant.previous) grant.previous.next = grant.next;
+    else this.#first = grant.next;
+    if (grant.next) grant.next.previous = grant.previous;
+    grant.previous = grant.next = undefined;
+    this.#size--;
   }
 
   abortAll(cause: Error): void {
-    for (const grant of this.#grants) abortOnConnectionLoss(grant, cause);
-    this.#grants.clear();
+    let grant = this.#first;
+    this.#first = undefined;
+    this.#size = 0;
+    while (grant) {
+      const next = grant.next;
+      grant.previous = grant.next = undefined;
+      abortOnConnectionLoss(grant, cause);
+      grant = next;
+    }
   }
 }
 
 export function abortOnConnectionLoss(grant: LiveGrant, cause: Error): void {
-  grant.lost.abort(
-    new LockLostError(grant.key, `${cause.message} while it was held (onConnectionLoss: 'abort')`, { cause }),
+  if (grant.aborted) return;
+  grant.aborted = true;
+  grant.reason = new LockLostError(
+    grant.key,
+    `${cause.message} while it was held (onConnectionLoss: 'abort')`,
+    { cause },
   );
+  grant.onLost?.(grant.reason);
 }
 
 /** `holder()` of a key locked by something other than dlock (a redlock lock, for one). */
@@ -121,7 +167,6 @@ export interface RedisDriverOptions {
   readonly onConnectionLoss: ConnectionLossPolicy;
 }
 
-const OWNER_TOKEN_BYTES = 16;
 /** Keys SCAN looks at per call: a hint to the server, bounding the work of each round trip. */
 const SCAN_COUNT = 1000;
 
@@ -152,6 +197,7 @@ export class RedisLockDriver implements LockDriver<RedisGrantHandle, RedisTicket
   readonly #connection: RedisConnection;
   readonly #wakeups: ReleaseWakeups;
   readonly #keyPrefix: string;
+  readonly #layouts: KeyLayouts;
   readonly #cluster: boolean;
   readonly #liveGrants: LiveGrants | undefined;
 
@@ -159,6 +205,7 @@ export class RedisLockDriver implements LockDriver<RedisGrantHandle, RedisTicket
     this.#connection = options.connection;
     this.#wakeups = options.wakeups;
     this.#keyPrefix = options.keyPrefix;
+    this.#layouts = new KeyLayouts(options.keyPrefix);
     this.#cluster = options.cluster;
     if (options.onConnectionLoss === 'abort') {
       const liveGrants = new LiveGrants();
@@ -180,34 +227,25 @@ export class RedisLockDriver implements LockDriver<RedisGrantHandle, RedisTicket
     request: LockRequest,
     ticket: RedisTicket | undefined,
   ): Promise<Attempt<RedisGrantHandle, RedisTicket>> {
-    const layout = redisKeyLayout(request.key, this.#keyPrefix);
+    const layout = this.#layouts.of(request.key);
     const sent = ticket ?? newTicket(request.identity);
     if (sent.wait) this.#wakeups.beforeAttempt(sent.wait);
     const epoch = this.#connection.epoch;
     const sentAt = now();
-    let written = false;
     let reply: AcquireReply;
     try {
-      reply = (await this.#connection.run(
+      reply = (await this.#connection.script(
         'acquire',
-        (client) => {
-          written = true;
-          sent.inFlight++;
-          return runScript(
-            client,
-            acquireScript,
-            [layout.lockKey, layout.fenceKey],
-            [sent.owner, Math.ceil(request.ttlMs), sent.tail],
-          );
-        },
-        request.signal,
+        acquireScript,
+        [layout.lockKey, layout.fenceKey],
+        [sent.owner, Math.ceil(request.ttlMs), sent.tail],
+        request,
+        sent,
       )) as AcquireReply;
     } catch (error) {
       if (!mayHaveBeenApplied(error)) throw error;
       sent.unresolved = true;
       return { outcome: 'unknown', ticket: sent, cause: error as Error };
-    } finally {
-      if (written) sent.inFlight--;
     }
     // The script read the key: whatever an earlier attempt of this request did is now known.
     sent.unresolved = false;
@@ -229,7 +267,7 @@ export class RedisLockDriver implements LockDriver<RedisGrantHandle, RedisTicket
       grant: {
         token: BigInt(reply[1]),
         validUntil,
-        lost: live?.lost.signal,
+        lost: live,
         handle: { owner: sent.owner, live },
       },
     };
@@ -252,10 +290,13 @@ export class RedisLockDriver implements LockDriver<RedisGrantHandle, RedisTicket
   }
 
   async extend(key: string, grant: Grant<RedisGrantHandle>, ttlMs: number): Promise<number> {
-    const { lockKey } = redisKeyLayout(key, this.#keyPrefix);
+    const { lockKey } = this.#layouts.of(key);
     const sentAt = now();
-    const outcome = await this.#connection.run('extend', (client) =>
-      runScript(client, extendScript, [lockKey], [grant.handle.owner, Math.ceil(ttlMs)]),
+    const outcome = await this.#connection.script(
+      'extend',
+      extendScript,
+      [lockKey],
+      [grant.handle.owner, Math.ceil(ttlMs)],
     );
     if (outcome === 1) {
       const validUntil = sentAt + ttlMs - driftMs(ttlMs);
@@ -284,7 +325,7 @@ export class RedisLockDriver implements LockDriver<RedisGrantHandle, RedisTicket
    * waiter subscribes to the release channel and tries again, and whoever tries first wins).
    */
   async inspect(key: string): Promise<KeyInspection> {
-    const reply = await this.#readLock(redisKeyLayout(key, this.#keyPrefix).lockKey);
+    const reply = await this.#readLock(this.#layouts.of(key).lockKey);
     if (reply[0] === 0) return { holder: null };
     if (reply[0] === -1) throw conflict(key, reply);
     const decoded = decodeLockValue(reply[1]);
@@ -326,22 +367,18 @@ export class RedisLockDriver implements LockDriver<RedisGrantHandle, RedisTicket
   }
 
   #readLock(lockKey: string): Promise<HolderReply> {
-    return this.#connection.run('holder', (client) =>
-      runScript(client, holderScript, [lockKey], []),
-    ) as Promise<HolderReply>;
+    return this.#connection.script('holder', holderScript, [lockKey], []) as Promise<HolderReply>;
   }
 
   async #deleteOwned(key: string, owner: string, operation: string): Promise<void> {
-    const { lockKey, releaseChannel } = redisKeyLayout(key, this.#keyPrefix);
-    await this.#connection.run(operation, (client) =>
-      runScript(client, releaseScript, [lockKey], [owner, releaseChannel]),
-    );
+    const { lockKey, releaseChannel } = this.#layouts.of(key);
+    await this.#connection.script(operation, releaseScript, [lockKey], [owner, releaseChannel]);
   }
 }
 
 /** A new request's ticket: a fresh owner prefix (128 random bits) and its identity. */
 function newTicket(identity: string): RedisTicket {
-  const { head, tail } = lockValueParts(randomBytes(OWNER_TOKEN_BYTES).toString('hex'), identity);
+  const { head, tail } = lockValueParts(newOwnerToken(), identity);
   return { owner: head, tail, unresolved: false, inFlight: 0, wait: undefined };
 }
 

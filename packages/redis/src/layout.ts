@@ -1,3 +1,4 @@
+import { randomFillSync } from 'node:crypto';
 import { InvalidArgumentError } from '@dlock/core';
 
 /**
@@ -53,6 +54,45 @@ export function redisKeyLayout(key: string, keyPrefix: string): RedisKeyLayout {
 /** Whether a Redis key is a counter, semaphore or read-write key rather than a lock key (see below). */
 export function isReservedKey(redisKey: string): boolean {
   return RESERVED_SUFFIX.test(redisKey);
+}
+
+/**
+ * The layouts of recently used keys, so the hot path does not build the same three strings again per
+ * attempt and release (cleared when it reaches its size: a bound, not an LRU).
+ */
+export class KeyLayouts {
+  readonly #keyPrefix: string;
+  readonly #layouts = new Map<string, RedisKeyLayout>();
+
+  constructor(keyPrefix: string) {
+    this.#keyPrefix = keyPrefix;
+  }
+
+  of(key: string): RedisKeyLayout {
+    let layout = this.#layouts.get(key);
+    if (!layout) {
+      if (this.#layouts.size >= 1_024) this.#layouts.clear();
+      layout = redisKeyLayout(key, this.#keyPrefix);
+      this.#layouts.set(key, layout);
+    }
+    return layout;
+  }
+}
+
+const OWNER_BYTES = 16;
+/** CSPRNG output drawn 4 KiB at a time: one randomFillSync per 256 owner tokens, not one call each. */
+let randomPool = Buffer.alloc(0);
+let randomOffset = 0;
+
+/** 128 random bits as 32 hex digits: the owner token of a request (a lock value's, a permit's). */
+export function newOwnerToken(): string {
+  if (randomOffset + OWNER_BYTES > randomPool.length) {
+    randomPool = randomFillSync(Buffer.allocUnsafe(256 * OWNER_BYTES));
+    randomOffset = 0;
+  }
+  const token = randomPool.toString('hex', randomOffset, randomOffset + OWNER_BYTES);
+  randomOffset += OWNER_BYTES;
+  return token;
 }
 
 /**

@@ -1,4 +1,3 @@
-import { randomBytes } from 'node:crypto';
 import {
   type Attempt,
   type Capabilities,
@@ -17,7 +16,7 @@ import {
   abortOnConnectionLoss,
   driftMs,
 } from './driver.js';
-import { validateLockKey } from './layout.js';
+import { newOwnerToken, validateLockKey } from './layout.js';
 import {
   type PermitEntry,
   type PermitLayout,
@@ -32,7 +31,6 @@ import {
   permitHoldersScript,
   permitLeaveScript,
 } from './permit-scripts.js';
-import { runScript } from './scripts.js';
 import type { ReleaseWakeups, WaitState } from './wakeups.js';
 
 /**
@@ -43,8 +41,6 @@ import type { ReleaseWakeups, WaitState } from './wakeups.js';
 export const PLACE_MS = 2_000;
 /** A waiter re-attempts (refreshing its place) at least this often, whatever else wakes it. */
 export const PLACE_REFRESH_MS = PLACE_MS / 2;
-
-const OWNER_BYTES = 16;
 
 /** A permit grant: the owner value every script matches on. */
 export interface PermitHandle {
@@ -74,7 +70,7 @@ export const PERMIT_LIMIT_MISMATCH = -1;
 
 /** A new random owner value (128 bits), the secret every permit script compares. */
 export function newPermitOwner(): string {
-  return randomBytes(OWNER_BYTES).toString('hex');
+  return newOwnerToken();
 }
 
 /** The acquire script's arguments, in its ARGV order (see permit-scripts.ts). */
@@ -177,17 +173,13 @@ export abstract class RedisPermitDriver<Request extends LockRequest>
     const sentAt = now();
     let reply: [number, string | number];
     try {
-      reply = await this.#connection.run(
+      reply = (await this.#connection.script(
         'acquire',
-        (client) =>
-          runScript(
-            client,
-            permitAcquireScript,
-            permitKeys(layout),
-            permitAcquireArgs(owner, this.ask(request), request, layout, { queued: true, fenced: true }),
-          ) as Promise<[number, string | number]>,
-        request.signal,
-      );
+        permitAcquireScript,
+        permitKeys(layout),
+        permitAcquireArgs(owner, this.ask(request), request, layout, { queued: true, fenced: true }),
+        request,
+      )) as [number, string | number];
     } catch (error) {
       // Written and unanswered: the script may have run. The ticket keeps the owner, so the next
       // attempt adopts whatever it obtained and withdraw undoes it.
@@ -210,7 +202,7 @@ export abstract class RedisPermitDriver<Request extends LockRequest>
     if (live && epoch !== this.#connection.epoch) abortOnConnectionLoss(live, this.#connection.closedError());
     return {
       outcome: 'granted',
-      grant: { token: BigInt(value), validUntil, lost: live?.lost.signal, handle: { owner, live } },
+      grant: { token: BigInt(value), validUntil, lost: live, handle: { owner, live } },
     };
   }
 
@@ -226,11 +218,11 @@ export abstract class RedisPermitDriver<Request extends LockRequest>
 
   async extend(key: string, grant: Grant<PermitHandle>, ttlMs: number): Promise<number> {
     const sentAt = now();
-    const extended = await this.#connection.run('extend', (client) =>
-      runScript(client, permitExtendScript, permitKeys(this.#layout(key)), [
-        grant.handle.owner,
-        Math.ceil(ttlMs),
-      ]),
+    const extended = await this.#connection.script(
+      'extend',
+      permitExtendScript,
+      permitKeys(this.#layout(key)),
+      [grant.handle.owner, Math.ceil(ttlMs)],
     );
     if (extended === 1) {
       const validUntil = sentAt + ttlMs - driftMs(ttlMs);
@@ -248,8 +240,11 @@ export abstract class RedisPermitDriver<Request extends LockRequest>
 
   /** The live holders of `key` by the server's clock, oldest grant first. */
   protected async holderEntries(key: string): Promise<PermitEntry[]> {
-    const reply = await this.#connection.run('holders', (client) =>
-      runScript(client, permitHoldersScript, permitKeys(this.#layout(key)), []),
+    const reply = await this.#connection.script(
+      'holders',
+      permitHoldersScript,
+      permitKeys(this.#layout(key)),
+      [],
     );
     return decodeHolders(reply).holders;
   }
@@ -259,9 +254,11 @@ export abstract class RedisPermitDriver<Request extends LockRequest>
 
   async #leave(key: string, owner: string): Promise<void> {
     const layout = this.#layout(key);
-    await this.#connection.run('release', (client) =>
-      runScript(client, permitLeaveScript, permitKeys(layout), [owner, layout.channel, 1]),
-    );
+    await this.#connection.script('release', permitLeaveScript, permitKeys(layout), [
+      owner,
+      layout.channel,
+      1,
+    ]);
   }
 
   #layout(key: string): PermitLayout {

@@ -84,7 +84,12 @@ export function semaphoreGuarantees(kit: KitContext): Guarantee[] {
         });
         const contenders = await Promise.all(Array.from({ length: 5 }, () => kit.open()));
         const crashing = (async () => {
-          await sleep(50);
+          // The crash comes once a contender holds the third permit (the limit reached with the crashed
+          // and the paused holder inside): a fixed pause here raced the first contender's acquire on a
+          // busy machine, and the contenders finish long before the two lapsed permits return.
+          expect(await eventually(() => most === limit, 10_000), 'a contender holds the last permit').toBe(
+            true,
+          );
           inside--;
           expect(crashed.signal.aborted).toBe(false);
           await (options.crash ? options.crash(doomed) : Promise.resolve());
