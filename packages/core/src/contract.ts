@@ -230,6 +230,12 @@ export interface LockRequest {
   readonly ttlMs: number;
   /** Aborted when the caller gives up (abort, timeout, provider closing). */
   readonly signal: AbortSignal;
+  /**
+   * False for a single try (`tryAcquire`): core makes one attempt and waits for nothing, so a backend
+   * with a waiting line must not put the request in it. True (or absent) when core waits and tries
+   * again after a busy attempt (issue 13: the Redis lock's line).
+   */
+  readonly willWait?: boolean;
 }
 
 /** A semaphore request: `permits` of at most `limit` concurrent permits of `key`. */

@@ -138,6 +138,11 @@ class DriverRequest implements LockRequest {
   get signal(): AbortSignal {
     return this.#run.requestSignal();
   }
+
+  /** False for tryAcquire (see LockRequest). A getter too: nothing stored per request. */
+  get willWait(): boolean {
+    return this.#run.mode === 'wait';
+  }
 }
 
 /**

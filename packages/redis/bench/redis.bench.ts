@@ -10,6 +10,8 @@ import { Mutex } from 'redis-semaphore';
 import { RedisConnection } from '../src/connection.js';
 import { RedisLockDriver } from '../src/driver.js';
 import { createRedisProvider } from '../src/index.js';
+import { redisKeyLayout } from '../src/layout.js';
+import { PLACE_MS } from '../src/queue-lua.js';
 import { acquireScript, releaseScript } from '../src/scripts.js';
 import { ReleaseWakeups } from '../src/wakeups.js';
 import {
@@ -84,7 +86,7 @@ async function uncontended(url: string): Promise<Record<Layer, Blocks>> {
       connectTimeoutMs: 2_000,
       commandTimeoutMs: 2_000,
     }),
-    wakeups: new ReleaseWakeups(() => driverClient.duplicate()),
+    wakeups: new ReleaseWakeups(() => driverClient.duplicate(), 'bench:wake'),
     keyPrefix: '',
     cluster: false,
     onConnectionLoss: 'abort',
@@ -95,6 +97,7 @@ async function uncontended(url: string): Promise<Record<Layer, Blocks>> {
     ttlMs: LOCK_TTL_MS,
     signal: new AbortController().signal,
   };
+  const scriptsKeys = redisKeyLayout('bench:scripts', '').scriptKeys;
   const results = await interleaved<Layer>(
     {
       floor: async () => {
@@ -106,14 +109,21 @@ async function uncontended(url: string): Promise<Record<Layer, Blocks>> {
         const owner = `dlock1:${randomBytes(16).toString('hex')}:`;
         await raw.evalsha(
           acquireScript.sha1,
-          2,
-          'bench:scripts',
-          '{bench:scripts}:fence',
+          scriptsKeys.length,
+          ...scriptsKeys,
           owner,
           LOCK_TTL_MS,
           ':bench',
+          PLACE_MS,
+          'bench:wake',
         );
-        await raw.evalsha(releaseScript.sha1, 1, 'bench:scripts', owner, 'bench:scripts:released');
+        await raw.evalsha(
+          releaseScript.sha1,
+          scriptsKeys.length,
+          ...scriptsKeys,
+          owner,
+          'bench:scripts:released',
+        );
       },
       driver: async () => {
         const attempt = await driver.attempt(request, undefined);

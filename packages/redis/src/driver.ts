@@ -23,6 +23,7 @@ import {
   newOwnerToken,
   validateLockKey,
 } from './layout.js';
+import { PLACE_MS, PLACE_REFRESH_MS } from './queue-lua.js';
 import { acquireScript, extendScript, holderScript, releaseScript } from './scripts.js';
 import type { ReleaseWakeups, WaitState } from './wakeups.js';
 
@@ -53,6 +54,8 @@ export interface RedisTicket {
   unresolved: boolean;
   /** Attempts written whose reply has not been read yet. */
   inFlight: number;
+  /** An attempt that may have joined the lock's waiting line was sent: withdraw must leave it. */
+  queued: boolean;
   wait: WaitState | undefined;
 }
 
@@ -145,7 +148,7 @@ export const FOREIGN_HOLDER: HolderInfo = { identity: '(a lock not taken through
 
 export const redisCapabilities: Capabilities = {
   fencing: 'monotonic',
-  fairness: 'none',
+  fairness: 'fifo',
   wakeup: 'push',
   expiry: 'ttl',
   safety:
@@ -156,7 +159,12 @@ export const redisCapabilities: Capabilities = {
     'so they keep increasing across such a data loss as long as the servers’ clocks agree to within the ' +
     'failover time and do not step back. Lease validity is counted locally from before each request, less ' +
     '1% + 2 ms for clock drift, so it assumes client and server clocks tick at about the same rate; a ' +
-    'process paused past its validity can still act once before its lease aborts (the token covers that too).',
+    'process paused past its validity can still act once before its lease aborts (the token covers that too). ' +
+    'FIFO is among live dlock waiters, across providers: a waiting request keeps its place in a line on the ' +
+    'server by re-attempting at least every second (its place lapses 2 s after its last attempt, by the server ' +
+    'clock), so a waiter paused longer than that joins the back of the line, and a crashed one holds the line ' +
+    'up for at most 2 s. tryAcquire never joins the line and never overtakes it. A client that does not use the ' +
+    "line (the redlock library on the same keys, keyPrefix: '') takes a free lock whenever it asks.",
 };
 
 export interface RedisDriverOptions {
@@ -229,7 +237,11 @@ export class RedisLockDriver implements LockDriver<RedisGrantHandle, RedisTicket
   ): Promise<Attempt<RedisGrantHandle, RedisTicket>> {
     const layout = this.#layouts.of(request.key);
     const sent = ticket ?? newTicket(request.identity);
+    // A waiting request joins the key's line when it finds the lock busy; a try never does.
+    const waits = request.willWait !== false;
     if (sent.wait) this.#wakeups.beforeAttempt(sent.wait);
+    else if (waits) sent.wait = this.#wakeups.inboxWaiterIfReady(sent.owner);
+    if (waits) sent.queued = true;
     const epoch = this.#connection.epoch;
     const sentAt = now();
     let reply: AcquireReply;
@@ -237,8 +249,8 @@ export class RedisLockDriver implements LockDriver<RedisGrantHandle, RedisTicket
       reply = (await this.#connection.script(
         'acquire',
         acquireScript,
-        [layout.lockKey, layout.fenceKey],
-        [sent.owner, Math.ceil(request.ttlMs), sent.tail],
+        layout.scriptKeys,
+        [sent.owner, Math.ceil(request.ttlMs), sent.tail, waits ? PLACE_MS : 0, this.#wakeups.inbox],
         request,
         sent,
       )) as AcquireReply;
@@ -251,8 +263,12 @@ export class RedisLockDriver implements LockDriver<RedisGrantHandle, RedisTicket
     sent.unresolved = false;
     if (reply[0] === -1) throw conflict(request.key, reply);
     if (reply[0] === 0) {
-      if (sent.wait) this.#wakeups.sawHolder(sent.wait, reply[1]);
-      else sent.wait = this.#wakeups.waiter(layout.releaseChannel, reply[1]);
+      if (!waits) return { outcome: 'busy', ticket: sent };
+      // Wake when the holder (or a silent head of the line) is due to expire, and in time to keep our
+      // place in line; an admit notice on the inbox wakes us before that when we reach the head.
+      const untilMs = reply[1] < 0 ? PLACE_REFRESH_MS : Math.min(reply[1], PLACE_REFRESH_MS);
+      if (sent.wait) this.#wakeups.sawHolder(sent.wait, untilMs);
+      else sent.wait = this.#wakeups.inboxWaiter(sent.owner, untilMs);
       return { outcome: 'busy', ticket: sent };
     }
     if (sent.wait) this.#wakeups.drop(sent.wait);
@@ -279,13 +295,14 @@ export class RedisLockDriver implements LockDriver<RedisGrantHandle, RedisTicket
   }
 
   /**
-   * Stops waiting, and deletes the lock if it holds this request's owner prefix — which only an attempt
-   * whose reply was not read can have left there, so nothing is sent when every attempt was answered.
+   * Stops waiting, leaves the key's waiting line (the next waiter is admitted if this one was at its
+   * head), and deletes the lock if it holds this request's owner prefix — which only an attempt whose
+   * reply was not read can have left there. Nothing is sent for a try whose attempts were all answered.
    * Sent on the command connection after the attempts it cleans up, so Redis runs it after them.
    */
   async withdraw(request: LockRequest, ticket: RedisTicket): Promise<void> {
     if (ticket.wait) this.#wakeups.drop(ticket.wait);
-    if (!ticket.unresolved && ticket.inFlight === 0) return;
+    if (!ticket.unresolved && ticket.inFlight === 0 && !ticket.queued) return;
     await this.#deleteOwned(request.key, ticket.owner, 'withdraw');
   }
 
@@ -320,10 +337,7 @@ export class RedisLockDriver implements LockDriver<RedisGrantHandle, RedisTicket
     return (await this.inspect(key)).holder;
   }
 
-  /**
-   * The holder and its lease's PTTL, read in one script. No waiters: a Redis lock keeps no queue (a
-   * waiter subscribes to the release channel and tries again, and whoever tries first wins).
-   */
+  /** The holder and its lease's PTTL, read in one script. */
   async inspect(key: string): Promise<KeyInspection> {
     const reply = await this.#readLock(this.#layouts.of(key).lockKey);
     if (reply[0] === 0) return { holder: null };
@@ -371,15 +385,15 @@ export class RedisLockDriver implements LockDriver<RedisGrantHandle, RedisTicket
   }
 
   async #deleteOwned(key: string, owner: string, operation: string): Promise<void> {
-    const { lockKey, releaseChannel } = this.#layouts.of(key);
-    await this.#connection.script(operation, releaseScript, [lockKey], [owner, releaseChannel]);
+    const { scriptKeys, releaseChannel } = this.#layouts.of(key);
+    await this.#connection.script(operation, releaseScript, scriptKeys, [owner, releaseChannel]);
   }
 }
 
 /** A new request's ticket: a fresh owner prefix (128 random bits) and its identity. */
 function newTicket(identity: string): RedisTicket {
   const { head, tail } = lockValueParts(newOwnerToken(), identity);
-  return { owner: head, tail, unresolved: false, inFlight: 0, wait: undefined };
+  return { owner: head, tail, unresolved: false, inFlight: 0, queued: false, wait: undefined };
 }
 
 function conflict(

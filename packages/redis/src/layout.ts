@@ -10,8 +10,14 @@ export interface RedisKeyLayout {
   readonly lockKey: string;
   /** The fencing counter: the last token handed out for this key. Persists on purpose (see README). */
   readonly fenceKey: string;
-  /** Published to by the release script, so waiters wake up without polling. */
+  /** Published to by the release script (`released`) when nobody waits in line; kept for older clients. */
   readonly releaseChannel: string;
+  /**
+   * What the lock scripts take as KEYS: the waiting line's state hash, expiry and queue sorted sets
+   * (`{T}L:lock-queue`, `…:expiry`, `…:queue`, laid out like a semaphore's: queue-lua.ts), the fencing
+   * counter, the lock key.
+   */
+  readonly scriptKeys: readonly string[];
 }
 
 /**
@@ -22,8 +28,11 @@ export interface RedisKeyLayout {
 export const DEFAULT_KEY_PREFIX = 'dlock:';
 
 const FENCE_SUFFIX = ':fence';
-/** Endings of the counter and of the semaphore and read-write keys (permit-layout.ts): no lock key may have them. */
-const RESERVED_SUFFIX = /:(fence|(semaphore|rwlock)(:expiry|:queue)?)$/;
+/**
+ * Endings of the counter, of the lock's waiting line and of the semaphore and read-write keys
+ * (permit-layout.ts): no lock key may have them.
+ */
+const RESERVED_SUFFIX = /:(fence|(semaphore|rwlock|lock-queue)(:expiry|:queue)?)$/;
 const RELEASE_CHANNEL_SUFFIX = ':released';
 const VALUE_PATTERN = /^dlock1:([0-9a-f]{32}):(\d+):([\s\S]*)$/;
 
@@ -48,10 +57,26 @@ export function redisKeyLayout(key: string, keyPrefix: string): RedisKeyLayout {
   const lockKey = `${keyPrefix}${key}`;
   const fenceKey =
     hashTag(lockKey) === undefined ? `{${lockKey}}${FENCE_SUFFIX}` : `${lockKey}${FENCE_SUFFIX}`;
-  return { lockKey, fenceKey, releaseChannel: `${lockKey}${RELEASE_CHANNEL_SUFFIX}` };
+  const line = lineBase(lockKey, 'lock-queue');
+  return {
+    lockKey,
+    fenceKey,
+    releaseChannel: `${lockKey}${RELEASE_CHANNEL_SUFFIX}`,
+    scriptKeys: [line, `${line}:expiry`, `${line}:queue`, fenceKey, lockKey],
+  };
 }
 
-/** Whether a Redis key is a counter, semaphore or read-write key rather than a lock key (see below). */
+/**
+ * The base of a waiting line's keys (a lock's, a semaphore's, a read-write lock's): `{T}L:<kind>`, with
+ * L = keyPrefix + name and T = L's hash tag, or all of L when it has none, so every key of the line
+ * hashes to L's Cluster slot (the one its fencing counter and lock key are in). `{T}L` rather than
+ * `{L}` keeps names apart that `{L}` would merge (`x` and `{x}` both give `{x}`).
+ */
+export function lineBase(fullName: string, kind: string): string {
+  return `{${hashTag(fullName) ?? fullName}}${fullName}:${kind}`;
+}
+
+/** Whether a Redis key is a counter, waiting-line, semaphore or read-write key rather than a lock key. */
 export function isReservedKey(redisKey: string): boolean {
   return RESERVED_SUFFIX.test(redisKey);
 }
@@ -96,8 +121,8 @@ export function newOwnerToken(): string {
 }
 
 /**
- * Every fencing counter key ends with ':fence', and every semaphore or read-write key with ':semaphore'
- * or ':rwlock' (optionally followed by ':expiry' or ':queue'), so refusing names with those endings
+ * Every fencing counter key ends with ':fence', and every waiting-line, semaphore or read-write key
+ * with ':lock-queue', ':semaphore' or ':rwlock' (optionally followed by ':expiry' or ':queue'), so refusing names with those endings
  * keeps them apart: a lock can never be taken on (or deleted from under) a counter or a semaphore.
  */
 export function validateLockKey(key: string, keyPrefix: string, cluster: boolean): void {
@@ -106,7 +131,7 @@ export function validateLockKey(key: string, keyPrefix: string, cluster: boolean
     throw new InvalidArgumentError(
       'key',
       key,
-      "a key whose Redis key (keyPrefix + key) does not end with ':fence', ':semaphore', ':rwlock' or those plus ':expiry' / ':queue' (reserved for counters, semaphores and read-write locks)",
+      "a key whose Redis key (keyPrefix + key) does not end with ':fence', ':lock-queue', ':semaphore', ':rwlock' or those plus ':expiry' / ':queue' (reserved for counters, waiting lines, semaphores and read-write locks)",
     );
   }
   if (cluster && hashTag(lockKey) === undefined && lockKey.includes('}')) {

@@ -1,4 +1,4 @@
-import { hashTag, redisKeyLayout } from './layout.js';
+import { lineBase, redisKeyLayout } from './layout.js';
 
 /**
  * Which permit-based primitive a name belongs to. A semaphore and a read-write lock of one name live
@@ -32,7 +32,7 @@ export interface PermitLayout {
 
 export function permitLayout(name: string, keyPrefix: string, primitive: PermitPrimitive): PermitLayout {
   const full = `${keyPrefix}${name}`;
-  const base = `{${hashTag(full) ?? full}}${full}:${primitive}`;
+  const base = lineBase(full, primitive);
   return {
     stateKey: base,
     expiryKey: `${base}:expiry`,

@@ -1,3 +1,4 @@
+import { QUEUE_PRELUDE } from './queue-lua.js';
 import { lua } from './scripts.js';
 
 /*
@@ -12,45 +13,7 @@ import { lua } from './scripts.js';
  * queue, plus its own fit the limit. Nobody overtakes a waiter whose permits do not fit; waiters
  * ahead that would fit too are not held up by it (they are granted at their next attempt).
  */
-const PRELUDE = `
-local function server_time_us()
-  local t = redis.call('TIME')
-  return tonumber(t[1]) * 1000000 + tonumber(t[2])
-end
-local function ms(n) return string.format('%.0f', n) end
--- Ends every entry whose expiry has passed (a lapsed holder's permits return, a silent waiter's place
--- goes). Returns true when permits came back.
-local function reclaim(now)
-  local expired = redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', ms(now))
-  if #expired == 0 then return false end
-  local freed = false
-  for _, owner in ipairs(expired) do
-    local entry = redis.call('HGET', KEYS[1], owner)
-    if entry then
-      if string.sub(entry, 1, 1) == 'h' then
-        redis.call('HINCRBY', KEYS[1], '.held', -tonumber(string.match(entry, '^h:(%d+)')))
-        freed = true
-      end
-      redis.call('HDEL', KEYS[1], owner)
-    end
-    redis.call('ZREM', KEYS[3], owner)
-  end
-  redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', ms(now))
-  return freed
-end
--- Deletes the name's keys once nobody holds or waits; otherwise keeps them as long as the latest
--- entry, so the state of a name whose every client crashed goes away by itself.
-local function settle(now)
-  local last = redis.call('ZRANGE', KEYS[2], -1, -1, 'WITHSCORES')
-  if #last == 0 then
-    redis.call('DEL', KEYS[1], KEYS[3])
-    return
-  end
-  local keep = ms(math.max(1, tonumber(last[2]) - now))
-  redis.call('PEXPIRE', KEYS[1], keep)
-  redis.call('PEXPIRE', KEYS[2], keep)
-  redis.call('PEXPIRE', KEYS[3], keep)
-end
+const PRELUDE = `${QUEUE_PRELUDE}
 -- Wakes only the waiters at the head of the queue whose permits now fit (they may go; the rest sleep
 -- on: no herd). Each waiter takes at least one permit, so at most 'free' of them can fit.
 local function admit(channel)
@@ -102,11 +65,7 @@ end
 local held = tonumber(redis.call('HGET', KEYS[1], '.held') or '0')
 local ahead = 0
 if place_ms > 0 then
-  local rank = redis.call('ZRANK', KEYS[3], owner)
-  if not rank then
-    redis.call('ZADD', KEYS[3], redis.call('HINCRBY', KEYS[1], '.seq', 1), owner)
-    rank = redis.call('ZCARD', KEYS[3]) - 1
-  end
+  local rank = enqueue(owner)
   if rank > 0 then
     for _, before in ipairs(redis.call('ZRANGE', KEYS[3], 0, rank - 1)) do
       local waiting = redis.call('HGET', KEYS[1], before)
@@ -130,9 +89,8 @@ if held + ahead + permits <= limit then
   return {1, token}
 end
 if place_ms > 0 then
-  redis.call('HSET', KEYS[1], owner, 'w:' .. ARGV[2], '.limit', ARGV[3])
-  redis.call('ZADD', KEYS[2], ms(now + place_ms), owner)
-  settle(now)
+  redis.call('HSET', KEYS[1], '.limit', ARGV[3])
+  keep_place(owner, 'w:' .. ARGV[2], now, place_ms)
 end
 local first = redis.call('ZRANGE', KEYS[2], 0, 1, 'WITHSCORES')
 for i = 1, #first, 2 do
@@ -171,9 +129,7 @@ if entry then
   if string.sub(entry, 1, 1) == 'h' then
     redis.call('HINCRBY', KEYS[1], '.held', -tonumber(string.match(entry, '^h:(%d+)')))
   end
-  redis.call('HDEL', KEYS[1], ARGV[1])
-  redis.call('ZREM', KEYS[2], ARGV[1])
-  redis.call('ZREM', KEYS[3], ARGV[1])
+  dequeue(ARGV[1])
   changed = true
 end
 settle(now)

@@ -31,16 +31,10 @@ import {
   permitHoldersScript,
   permitLeaveScript,
 } from './permit-scripts.js';
+import { PLACE_MS, PLACE_REFRESH_MS } from './queue-lua.js';
 import type { ReleaseWakeups, WaitState } from './wakeups.js';
 
-/**
- * How long a waiter keeps its place in line without another attempt (server-clock ms). A waiter
- * re-attempts at least every PLACE_REFRESH_MS, so a live waiter never loses its place; a crashed one
- * holds up the queue for at most this long.
- */
-export const PLACE_MS = 2_000;
-/** A waiter re-attempts (refreshing its place) at least this often, whatever else wakes it. */
-export const PLACE_REFRESH_MS = PLACE_MS / 2;
+export { PLACE_MS, PLACE_REFRESH_MS } from './queue-lua.js';
 
 /** A permit grant: the owner value every script matches on. */
 export interface PermitHandle {

@@ -10,7 +10,7 @@ import {
 import { type Cluster, Redis } from 'ioredis';
 import { RedisConnection } from './connection.js';
 import { type ConnectionLossPolicy, RedisLockDriver } from './driver.js';
-import { DEFAULT_KEY_PREFIX } from './layout.js';
+import { DEFAULT_KEY_PREFIX, newOwnerToken } from './layout.js';
 import { RedisReadWriteDriver } from './read-write.js';
 import type { RedisClient } from './scripts.js';
 import { RedisSemaphoreDriver } from './semaphore.js';
@@ -157,7 +157,7 @@ export function createRedisProvider(options: RedisProviderOptions): LockProvider
   const cluster = isCluster(connection.client);
   const driverOptions = {
     connection,
-    wakeups: new ReleaseWakeups(createSubscriber),
+    wakeups: new ReleaseWakeups(createSubscriber, `${keyPrefix}wake:${newOwnerToken()}`),
     keyPrefix,
     cluster,
     onConnectionLoss,

@@ -1,5 +1,6 @@
 import { createHash } from 'node:crypto';
 import type { Cluster, Redis } from 'ioredis';
+import { QUEUE_PRELUDE } from './queue-lua.js';
 
 /** A standalone, Sentinel-managed or Cluster ioredis client. */
 export type RedisClient = Redis | Cluster;
@@ -51,13 +52,23 @@ end
 `;
 
 /**
- * KEYS: lock key, fencing counter. ARGV: owner prefix, ttl ms, value after the token.
- * Returns {1, token} when taken, {0, pttl of the current holder} when busy, or the `not_a_lock` reply
- * when the lock key (or the counter) holds application data.
+ * KEYS: the lock's `scriptKeys` (layout.ts): 1 line state hash, 2 line expiry set, 3 line queue set, 4
+ * fencing counter, 5 lock key. ARGV: 1 owner prefix, 2 ttl ms, 3 value after the token, 4 place ms
+ * (how long a waiter keeps its place in line without another attempt; 0 for a single try, which
+ * never joins the line), 5 the waiter's wake-up channel (where its admit notice goes).
+ * Returns {1, token} when taken, {0, ms} when busy (the holder's pttl, or while the lock is free and an
+ * earlier waiter is at the head of the line, the ms until that waiter's place lapses), or the
+ * `not_a_lock` reply when the lock key (or the counter) holds application data.
  *
  * "Already mine" comes first: when the lock holds this request's owner prefix, an earlier attempt of
  * the same request took it and its reply was lost. The lock is adopted: its ttl is set anew and its
  * token returned, in this one round trip (Curator's protected-mode idea, issue 11 #1).
+ *
+ * The waiting line (issue 13: no thundering herd): a waiting request that finds the lock busy joins a
+ * FIFO line beside the lock (queue-lua.ts, the semaphore's line), or refreshes its place there. A free
+ * lock goes to the head of the line (after dropping places that lapsed by the server clock), or to
+ * anyone when nobody waits; the release script wakes only the head. With nobody in line the script
+ * touches no line key (one EXISTS), so an uncontended acquire costs what it did before.
  *
  * The token is max(counter + 1, server time in µs). While the node keeps its data that is at least the
  * counter plus one, so tokens grow strictly whatever the clock does. When the counter is lost (a restart
@@ -65,30 +76,54 @@ end
  * next token above every earlier one, unless that clock stepped back or the key averaged more than one
  * acquisition per µs. The arithmetic is exact: µs since 1970 fit in a double's 53 bits until 2255.
  *
- * Nothing is written before the first SET, and every check comes before it, so a script that fails
- * (OOM, READONLY after a failover: Redis refuses a script's first write) has written nothing.
+ * Every check comes before the first write, so a script refused on its first write (READONLY after a
+ * failover) has written nothing; the only writes before the lock's SET drop lapsed places in line,
+ * which any later script would drop too.
  */
-export const acquireScript = lua(`${OWNER_RULE}${LOCK_VALUE_RULE}
-local value = redis.pcall('GET', KEYS[1])
+export const acquireScript = lua(`${OWNER_RULE}${LOCK_VALUE_RULE}${QUEUE_PRELUDE}
+local place_ms = tonumber(ARGV[4])
+local value = redis.pcall('GET', KEYS[5])
 if value then
   if owned_by(value, ARGV[1]) then
-    redis.call('PEXPIRE', KEYS[1], ARGV[2])
+    redis.call('PEXPIRE', KEYS[5], ARGV[2])
+    if redis.call('EXISTS', KEYS[3]) == 1 and dequeue(ARGV[1]) then
+      settle(math.floor(server_time_us() / 1000))
+    end
     return {1, string.match(string.sub(value, #ARGV[1] + 1), '^%d+')}
   end
-  local pttl = redis.call('PTTL', KEYS[1])
-  local conflict = not_a_lock(KEYS[1], value, pttl)
+  local pttl = redis.call('PTTL', KEYS[5])
+  local conflict = not_a_lock(KEYS[5], value, pttl)
   if conflict then return conflict end
+  if place_ms > 0 then
+    enqueue(ARGV[1])
+    keep_place(ARGV[1], 'w:1:' .. ARGV[5], math.floor(server_time_us() / 1000), place_ms)
+  end
   return {0, pttl}
 end
-local counter = redis.pcall('GET', KEYS[2])
+local counter = redis.pcall('GET', KEYS[4])
 if counter and (type(counter) ~= 'string' or not string.find(counter, '^%d+$')) then
-  return found(KEYS[2], counter)
+  return found(KEYS[4], counter)
 end
-local time = redis.call('TIME')
-local now_us = tonumber(time[1]) * 1000000 + tonumber(time[2])
+local now_us = server_time_us()
+if redis.call('EXISTS', KEYS[3]) == 1 then
+  local now = math.floor(now_us / 1000)
+  reclaim(now)
+  local head = redis.call('ZRANGE', KEYS[3], 0, 0)[1]
+  if head and head ~= ARGV[1] then
+    if place_ms > 0 then
+      enqueue(ARGV[1])
+      keep_place(ARGV[1], 'w:1:' .. ARGV[5], now, place_ms)
+    else
+      settle(now)
+    end
+    return {0, math.max(0, tonumber(redis.call('ZSCORE', KEYS[2], head)) - now)}
+  end
+  dequeue(ARGV[1])
+  settle(now)
+end
 local token_text = string.format('%.0f', math.max((tonumber(counter) or 0) + 1, now_us))
-redis.call('SET', KEYS[2], token_text)
-redis.call('SET', KEYS[1], ARGV[1] .. token_text .. ARGV[3], 'PX', ARGV[2])
+redis.call('SET', KEYS[4], token_text)
+redis.call('SET', KEYS[5], ARGV[1] .. token_text .. ARGV[3], 'PX', ARGV[2])
 return {1, token_text}
 `);
 
@@ -118,14 +153,32 @@ return 0
 `);
 
 /**
- * KEYS: lock key. ARGV: owner prefix, release channel. Deletes the lock if this owner holds it and
- * publishes the release notice; returns 1, or 0 when there was nothing of this owner's to delete.
- * Both a release and the withdrawal of an attempt whose reply was lost run it: idempotent, so core
- * may send it again after a transient failure.
+ * KEYS: the lock's `scriptKeys`, as for acquire. ARGV: owner prefix, release channel. Deletes the lock
+ * if this owner holds it and takes this owner out of the line; then, if the lock is free and somebody
+ * waits, publishes `admit:<owner prefix>` to the head waiter's own channel only (the others sleep on),
+ * and otherwise, when it deleted the lock, `released` on the key's release channel. Returns 1, or 0
+ * when there was no lock of this owner's to delete. A release, the withdrawal of a waiter and the undo
+ * of an attempt whose reply was lost all run it: idempotent, so core may send it again after a
+ * transient failure.
  */
-export const releaseScript = lua(`${OWNER_RULE}
-if owned_by(redis.pcall('GET', KEYS[1]), ARGV[1]) then
-  redis.call('DEL', KEYS[1])
+export const releaseScript = lua(`${OWNER_RULE}${QUEUE_PRELUDE}
+local value = redis.pcall('GET', KEYS[5])
+local deleted = owned_by(value, ARGV[1])
+if deleted then redis.call('DEL', KEYS[5]) end
+if redis.call('EXISTS', KEYS[3]) == 1 then
+  local now = math.floor(server_time_us() / 1000)
+  reclaim(now)
+  dequeue(ARGV[1])
+  settle(now)
+  local head = redis.call('ZRANGE', KEYS[3], 0, 0)[1]
+  if head and (deleted or not value) then
+    local entry = redis.call('HGET', KEYS[1], head)
+    if entry then redis.call('PUBLISH', string.sub(entry, 5), 'admit:' .. head) end
+    if deleted then return 1 end
+    return 0
+  end
+end
+if deleted then
   redis.call('PUBLISH', ARGV[2], 'released')
   return 1
 end

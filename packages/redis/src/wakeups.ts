@@ -9,6 +9,8 @@ export interface WaitState {
   readonly channel: string;
   /** Whether a message on the channel concerns this waiter (default: every message does). */
   readonly accepts?: (message: string) => boolean;
+  /** A lock waiter's owner prefix: admit notices on the provider's inbox name it (see `inboxWaiter`). */
+  readonly owner?: string;
   changed: boolean;
   holderExpiresAt: number | undefined;
   listening: boolean;
@@ -20,7 +22,12 @@ interface ChannelState {
   /** Settles true once SUBSCRIBE is confirmed, false when it failed (the waiters then poll). */
   subscribed: Promise<boolean>;
   failed: boolean;
+  /** The last SUBSCRIBE is confirmed (and no reconnect has happened since it was sent). */
+  confirmed: boolean;
 }
+
+/** An admit notice on an inbox: `admit:` and the owner prefix of the waiter at the head of a line. */
+const ADMIT = 'admit:';
 
 /**
  * Push wake-ups over one subscriber connection shared by the provider. A key's release channel is
@@ -29,20 +36,56 @@ interface ChannelState {
  * waiter also wakes when the holder it saw is due to expire, and at core's fallback re-check at the latest.
  */
 export class ReleaseWakeups {
+  /**
+   * The provider's own wake-up channel for lock waiters (issue 13): a lock's waiting line records it
+   * beside each waiter's place, and a release publishes `admit:<owner prefix>` there for the head of
+   * the line only, so one message goes to one provider per hand-off. Subscribed when a lock request of
+   * this provider first waits, and kept until close (one channel per provider), so later waits start
+   * with it already confirmed.
+   */
+  readonly inbox: string;
   readonly #createSubscriber: () => RedisClient;
   readonly #channels = new Map<string, ChannelState>();
+  /** Lock waiters listening on the inbox, by owner prefix. */
+  readonly #admits = new Map<string, WaitState>();
   #subscriber: RedisClient | undefined;
   #subscriberWasReady = false;
   #closed = false;
 
-  constructor(createSubscriber: () => RedisClient) {
+  constructor(createSubscriber: () => RedisClient, inbox: string) {
     this.#createSubscriber = createSubscriber;
+    this.inbox = inbox;
   }
 
-  waiter(channel: string, holderTtlMs: number, accepts?: (message: string) => boolean): WaitState {
+  /**
+   * A lock waiter's state, listening on the inbox from now on if the inbox subscription is confirmed
+   * (undefined otherwise). Called before an attempt that may join the line is sent: an admit notice
+   * published any time after that attempt joined is then delivered to it. Dropped on grant or withdraw.
+   */
+  inboxWaiterIfReady(owner: string): WaitState | undefined {
+    if (!this.#channels.get(this.inbox)?.confirmed || this.#closed) return undefined;
+    const waiter = this.inboxWaiter(owner, -1);
+    waiter.listening = true;
+    this.#channels.get(this.inbox)!.waiters.add(waiter);
+    this.#admits.set(owner, waiter);
+    return waiter;
+  }
+
+  /** A lock waiter's state on the inbox, for `wait` to start listening (see `waiter`). */
+  inboxWaiter(owner: string, holderTtlMs: number): WaitState {
+    return this.waiter(this.inbox, holderTtlMs, undefined, owner);
+  }
+
+  waiter(
+    channel: string,
+    holderTtlMs: number,
+    accepts?: (message: string) => boolean,
+    owner?: string,
+  ): WaitState {
     const waiter: WaitState = {
       channel,
       accepts,
+      owner,
       changed: false,
       holderExpiresAt: undefined,
       listening: false,
@@ -86,7 +129,11 @@ export class ReleaseWakeups {
     if (!waiter.listening) return;
     waiter.listening = false;
     const state = this.#channels.get(waiter.channel);
-    if (!state?.waiters.delete(waiter) || state.waiters.size > 0) return;
+    if (waiter.owner !== undefined && this.#admits.get(waiter.owner) === waiter) {
+      this.#admits.delete(waiter.owner);
+    }
+    // The inbox stays subscribed (see `inbox`).
+    if (!state?.waiters.delete(waiter) || state.waiters.size > 0 || waiter.channel === this.inbox) return;
     this.#channels.delete(waiter.channel);
     this.#subscriber?.unsubscribe(waiter.channel).catch(() => {});
   }
@@ -94,6 +141,7 @@ export class ReleaseWakeups {
   close(): void {
     this.#closed = true;
     this.#channels.clear();
+    this.#admits.clear();
     this.#subscriber?.disconnect();
   }
 
@@ -102,11 +150,12 @@ export class ReleaseWakeups {
     signal.addEventListener('abort', () => this.drop(waiter), { once: true });
     let state = this.#channels.get(waiter.channel);
     if (!state) {
-      state = { waiters: new Set(), subscribed: Promise.resolve(false), failed: true };
+      state = { waiters: new Set(), subscribed: Promise.resolve(false), failed: true, confirmed: false };
       this.#channels.set(waiter.channel, state);
     }
     if (state.failed) this.#subscribe(waiter.channel, state);
     state.waiters.add(waiter);
+    if (waiter.owner !== undefined) this.#admits.set(waiter.owner, waiter);
     const current = state;
     // A release published after the busy attempt but before this subscription took effect is not
     // delivered to us: once subscribed, have core attempt once more instead of waiting for the next one.
@@ -117,15 +166,20 @@ export class ReleaseWakeups {
 
   #subscribe(channel: string, state: ChannelState): void {
     state.failed = false;
-    state.subscribed = this.#subscriberClient()
+    state.confirmed = false;
+    const subscribed = this.#subscriberClient()
       .subscribe(channel)
       .then(
-        () => true,
+        () => {
+          if (state.subscribed === subscribed) state.confirmed = true;
+          return true;
+        },
         () => {
           state.failed = true;
           return false;
         },
       );
+    state.subscribed = subscribed;
   }
 
   #subscriberClient(): RedisClient {
@@ -134,9 +188,19 @@ export class ReleaseWakeups {
     // Errors surface as failed subscriptions (the waiters fall back to polling); the event must be handled.
     subscriber.on('error', () => {});
     subscriber.on('message', (channel: string, message: string) => {
+      if (channel === this.inbox) {
+        const waiter = message.startsWith(ADMIT) ? this.#admits.get(message.slice(ADMIT.length)) : undefined;
+        if (waiter) markChanged(waiter);
+        return;
+      }
       for (const waiter of this.#channels.get(channel)?.waiters ?? []) {
         if (!waiter.accepts || waiter.accepts(message)) markChanged(waiter);
       }
+    });
+    // Messages published while the connection is down are lost: no subscription counts as confirmed
+    // until it is confirmed again after the reconnect.
+    subscriber.on('close', () => {
+      for (const state of this.#channels.values()) state.confirmed = false;
     });
     subscriber.on('ready', () => {
       this.#afterReady(this.#subscriberWasReady);

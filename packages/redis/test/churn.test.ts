@@ -20,9 +20,9 @@ function activeResources(): Record<string, number> {
 }
 
 describe('waiters that time out', () => {
-  it(`${ACQUIRES} timed-out acquires (waitMs 10) leave no subscription, client listener, connection or handle behind`, async () => {
+  it(`${ACQUIRES} timed-out acquires (waitMs 10) leave no subscription, place in line, client listener, connection or handle behind`, async () => {
     const key = 'churn';
-    const { releaseChannel } = redisKeyLayout(key, 'dlock:');
+    const { releaseChannel, scriptKeys } = redisKeyLayout(key, 'dlock:');
     const holder = await redis.provider().acquire(key, { ttlMs: 120_000 });
     const client = redis.raw();
     const provider = createRedisProvider({ client });
@@ -30,8 +30,12 @@ describe('waiters that time out', () => {
     const numsub = async () =>
       Number(((await observer.pubsub('NUMSUB', releaseChannel)) as [string, number])[1]);
     const connections = async () => ((await observer.client('LIST')) as string).trim().split('\n').length;
+    const inboxes = async () => ((await observer.pubsub('CHANNELS', 'dlock:wake:*')) as string[]).length;
+    const lineKeys = async () => observer.exists(...scriptKeys.slice(0, 3));
     const snapshot = async () => ({
       numsub: await numsub(),
+      inboxes: await inboxes(),
+      lineKeys: await lineKeys(),
       listeners: listenerCount(client),
       connections: await connections(),
       resources: activeResources(),
@@ -61,10 +65,16 @@ describe('waiters that time out', () => {
         `[redis churn] ${ACQUIRES} timed-out acquires in ${Math.round(churnMs)} ms, ${subscribes} SUBSCRIBEs: ` +
           JSON.stringify({ before, after }),
       );
-      // The waiters did subscribe (the churn exercised the wake-up path), and unsubscribed again.
-      expect(subscribes).toBeGreaterThan(0);
+      // Lock waiters listen on their provider's inbox, subscribed by the first wait and kept from then
+      // on: the churn subscribed nothing more, nothing listens on the key's release channel, and every
+      // timed-out waiter left the key's waiting line (its keys are gone).
+      expect(subscribes).toBe(0);
+      expect(before.inboxes).toBe(1);
+      expect(after.inboxes).toBe(1);
       expect(after.numsub).toBe(0);
       expect(before.numsub).toBe(0);
+      expect(before.lineKeys).toBe(0);
+      expect(after.lineKeys).toBe(0);
       expect(after.listeners).toBe(before.listeners);
       expect(after.connections).toBe(before.connections);
       expect(after.resources.TCPSocketWrap ?? 0).toBe(before.resources.TCPSocketWrap ?? 0);

@@ -70,6 +70,13 @@ describe('redis provider: key layout', () => {
       lockKey: 'app:orders',
       fenceKey: '{app:orders}:fence',
       releaseChannel: 'app:orders:released',
+      scriptKeys: [
+        '{app:orders}app:orders:lock-queue',
+        '{app:orders}app:orders:lock-queue:expiry',
+        '{app:orders}app:orders:lock-queue:queue',
+        '{app:orders}:fence',
+        'app:orders',
+      ],
     });
     const subscriber = redis.raw();
     const messages: string[] = [];
