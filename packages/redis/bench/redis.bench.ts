@@ -11,7 +11,6 @@ import { RedisConnection } from '../src/connection.js';
 import { RedisLockDriver } from '../src/driver.js';
 import { createRedisProvider } from '../src/index.js';
 import { redisKeyLayout } from '../src/layout.js';
-import { PLACE_MS } from '../src/queue-lua.js';
 import { acquireScript, releaseScript } from '../src/scripts.js';
 import { ReleaseWakeups } from '../src/wakeups.js';
 import {
@@ -97,7 +96,7 @@ async function uncontended(url: string): Promise<Record<Layer, Blocks>> {
     ttlMs: LOCK_TTL_MS,
     signal: new AbortController().signal,
   };
-  const scriptsKeys = redisKeyLayout('bench:scripts', '').scriptKeys;
+  const { scriptKeys: scriptsKeys, releaseKeys } = redisKeyLayout('bench:scripts', '');
   const results = await interleaved<Layer>(
     {
       floor: async () => {
@@ -114,13 +113,12 @@ async function uncontended(url: string): Promise<Record<Layer, Blocks>> {
           owner,
           LOCK_TTL_MS,
           ':bench',
-          PLACE_MS,
           'bench:wake',
         );
         await raw.evalsha(
           releaseScript.sha1,
-          scriptsKeys.length,
-          ...scriptsKeys,
+          releaseKeys.length,
+          ...releaseKeys,
           owner,
           'bench:scripts:released',
         );

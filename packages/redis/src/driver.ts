@@ -23,7 +23,7 @@ import {
   newOwnerToken,
   validateLockKey,
 } from './layout.js';
-import { PLACE_MS, PLACE_REFRESH_MS } from './queue-lua.js';
+import { PLACE_REFRESH_MS } from './queue-lua.js';
 import { acquireScript, extendScript, holderScript, releaseScript } from './scripts.js';
 import type { ReleaseWakeups, WaitState } from './wakeups.js';
 
@@ -250,7 +250,7 @@ export class RedisLockDriver implements LockDriver<RedisGrantHandle, RedisTicket
         'acquire',
         acquireScript,
         layout.scriptKeys,
-        [sent.owner, Math.ceil(request.ttlMs), sent.tail, waits ? PLACE_MS : 0, this.#wakeups.inbox],
+        [sent.owner, Math.ceil(request.ttlMs), sent.tail, waits ? this.#wakeups.inbox : ''],
         request,
         sent,
       )) as AcquireReply;
@@ -385,8 +385,8 @@ export class RedisLockDriver implements LockDriver<RedisGrantHandle, RedisTicket
   }
 
   async #deleteOwned(key: string, owner: string, operation: string): Promise<void> {
-    const { scriptKeys, releaseChannel } = this.#layouts.of(key);
-    await this.#connection.script(operation, releaseScript, scriptKeys, [owner, releaseChannel]);
+    const { releaseKeys, releaseChannel } = this.#layouts.of(key);
+    await this.#connection.script(operation, releaseScript, releaseKeys, [owner, releaseChannel]);
   }
 }
 

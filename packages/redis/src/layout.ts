@@ -18,6 +18,8 @@ export interface RedisKeyLayout {
    * counter, the lock key.
    */
   readonly scriptKeys: readonly string[];
+  /** What the release script takes as KEYS: the line's three keys, the lock key. */
+  readonly releaseKeys: readonly string[];
 }
 
 /**
@@ -63,6 +65,7 @@ export function redisKeyLayout(key: string, keyPrefix: string): RedisKeyLayout {
     fenceKey,
     releaseChannel: `${lockKey}${RELEASE_CHANNEL_SUFFIX}`,
     scriptKeys: [line, `${line}:expiry`, `${line}:queue`, fenceKey, lockKey],
+    releaseKeys: [line, `${line}:expiry`, `${line}:queue`, lockKey],
   };
 }
 

@@ -1,6 +1,6 @@
 import { createHash } from 'node:crypto';
 import type { Cluster, Redis } from 'ioredis';
-import { QUEUE_PRELUDE } from './queue-lua.js';
+import { PLACE_MS, QUEUE_PRELUDE } from './queue-lua.js';
 
 /** A standalone, Sentinel-managed or Cluster ioredis client. */
 export type RedisClient = Redis | Cluster;
@@ -53,9 +53,9 @@ end
 
 /**
  * KEYS: the lock's `scriptKeys` (layout.ts): 1 line state hash, 2 line expiry set, 3 line queue set, 4
- * fencing counter, 5 lock key. ARGV: 1 owner prefix, 2 ttl ms, 3 value after the token, 4 place ms
- * (how long a waiter keeps its place in line without another attempt; 0 for a single try, which
- * never joins the line), 5 the waiter's wake-up channel (where its admit notice goes).
+ * fencing counter, 5 lock key. ARGV: 1 owner prefix, 2 ttl ms, 3 value after the token, 4 the
+ * waiter's wake-up channel (where its admit notice goes), or '' for a single try, which never joins
+ * the line. A place in line lapses PLACE_MS (queue-lua.ts) after the attempt that last refreshed it.
  * Returns {1, token} when taken, {0, ms} when busy (the holder's pttl, or while the lock is free and an
  * earlier waiter is at the head of the line, the ms until that waiter's place lapses), or the
  * `not_a_lock` reply when the lock key (or the counter) holds application data.
@@ -80,51 +80,63 @@ end
  * failover) has written nothing; the only writes before the lock's SET drop lapsed places in line,
  * which any later script would drop too.
  */
-export const acquireScript = lua(`${OWNER_RULE}${LOCK_VALUE_RULE}${QUEUE_PRELUDE}
-local place_ms = tonumber(ARGV[4])
+export const acquireScript = lua(`${OWNER_RULE}${LOCK_VALUE_RULE}
+local place_ms = 0
+if ARGV[4] ~= '' then place_ms = ${PLACE_MS} end
 local value = redis.pcall('GET', KEYS[5])
+local pttl, adopted, counter
 if value then
   if owned_by(value, ARGV[1]) then
     redis.call('PEXPIRE', KEYS[5], ARGV[2])
-    if redis.call('EXISTS', KEYS[3]) == 1 and dequeue(ARGV[1]) then
-      settle(math.floor(server_time_us() / 1000))
-    end
-    return {1, string.match(string.sub(value, #ARGV[1] + 1), '^%d+')}
+    adopted = string.match(string.sub(value, #ARGV[1] + 1), '^%d+')
+    if redis.call('EXISTS', KEYS[3]) == 0 then return {1, adopted} end
+  else
+    pttl = redis.call('PTTL', KEYS[5])
+    local conflict = not_a_lock(KEYS[5], value, pttl)
+    if conflict then return conflict end
+    if place_ms == 0 then return {0, pttl} end
   end
-  local pttl = redis.call('PTTL', KEYS[5])
-  local conflict = not_a_lock(KEYS[5], value, pttl)
-  if conflict then return conflict end
-  if place_ms > 0 then
-    enqueue(ARGV[1])
-    keep_place(ARGV[1], 'w:1:' .. ARGV[5], math.floor(server_time_us() / 1000), place_ms)
+else
+  counter = redis.pcall('GET', KEYS[4])
+  if counter and (type(counter) ~= 'string' or not string.find(counter, '^%d+$')) then
+    return found(KEYS[4], counter)
   end
+end
+local now_us = redis.call('TIME')
+now_us = tonumber(now_us[1]) * 1000000 + tonumber(now_us[2])
+local function take()
+  local token_text = string.format('%.0f', math.max((tonumber(counter) or 0) + 1, now_us))
+  redis.call('SET', KEYS[4], token_text)
+  redis.call('SET', KEYS[5], ARGV[1] .. token_text .. ARGV[3], 'PX', ARGV[2])
+  return {1, token_text}
+end
+-- The fast path: a free lock and nobody in line (the line's functions are not even defined).
+if not value and redis.call('EXISTS', KEYS[3]) == 0 then return take() end
+${QUEUE_PRELUDE}
+local now = math.floor(now_us / 1000)
+if adopted then
+  if dequeue(ARGV[1]) then settle(now) end
+  return {1, adopted}
+end
+if value then
+  enqueue(ARGV[1])
+  keep_place(ARGV[1], 'w:1:' .. ARGV[4], now, place_ms)
   return {0, pttl}
 end
-local counter = redis.pcall('GET', KEYS[4])
-if counter and (type(counter) ~= 'string' or not string.find(counter, '^%d+$')) then
-  return found(KEYS[4], counter)
-end
-local now_us = server_time_us()
-if redis.call('EXISTS', KEYS[3]) == 1 then
-  local now = math.floor(now_us / 1000)
-  reclaim(now)
-  local head = redis.call('ZRANGE', KEYS[3], 0, 0)[1]
-  if head and head ~= ARGV[1] then
-    if place_ms > 0 then
-      enqueue(ARGV[1])
-      keep_place(ARGV[1], 'w:1:' .. ARGV[5], now, place_ms)
-    else
-      settle(now)
-    end
-    return {0, math.max(0, tonumber(redis.call('ZSCORE', KEYS[2], head)) - now)}
+reclaim(now)
+local head = redis.call('ZRANGE', KEYS[3], 0, 0)[1]
+if head and head ~= ARGV[1] then
+  if place_ms > 0 then
+    enqueue(ARGV[1])
+    keep_place(ARGV[1], 'w:1:' .. ARGV[4], now, place_ms)
+  else
+    settle(now)
   end
-  dequeue(ARGV[1])
-  settle(now)
+  return {0, math.max(0, tonumber(redis.call('ZSCORE', KEYS[2], head)) - now)}
 end
-local token_text = string.format('%.0f', math.max((tonumber(counter) or 0) + 1, now_us))
-redis.call('SET', KEYS[4], token_text)
-redis.call('SET', KEYS[5], ARGV[1] .. token_text .. ARGV[3], 'PX', ARGV[2])
-return {1, token_text}
+dequeue(ARGV[1])
+settle(now)
+return take()
 `);
 
 /**
@@ -153,7 +165,8 @@ return 0
 `);
 
 /**
- * KEYS: the lock's `scriptKeys`, as for acquire. ARGV: owner prefix, release channel. Deletes the lock
+ * KEYS: the lock's `releaseKeys`: the line's three keys as for acquire, then the lock key (no
+ * counter). ARGV: owner prefix, release channel. Deletes the lock
  * if this owner holds it and takes this owner out of the line; then, if the lock is free and somebody
  * waits, publishes `admit:<owner prefix>` to the head waiter's own channel only (the others sleep on),
  * and otherwise, when it deleted the lock, `released` on the key's release channel. Returns 1, or 0
@@ -161,11 +174,12 @@ return 0
  * of an attempt whose reply was lost all run it: idempotent, so core may send it again after a
  * transient failure.
  */
-export const releaseScript = lua(`${OWNER_RULE}${QUEUE_PRELUDE}
-local value = redis.pcall('GET', KEYS[5])
+export const releaseScript = lua(`${OWNER_RULE}
+local value = redis.pcall('GET', KEYS[4])
 local deleted = owned_by(value, ARGV[1])
-if deleted then redis.call('DEL', KEYS[5]) end
+if deleted then redis.call('DEL', KEYS[4]) end
 if redis.call('EXISTS', KEYS[3]) == 1 then
+  ${QUEUE_PRELUDE}
   local now = math.floor(server_time_us() / 1000)
   reclaim(now)
   dequeue(ARGV[1])

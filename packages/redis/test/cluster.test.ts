@@ -27,13 +27,15 @@ beforeAll(async () => {
 afterAll(() => cluster?.disconnect());
 
 describe('redis provider on a Cluster client', () => {
-  it('keeps every fencing counter in its lock key’s slot', async () => {
+  it('keeps every fencing counter and waiting line in its lock key’s slot', async () => {
     expect(redisKeyLayout('{user:42}:profile', '').fenceKey).toBe('{user:42}:profile:fence');
     expect(redisKeyLayout('plain', 'ns:').fenceKey).toBe('{ns:plain}:fence');
     const raw = redis.raw();
     for (const key of ['{user:42}:profile', 'plain', 'x{y', 'zamówienia-日本-🔒']) {
-      const { lockKey, fenceKey } = redisKeyLayout(key, 'ns:');
-      expect(await raw.cluster('KEYSLOT', fenceKey), key).toBe(await raw.cluster('KEYSLOT', lockKey));
+      const { lockKey, scriptKeys } = redisKeyLayout(key, 'ns:');
+      const slot = await raw.cluster('KEYSLOT', lockKey);
+      for (const scriptKey of scriptKeys)
+        expect(await raw.cluster('KEYSLOT', scriptKey), scriptKey).toBe(slot);
     }
   });
 

@@ -77,6 +77,12 @@ describe('redis provider: key layout', () => {
         '{app:orders}:fence',
         'app:orders',
       ],
+      releaseKeys: [
+        '{app:orders}app:orders:lock-queue',
+        '{app:orders}app:orders:lock-queue:expiry',
+        '{app:orders}app:orders:lock-queue:queue',
+        'app:orders',
+      ],
     });
     const subscriber = redis.raw();
     const messages: string[] = [];

@@ -32,7 +32,7 @@ async function until(what: string, check: () => Promise<boolean>, withinMs = 10_
 /** A waiter that joined the line and then went silent (a crashed process): nobody gets its notices. */
 async function ghostWaiter(key: string): Promise<string> {
   const owner = `dlock1:${randomBytes(16).toString('hex')}:`;
-  await runScript(redis.raw(), acquireScript, keysOf(key), [owner, 5_000, ':ghost', PLACE_MS, 'ghost:inbox']);
+  await runScript(redis.raw(), acquireScript, keysOf(key), [owner, 5_000, ':ghost', 'ghost:inbox']);
   return owner;
 }
 
