@@ -27,15 +27,17 @@ describeLockProvider('redis', async () => redis.provider({ keyPrefix: '' }), {
     await redis.raw().del(redisKeyLayout(key, '').lockKey);
   },
   // The fencing counter stays on purpose (tokens must keep growing after the key goes idle); anything
-  // else left for the key — the lock itself, a waiter still subscribed to its channel — is residue.
+  // else left for the key — the lock itself, a place in its line, a waiter still subscribed to its
+  // channel — is residue.
   residue: async (key, kind) => {
     const raw = redis.raw();
     const residue: string[] = [];
     let keys: string[];
     let channel: string;
     if (kind === 'lock') {
-      const { lockKey, releaseChannel } = redisKeyLayout(key, '');
-      keys = [lockKey];
+      // The lock and its waiting line (whose keys go with the last place in it).
+      const { releaseKeys, releaseChannel } = redisKeyLayout(key, '');
+      keys = [...releaseKeys];
       channel = releaseChannel;
     } else {
       // A semaphore's or read-write lock's hash and sorted sets go once nobody holds or waits.
