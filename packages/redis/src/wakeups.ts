@@ -30,10 +30,11 @@ interface ChannelState {
 const ADMIT = 'admit:';
 
 /**
- * Push wake-ups over one subscriber connection shared by the provider. A key's release channel is
- * subscribed while anybody in this provider waits for that key, and unsubscribed when the last one
- * stops. Redis does not announce a lock that expires (keyspace notifications are off by default), so a
- * waiter also wakes when the holder it saw is due to expire, and at core's fallback re-check at the latest.
+ * Push wake-ups over one subscriber connection shared by the provider: lock waiters on the provider's
+ * inbox (below), semaphore and read-write waiters on their name's channel, which is subscribed while
+ * anybody in this provider waits for that name, and unsubscribed when the last one stops. Redis does
+ * not announce a lock that expires (keyspace notifications are off by default), so a waiter also wakes
+ * when the holder it saw is due to expire, and at core's fallback re-check at the latest.
  */
 export class ReleaseWakeups {
   /**
