@@ -203,6 +203,12 @@ export interface SemaphoreRecord {
   /** Block p50 ÷ floor block p50 of the same round, over the rounds. */
   readonly ratioToFloorP50: Figure | null;
   readonly contention: PermitContentionRecord | null;
+  /**
+   * Permit hand-off: with `limit` - 1 permits held by another lease, the time from releasing the last
+   * permit to a waiting client (another connection) holding it — median of the block p50s, p99, max.
+   * Null for peer libraries (not measured); absent in runs made before it was measured.
+   */
+  readonly handoff?: LatencyRecord | null;
 }
 
 /** Many contenders on one semaphore, each looping acquire → hold → release. */

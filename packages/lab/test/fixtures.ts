@@ -149,6 +149,8 @@ function semaphore(
       slowestShare: contended.slowestShare,
       mostInside: 4,
     },
+    // The permit hand-off is measured for dlock's semaphores only.
+    handoff: origin === 'backend' ? latency(p50Ms * 2) : null,
   };
 }
 

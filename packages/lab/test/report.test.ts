@@ -106,6 +106,10 @@ describe('the report', () => {
     expect(readWrite?.findings).toContain(
       'Not measured: zookeeper — the zookeeper provider does not support read-write locks: this backend package does not implement them.',
     );
+    // dlock's semaphores: the permit hand-off, beside the same backend's lock hand-off.
+    expect(semaphore?.findings.join('\n')).toMatch(
+      /Permit \[hand-off\]\(#term-handoff\) — with 3 of the 4 permits held elsewhere.*: memory .*; redis .*\(its lock: /,
+    );
     expect(semaphore?.table.rows.map((row) => row[0])).not.toContain('zookeeper');
     expect(readWrite?.table.rows.map((row) => row[0])).not.toContain('zookeeper');
   });

@@ -1,11 +1,13 @@
-import type { AcquireOptions, Lease } from '@dlock/core';
+import type { AcquireOptions, Lease, LockProvider } from '@dlock/core';
 import type { DeclaredCapabilities } from '../discovery.js';
 import type { PermitContentionRecord, ReadWriteRecord, SemaphoreRecord } from '../results.js';
 import type { ServerSet } from '../servers.js';
 import { serversLabel } from '../words.js';
 import { figureOf, interleave } from './blocks.js';
-import { MAX_PROVIDERS } from './contention.js';
+import { MAX_PROVIDERS, MIN_BLOCK_MS } from './contention.js';
 import { type Floor, openSemaphoreFloor } from './floor.js';
+import { measureHandoff } from './handoff.js';
+import type { LatencyRecorder } from './histogram.js';
 import { type SemaphorePeer, openSemaphorePeers } from './peers.js';
 import { type ReadWriteBlock, type ReadWriteTaker, measureReadWriteMix } from './read-write.js';
 import { errorText, guarded, latencySummary, perContenderTotals } from './records.js';
@@ -27,7 +29,14 @@ const BENCH_TTL_MS = 10_000;
  * `durationMs`, per backend, floor or peer), on top of the lock figures' share: they add a few
  * seconds per backend at the default --duration, most of it the blocks' minimum length.
  */
-const SHARE = { uncontended: 0.05, floor: 0.03, peers: 0.03, contention: 0.1, readWrite: 0.1 } as const;
+const SHARE = {
+  uncontended: 0.05,
+  floor: 0.03,
+  peers: 0.03,
+  contention: 0.1,
+  handoff: 0.05,
+  readWrite: 0.1,
+} as const;
 /**
  * The shortest contended block (ms), longer than a lock's: a FIFO waiter waits behind the 28 others in
  * line — a few hundred ms on a busy machine — and a wait longer than its block cannot show.
@@ -109,6 +118,34 @@ function readWriteRecord(
     mostReadersTogether: Math.max(0, ...blocks.map((block) => block.mostReaders)),
     conflicts: total((block) => block.conflicts),
   };
+}
+
+/**
+ * Permit hand-off on a semaphore of SEMAPHORE_LIMIT: one lease holds limit − 1 permits throughout, so
+ * the last permit goes back and forth between two clients, each release handed to the other's waiting
+ * acquire (see measureHandoff). A semaphore's wake-up path, not the lock's, is what is timed.
+ */
+async function measurePermitHandoff(
+  providers: readonly LockProvider[],
+  key: string,
+  budgetMs: number,
+  signal: AbortSignal,
+): Promise<LatencyRecorder> {
+  const [first, second] = providers;
+  if (!first || !second) throw new Error('a permit hand-off needs two clients');
+  const semaphoreOf = (provider: LockProvider) => provider.semaphore(key, { limit: SEMAPHORE_LIMIT });
+  const others = await semaphoreOf(first).acquire({
+    ttlMs: BENCH_TTL_MS,
+    waitMs: 5_000,
+    permits: SEMAPHORE_LIMIT - 1,
+  });
+  try {
+    return await measureHandoff(first, second, key, budgetMs, signal, (provider, _key, options) =>
+      semaphoreOf(provider).acquire(options),
+    );
+  } finally {
+    await others.release().catch(() => {});
+  }
 }
 
 /** Semaphores of one server set: uncontended against the floor and the peers, then contended. */
@@ -223,7 +260,29 @@ async function benchmarkSemaphores(
       signal,
     );
 
+    const handoff = await interleave(
+      members,
+      plan.rounds,
+      async (member, round) => {
+        progress(
+          member.backend.name,
+          `semaphore permit hand-off, limit ${SEMAPHORE_LIMIT} (round ${round + 1}/${plan.rounds})`,
+        );
+        return measurePermitHandoff(
+          member.providers,
+          `${plan.prefix}:${member.backend.name}:semaphore-handoff-r${round}`,
+          Math.max(MIN_BLOCK_MS.handoff, (budget * SHARE.handoff) / plan.rounds),
+          signal,
+        );
+      },
+      signal,
+    );
+
     return subjects.map((subject) => {
+      const member =
+        subject.kind === 'backend' ? members.find((m) => m.backend.name === subject.name) : undefined;
+      const handoffFailure = member ? handoff.failures.get(member) : undefined;
+      if (handoffFailure) subject.errors.push(`semaphore hand-off: ${errorText(handoffFailure)}`);
       const failure = contention.failures.get(subject);
       if (failure) subject.errors.push(`semaphore contention (${subject.name}): ${errorText(failure)}`);
       const latency = timed.latency(subject.kind, subject.name, subject.errors);
@@ -247,6 +306,11 @@ async function benchmarkSemaphores(
             contendedBlockMs(plan, SHARE.contention),
           ),
         ),
+        handoff: member
+          ? guarded('semaphore hand-off', subject.errors, () =>
+              latencySummary(handoff.results.get(member) ?? []),
+            )
+          : null,
       };
     });
   } finally {

@@ -98,8 +98,8 @@ export const glossary: readonly GlossaryEntry[] = [
     id: 'handoff',
     term: 'hand-off',
     definition:
-      'The time from the holder’s release() to a waiting client holding the lock: how fast a backend notices a free lock and gives it to a waiter.',
-    shownBy: [figure('handoff', 'hand-off')],
+      'The time from the holder’s release() to a waiting client holding the lock (or a semaphore’s permit): how fast a backend notices a free lock or permit and gives it to a waiter.',
+    shownBy: [figure('handoff', 'hand-off'), figure('semaphore', 'permit hand-off')],
   },
   {
     id: 'push',

@@ -92,6 +92,7 @@ export function checkConsistency(results: Results): string[] {
     figure(`${where} ratio to the floor`, semaphore.ratioToFloorP50);
     figure(`${where} contention`, semaphore.contention?.opsPerSecond);
     latency(`${where} wait`, semaphore.contention?.waitMs);
+    latency(`${where} hand-off`, semaphore.handoff);
     if (subjects.has(semaphore.subject)) problems.push(`${where}: subject used twice`);
     subjects.add(semaphore.subject);
   }

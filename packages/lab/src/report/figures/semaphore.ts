@@ -64,6 +64,19 @@ function uncontendedFindings(results: Results, entries: readonly SemaphoreRecord
   return out;
 }
 
+/** The permit hand-off beside the same backend's lock hand-off: the semaphore's own wake-up path. */
+function handoffFindings(results: Results, entries: readonly SemaphoreRecord[]): string[] {
+  const measured = entries.flatMap((entry) => (entry.handoff ? [{ entry, handoff: entry.handoff }] : []));
+  if (measured.length === 0) return [];
+  const parts = measured.map(({ entry, handoff }) => {
+    const lock = results.benchmarks.find((bench) => bench.backend === entry.subject)?.handoff;
+    return `${entry.subject} ${formatFigure(handoff.p50Ms)}, p99 ${formatMs(handoff.p99Ms)}${lock ? ` (its lock: ${formatFigure(lock.p50Ms)})` : ''}`;
+  });
+  return [
+    `Permit ${term('handoff', 'hand-off')} — with ${(entries[0]?.limit ?? 1) - 1} of the ${entries[0]?.limit} permits held elsewhere, from releasing the last one to a waiting client holding it: ${parts.join('; ')}. A push wake-up hands a permit over in a round trip or two, as it does a lock.`,
+  ];
+}
+
 /** Why a subject's waits and shares look the way they do under contention. */
 function mechanism(results: Results, entry: SemaphoreRecord): string {
   const contention = entry.contention;
@@ -154,7 +167,7 @@ export const semaphoreFigure: FigureKind = {
     return {
       id: 'semaphore',
       title: 'Semaphores: an uncontended permit, and contenders on a small limit',
-      caption: `A ${term('semaphore')} of limit ${entries[0]?.limit}. Uncontended: one client takes a permit and gives it back, back to back, against the floor of the same servers. Contended: ${level}, over up to 8 client connections. Backends, the floor and peer libraries on the same servers are interleaved block by block; a point is the median block and its line the min–max. A wait is an acquire call’s duration; one still waiting when its block ended counts with its wait so far${bound}.`,
+      caption: `A ${term('semaphore')} of limit ${entries[0]?.limit}. Uncontended: one client takes a permit and gives it back, back to back, against the floor of the same servers. Hand-off: with all permits but one held elsewhere, the last one goes back and forth between two clients, timed from its release to the waiter holding it. Contended: ${level}, over up to 8 client connections. Backends, the floor and peer libraries on the same servers are interleaved block by block; a point is the median block and its line the min–max. A wait is an acquire call’s duration; one still waiting when its block ended counts with its wait so far${bound}.`,
       charts: [
         ...(uncontended.length > 0
           ? [
@@ -200,6 +213,7 @@ export const semaphoreFigure: FigureKind = {
       findings: [
         ...unsupported,
         ...uncontendedFindings(results, entries),
+        ...handoffFindings(results, entries),
         ...contentionFindings(results, entries),
         `What happens to the limit when a permit holder is paused past its lease: ${scenario('semaphore-holder-pause')}; which guarantees the conformance kit checked: [the semaphore section of the semantics](#semantics-semaphore).`,
         ...noisyFinding(
