@@ -393,6 +393,11 @@ const ESTIMATE_S = {
   conformanceRun: 15,
   failoverSampleOverhead: 1,
   scenarioOverhead: 5,
+  /**
+   * Semaphore and read-write blocks per round of a backend with those primitives, at their minimum
+   * lengths (two contended blocks of 600 ms, a hand-off and uncontended blocks), whatever --duration.
+   */
+  primitiveRound: 1.6,
 } as const;
 
 /** What `compare` would do with these options, and about how long it would take; starts nothing. */
@@ -424,6 +429,7 @@ export async function planCompare(options: CompareOptions): Promise<string> {
     conformance.length * ESTIMATE_S.conformanceRun +
     sets.size * ESTIMATE_S.serverSet +
     ready.length * options.durationSeconds +
+    ready.filter((backend) => !backend.locksOnly).length * options.rounds * ESTIMATE_S.primitiveRound +
     failoverS +
     scenarios.length * (ESTIMATE_S.scenarioOverhead + windowS);
   const minutes = Math.max(1, Math.round(seconds / 60));
