@@ -69,7 +69,7 @@ describe('dlock compare (smoke)', () => {
       '--rounds',
       '3',
       '--contenders',
-      '1,4',
+      '4',
       '--scenarios',
       'holder-pause,restart-without-persistence',
       '--out',
