@@ -11,9 +11,9 @@ import { BACKEND, unlessMissing } from './client.js';
 import {
   LEASE_NAME,
   LOCK_NAME,
-  isLockNode,
   SEMAPHORE_LEASES,
   SEMAPHORE_LOCKS,
+  isLockNode,
   lockPath,
   protectedIdOf,
   queueOrder,
