@@ -12,6 +12,23 @@ const PERMANENT_REPLY =
 /** ioredis, with enableOfflineQueue off, when the socket is not writable: the command was not sent. */
 const NOT_WRITABLE = "Stream isn't writeable";
 
+/** What dlock says for NOT_WRITABLE (ioredis' text names an option dlock sets, not the user). */
+const NOT_SENT_DOWN = 'not sent: the connection was down';
+/**
+ * ioredis' MaxRetriesPerRequestError ("Reached the max retries per request limit (which is 0). Refer
+ * to "maxRetriesPerRequest" option") and "Connection is closed.": the connection closed with the
+ * command written and unanswered (dlock runs its scripts only on a ready connection, with
+ * maxRetriesPerRequest 0 and no resend on reconnect), so the server may have applied it.
+ */
+const CLOSED_IN_FLIGHT = 'the connection closed before the reply arrived';
+
+/** An ioredis failure of a written command, in dlock's words where ioredis' names its own options. */
+function inDlockWords(error: unknown, detail: string): string {
+  const name = error instanceof Error ? error.name : '';
+  if (name === 'MaxRetriesPerRequestError' || detail === 'Connection is closed.') return CLOSED_IN_FLIGHT;
+  return detail;
+}
+
 /** Failures of commands that were written and got no reply. */
 const unansweredFailures = new WeakSet<BackendUnavailableError>();
 
@@ -132,8 +149,12 @@ export class RedisConnection {
     request?: { readonly signal: AbortSignal },
     tracker?: { inFlight: number },
   ): Promise<unknown> {
-    if (this.client.status !== 'ready')
+    if (this.client.status !== 'ready') {
+      // A request that is over (aborted, or finished: core's clean-up of it) does not wait for a
+      // connection; a clean-up that fails this way is retried in the background by core.
+      if (request?.signal.aborted) return Promise.reject(this.#notConnected(operation));
       return this.#scriptWhenReady(operation, script, keys, args, request, tracker);
+    }
     return this.#send(operation, script, keys, args, tracker);
   }
 
@@ -145,10 +166,8 @@ export class RedisConnection {
     request: { readonly signal: AbortSignal } | undefined,
     tracker: { inFlight: number } | undefined,
   ): Promise<unknown> {
-    await this.#whenReady(operation);
-    if (request?.signal.aborted) {
-      throw this.#unavailable(operation, 'not sent: the request ended while connecting');
-    }
+    await this.#whenReady(operation, request?.signal);
+    if (request?.signal.aborted) throw this.#notConnected(operation);
     return this.#send(operation, script, keys, args, tracker);
   }
 
@@ -248,8 +267,8 @@ export class RedisConnection {
       const permanent = AUTH_FAILURE.test(detail) || PERMANENT_REPLY.test(detail);
       return this.#unavailable(operation, detail, error, !permanent);
     }
-    if (detail.startsWith(NOT_WRITABLE)) return this.#unavailable(operation, detail, error);
-    return unanswered(this.#unavailable(operation, `${detail} (sent; no reply)`, error));
+    if (detail.startsWith(NOT_WRITABLE)) return this.#unavailable(operation, NOT_SENT_DOWN, error);
+    return unanswered(this.#unavailable(operation, `${inDlockWords(error, detail)} (sent; no reply)`, error));
   }
 
   async close(): Promise<void> {
@@ -269,7 +288,39 @@ export class RedisConnection {
     }
   }
 
-  #whenReady(operation: string): Promise<void> {
+  /** The request ended before the connection was ready: nothing was sent. */
+  #notConnected(operation: string): BackendUnavailableError {
+    return this.#unavailable(
+      operation,
+      `not sent: the connection was down when the request ended${this.#lastErrorDetail()}`,
+    );
+  }
+
+  /**
+   * Settles when the connection is ready (within connectTimeoutMs), or rejects at once when `signal`
+   * aborts first (nothing sent); its abort listener is removed when the wait settles either way.
+   */
+  #whenReady(operation: string, signal?: AbortSignal): Promise<void> {
+    if (signal?.aborted) return Promise.reject(this.#notConnected(operation));
+    const ready = this.#connected(operation);
+    if (!signal) return ready;
+    return new Promise((resolve, reject) => {
+      const onAbort = () => reject(this.#notConnected(operation));
+      signal.addEventListener('abort', onAbort, { once: true });
+      ready.then(
+        () => {
+          signal.removeEventListener('abort', onAbort);
+          resolve();
+        },
+        (error: unknown) => {
+          signal.removeEventListener('abort', onAbort);
+          reject(error);
+        },
+      );
+    });
+  }
+
+  #connected(operation: string): Promise<void> {
     const { client } = this;
     if (client.status === 'ready') return Promise.resolve();
     // A client that ended does not reconnect by itself, and a rejected password does not fix itself
