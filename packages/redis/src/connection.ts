@@ -72,11 +72,17 @@ export class RedisConnection {
   #closedConnections = 0;
   readonly #lossListeners = new Set<(reason: Error) => void>();
   #readiness: Promise<void> | undefined;
+  /** A connect attempt failed since the connection was last ready: the server is down, not blipping. */
+  #connectFailed = false;
   readonly #onError = (error: Error) => {
     this.#lastError = error;
+    // An error of a ready connection (ECONNRESET) precedes its close; one in any other state is a
+    // connect attempt that failed (refused, timed out, rejected at the ready check).
+    if (this.client.status !== 'ready') this.#connectFailed = true;
   };
   readonly #onReady = () => {
     this.#lastError = undefined;
+    this.#connectFailed = false;
   };
   readonly #onClose = () => {
     this.#closedConnections++;
@@ -124,8 +130,9 @@ export class RedisConnection {
    * BackendUnavailableError. Whether the script may have been applied is part of the failure (see
    * `mayHaveBeenApplied`):
    * - not connected within connectTimeoutMs, a refused password, the request over (`request.signal`
-   *   aborted) before the connection was ready, a stream that would not take the write: never sent, so
-   *   not applied;
+   *   aborted: the wait for the connection is raced with it, and its listener removed after) before the
+   *   connection was ready, a request already over when called (a withdraw) while connects to the
+   *   server fail, a stream that would not take the write: never sent, so not applied;
    * - an error reply: the server answered and refused (dlock's scripts write nothing before the
    *   first write Redis may refuse), so not applied; non-transient for authentication, ACL and
    *   unknown-command replies, transient otherwise (READONLY after a failover, OOM, LOADING, BUSY);
@@ -150,10 +157,15 @@ export class RedisConnection {
     tracker?: { inFlight: number },
   ): Promise<unknown> {
     if (this.client.status !== 'ready') {
-      // A request that is over (aborted, or finished: core's clean-up of it) does not wait for a
-      // connection; a clean-up that fails this way is retried in the background by core.
-      if (request?.signal.aborted) return Promise.reject(this.#notConnected(operation));
-      return this.#scriptWhenReady(operation, script, keys, args, request, tracker);
+      if (!request?.signal.aborted) {
+        return this.#scriptWhenReady(operation, script, keys, args, request?.signal, tracker);
+      }
+      // Sent for a request that is over (core's withdraw of it): it waits for a reconnect in
+      // progress (a reset, a failover), so that a caller is answered with nothing left behind, but
+      // not for a server whose connects fail — that would hold the caller's answer (an abort, say)
+      // for up to connectTimeoutMs; core retries the withdraw in the background instead.
+      if (this.#connectFailed) return Promise.reject(this.#notConnected(operation));
+      return this.#scriptWhenReady(operation, script, keys, args, undefined, tracker);
     }
     return this.#send(operation, script, keys, args, tracker);
   }
@@ -163,11 +175,11 @@ export class RedisConnection {
     script: LuaScript,
     keys: readonly string[],
     args: readonly (string | number)[],
-    request: { readonly signal: AbortSignal } | undefined,
+    signal: AbortSignal | undefined,
     tracker: { inFlight: number } | undefined,
   ): Promise<unknown> {
-    await this.#whenReady(operation, request?.signal);
-    if (request?.signal.aborted) throw this.#notConnected(operation);
+    await this.#whenReady(operation, signal);
+    if (signal?.aborted) throw this.#notConnected(operation);
     return this.#send(operation, script, keys, args, tracker);
   }
 

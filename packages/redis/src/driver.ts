@@ -370,7 +370,7 @@ export class RedisLockDriver implements LockDriver<RedisGrantHandle, RedisTicket
     return this.#connection.script('holder', holderScript, [lockKey], []) as Promise<HolderReply>;
   }
 
-  /** With `request` (a withdraw), a connection that is down is not waited for (see permits.ts #leave). */
+  /** With `request` (a withdraw), a server whose connects fail is not waited for (see permits.ts #leave). */
   async #deleteOwned(
     key: string,
     owner: string,

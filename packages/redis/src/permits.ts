@@ -254,8 +254,9 @@ export abstract class RedisPermitDriver<Request extends LockRequest>
 
   /**
    * Deletes `owner`'s entry (holder or place in line). With `request` (a withdraw: the request is
-   * over), nothing waits for a connection that is down: the failure is transient, and core retries
-   * the clean-up in the background instead of holding the caller's answer for connectTimeoutMs.
+   * over), a server whose connects fail is not waited for (RedisConnection.script): the failure is
+   * transient, and core retries the clean-up in the background instead of holding the caller's
+   * answer (an abort, issue 12 #2) for connectTimeoutMs.
    */
   async #leave(key: string, owner: string, request?: { readonly signal: AbortSignal }): Promise<void> {
     const layout = this.#layout(key);
