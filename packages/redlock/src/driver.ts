@@ -541,7 +541,8 @@ function onlyHungPending(ballot: Ballot): boolean {
   return true;
 }
 
-function closeSubscription(ticket: RedlockTicket): void {
+/** Ends a waiter's release-notice subscription (lock and permit tickets alike). */
+export function closeSubscription(ticket: { subscription: ReleaseSubscription | undefined }): void {
   ticket.subscription?.close();
   ticket.subscription = undefined;
 }
