@@ -56,7 +56,10 @@ export const redlockPermitCapabilities: Capabilities = {
     'count and clock: any L+1 sets of q nodes share a node, which admits at most L, so more than L holders ' +
     'at once need a node to forget (a plain majority would let up to floor(N·L/majority) hold at once). ' +
     'The price is availability: a semaphore tolerates only N − q nodes down. A read or write lease needs a ' +
-    'majority: any two majorities share a node, and no node admits a writer beside anyone. There is no ' +
+    'majority: any two majorities share a node, and no node admits a writer beside anyone. Each extension ' +
+    're-creates the entry on nodes that lost it (only where it fits the limit, never over another owner) ' +
+    'while more than c·(N − q) nodes still hold it (c: the limit, 1 for a read or write lease), so no quorum ' +
+    'taken meanwhile can have missed them; with fewer, the lease is lost at that extension. There is no ' +
     'queue (fairness none): a FIFO order would need the nodes to agree on one order of waiters, and RedLock ' +
     'nodes never talk to each other; per-node queues would order waiters differently on each node and could ' +
     'leave every waiter short of a quorum. So waiters race when permits free up, and for a read-write lock ' +
