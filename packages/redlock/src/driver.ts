@@ -536,7 +536,7 @@ function refusedOrUnsent(answer: NodeAnswer<number>): boolean {
 }
 
 /** Every node still to answer has stopped answering: a clean-up's caller need not wait for them. */
-function onlyHungPending(ballot: Ballot): boolean {
+export function onlyHungPending(ballot: Ballot): boolean {
   for (const node of ballot.pending) if (!node.hung) return false;
   return true;
 }

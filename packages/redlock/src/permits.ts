@@ -29,7 +29,13 @@ import {
 } from '@dlock/redis/primitives';
 import type { Redis } from 'ioredis';
 import { redlockCapabilities } from './capabilities.js';
-import { COLLISION_BACKOFF_MS, EXPIRY_PRECISION_MS, closeSubscription, settleWithin } from './driver.js';
+import {
+  COLLISION_BACKOFF_MS,
+  EXPIRY_PRECISION_MS,
+  closeSubscription,
+  onlyHungPending,
+  settleWithin,
+} from './driver.js';
 import type { NodeFailure, RedisNode } from './node.js';
 import { type Ballot, castBallot, quorumUnreachable, unavailableError, unknownOutcomes } from './quorum.js';
 import type { ReleaseNotices, ReleaseSubscription } from './wakeups.js';
@@ -92,6 +98,8 @@ export interface RedlockPermitTicket {
    * next attempt re-sends it, adopting what it took, and a withdrawal deletes it (dlock issue 11 #1).
    */
   unknownOwner: string | undefined;
+  /** How many withdrawals have run (the first one does not wait for hung nodes, as for locks). */
+  withdrawals: number;
 }
 
 /** The index of the ttl (ms) in the acquire script's arguments (permitAcquireArgs). */
@@ -285,10 +293,20 @@ export abstract class RedlockPermitDriver<Request extends LockRequest>
     closeSubscription(ticket);
     const owner = ticket.unknownOwner;
     if (owner === undefined) return;
-    const answers = await this.#leaveEverywhere(this.#layout(request.key), owner, false);
-    const votes = this.#votes(answers, 0, () => true);
-    if (votes.failed.length > 0) {
-      throw unavailableError(votes, `withdrawing the attempt on "${request.key}"`);
+    ticket.withdrawals++;
+    const layout = this.#layout(request.key);
+    const keys = permitKeys(layout);
+    // The first withdrawal, which the caller of an acquire waits for, sends the delete to hung nodes
+    // (their last request timed out) without waiting for them; core's retries confirm it (issue 12 #8).
+    const ballot = await castBallot(
+      this.#config.nodes,
+      this.majority,
+      (node) => node.run((client) => evalScript(client, permitLeaveScript, keys, [owner, layout.channel, 0])),
+      () => 'for',
+      { decided: ticket.withdrawals > 1 ? undefined : onlyHungPending },
+    );
+    if (ballot.granted < ballot.nodes) {
+      throw unavailableError(ballot, `withdrawing the attempt on "${request.key}"`);
     }
     ticket.unknownOwner = undefined;
   }
@@ -537,5 +555,6 @@ function newTicket(): RedlockPermitTicket {
     freeAt: undefined,
     wake: undefined,
     unknownOwner: undefined,
+    withdrawals: 0,
   };
 }

@@ -5,6 +5,7 @@ import { Redis } from 'ioredis';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { type RedlockProviderOptions, createRedlockProvider } from '../src/index.js';
 import {
+  type PermitKind,
   closeRawClients,
   connected,
   noResidueWithin,
@@ -12,6 +13,7 @@ import {
   rawClients,
   sleep,
   storedValues,
+  tryPermit,
 } from './support.js';
 
 /**
@@ -154,18 +156,14 @@ describe('a lost acquire reply on a semaphore or read-write lock (issue 11 #1) l
   const nodesWithEntries = async (key: string) =>
     (await Promise.all(operator.map((client) => client.keys(`{${key}}*`)))).filter((keys) => keys.length > 0)
       .length;
-  const tryPermit = (provider: LockProvider, kind: string, key: string) =>
-    kind === 'semaphore'
-      ? provider.semaphore(key, { limit: 1 }).tryAcquire({ ttlMs: 30_000 })
-      : provider.readWriteLock(key).write.tryAcquire({ ttlMs: 30_000 });
 
-  it.each(['semaphore', 'write lease'])(
+  it.each<PermitKind>(['semaphore', 'write lease'])(
     '%s, reply lost on every node and reconnects refused for 1 s: "outcome unknown", and the entry is gone within ~1 s of the nodes being reachable again',
     async (kind) => {
       const provider = await open();
       const key = freshKey(`permit-refused-${kind.replace(' ', '-')}`);
       const dropped = Promise.all(proxies.map((proxy) => proxy.dropNextReply()));
-      const outcome = settle(tryPermit(provider, kind, key));
+      const outcome = settle(tryPermit(provider, kind, key, 30_000));
       await dropped;
       for (const proxy of proxies) proxy.refuseConnections(1_000);
       const { error } = await outcome;
@@ -179,7 +177,7 @@ describe('a lost acquire reply on a semaphore or read-write lock (issue 11 #1) l
       expect(
         await eventually(async () => (await nodesWithEntries(key)) === 0, ORPHAN_BOUND_MS + MARGIN_MS),
       ).toBe(true);
-      const other = await tryPermit(provider, kind, key);
+      const other = await tryPermit(provider, kind, key, 30_000);
       expect(other).not.toBeNull();
       await other?.release();
     },

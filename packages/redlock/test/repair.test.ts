@@ -4,7 +4,7 @@ import { type RedisNodes, startRedisNodes } from '@dlock/testkit';
 import type { Redis } from 'ioredis';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { createRedlockProvider } from '../src/index.js';
-import { closeRawClients, connected, rawClients, sleep } from './support.js';
+import { type PermitKind, closeRawClients, connected, rawClients, sleep, tryPermit } from './support.js';
 
 /**
  * Issue 12 #7: three nodes without persistence, ttl 3000 ms, renewal every 1000 ms. Before, the
@@ -138,15 +138,10 @@ async function permitLayout(key: string): Promise<string> {
   return found.map((keys) => (keys.length > 0 ? 'E' : '-')).join(' ');
 }
 
-type PermitKind = 'semaphore' | 'write lease';
 const permitLease = (provider: LockProvider, kind: PermitKind, key: string, limit = 1) =>
   kind === 'semaphore'
     ? provider.semaphore(key, { limit }).acquire({ ttlMs: TTL_MS })
     : provider.readWriteLock(key).write.acquire({ ttlMs: TTL_MS });
-const tryPermit = (provider: LockProvider, kind: PermitKind, key: string) =>
-  kind === 'semaphore'
-    ? provider.semaphore(key, { limit: 1 }).tryAcquire({ ttlMs: TTL_MS })
-    : provider.readWriteLock(key).write.tryAcquire({ ttlMs: TTL_MS });
 
 describe('a renewed permit repairs its quorum (issue 12 #7, semaphores and read-write locks)', () => {
   it.each<PermitKind>(['semaphore', 'write lease'])(
@@ -164,7 +159,7 @@ describe('a renewed permit repairs its quorum (issue 12 #7, semaphores and read-
       ).toBe(true);
       await operator[1]!.flushall();
       // Node 1 was repaired, so A still holds nodes 1 and 3: B cannot win a quorum.
-      expect(await tryPermit(b, kind, key)).toBeNull();
+      expect(await tryPermit(b, kind, key, TTL_MS)).toBeNull();
       expect(
         await eventually(async () => (await permitLayout(key)) === 'E E E', RENEW_EVERY_MS + MARGIN_MS),
       ).toBe(true);
