@@ -4,6 +4,8 @@ import { describe, expect, it } from 'vitest';
 import { main as goStyleElector } from '../go-style-elector.js';
 import { main as leaderGatedJob } from '../leader-gated-job.js';
 import { main as masterSlaveJobs } from '../master-slave-jobs.js';
+import { main as rateLimitedPool } from '../rate-limited-pool.js';
+import { main as readWriteCache } from '../read-write-cache.js';
 import { main as synchronizedMethod } from '../synchronized-method.js';
 import { main as weeklyReport } from '../weekly-report.js';
 
@@ -68,5 +70,30 @@ describe(`examples on ${process.env.DLOCK_BACKEND ?? 'memory'}`, () => {
     expect(berlin).toBe('Monday 03:00');
     expect(result.runsPerTick.size).toBeGreaterThanOrEqual(2);
     for (const instances of result.runsPerTick.values()) expect(instances).toHaveLength(1);
+  });
+
+  it('rate-limited-pool: twelve workers on three instances never have more than the limit in flight', async () => {
+    const result = await rateLimitedPool(log);
+    expect(result.refused).toBe(0);
+    expect(result.served).toBe(result.expectedCalls);
+    expect(result.mostInFlight).toBeLessThanOrEqual(result.limit);
+    // The permits are shared, not serialised: more than one call was in flight at some point.
+    expect(result.mostInFlight).toBeGreaterThan(1);
+    for (const holders of result.holdersSeen) {
+      expect(holders.reduce((sum, holder) => sum + holder.permits, 0)).toBeLessThanOrEqual(result.limit);
+      for (const holder of holders) expect(typeof holder.token).toBe('bigint');
+    }
+  });
+
+  it('read-write-cache: readers share the lock, never see a half-built cache, and every rebuild gets its turn', async () => {
+    const result = await readWriteCache(log);
+    expect(result.rebuilds).toBe(result.expectedRebuilds);
+    expect(result.inconsistentReads).toBe(0);
+    expect(result.writesBesideReaders).toBe(0);
+    expect(result.mostWritersTogether).toBe(1);
+    expect(result.mostReadersTogether).toBeGreaterThan(1);
+    expect(result.reads).toBeGreaterThan(0);
+    // Readers never see an older rebuild after a newer one.
+    expect(result.versionsSeen).toEqual([...result.versionsSeen].sort((a, b) => a - b));
   });
 });

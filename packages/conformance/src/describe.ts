@@ -1,5 +1,5 @@
 import { join } from 'node:path';
-import type { Lease, LockProvider } from '@dlock/core';
+import { type Capabilities, type Lease, type LockProvider, UnsupportedError } from '@dlock/core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { ConformanceOptions, Guarantee, KitContext, ResidueKind } from './kit.js';
 import { type GuaranteeResult, writeConformanceReport } from './report.js';
@@ -96,6 +96,12 @@ export function describeLockProvider(
           name,
           backend: first.backend,
           capabilities: first.capabilities,
+          primitiveCapabilities: {
+            semaphore: declared(() =>
+              (first as LockProvider).semaphore(kit.freshKey('declared'), { limit: 1 }),
+            ),
+            readWrite: declared(() => (first as LockProvider).readWriteLock(kit.freshKey('declared'))),
+          },
           finishedAt: new Date().toISOString(),
           results,
         });
@@ -141,6 +147,16 @@ export function describeLockProvider(
       expect(unhandled.map(String)).toEqual([]);
     });
   });
+
+  /** A primitive's declared capabilities (making the object sends nothing), or null when it has none. */
+  function declared(make: () => { readonly capabilities: Capabilities }): Capabilities | null {
+    try {
+      return make().capabilities;
+    } catch (error) {
+      if (error instanceof UnsupportedError) return null;
+      throw error;
+    }
+  }
 
   function measured(): { measurements?: Record<string, number> } {
     return Object.keys(measurements).length > 0 ? { measurements } : {};

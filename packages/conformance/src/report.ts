@@ -7,7 +7,7 @@ export type GuaranteeStatus = 'held' | 'violated' | 'skipped';
 export interface GuaranteeResult {
   readonly id: string;
   readonly title: string;
-  /** The kit section: 'lock', 'network', 'semaphore' or 'read-write' (absent in older reports: 'lock'). */
+  /** The kit section: 'lock', 'network', 'semaphore', 'read-write' or 'soak' (absent in older reports: 'lock'). */
   readonly section?: string;
   readonly status: GuaranteeStatus;
   /** Why it was skipped, or the failure message. */
@@ -21,7 +21,16 @@ export interface ConformanceReport {
   readonly schema: 'dlock.conformance/1';
   readonly name: string;
   readonly backend: string;
+  /** What the provider declares for its locks. */
   readonly capabilities: Capabilities;
+  /**
+   * What its semaphores and read-write locks declare (null: it has none). Absent in reports written
+   * before the kit recorded them.
+   */
+  readonly primitiveCapabilities?: {
+    readonly semaphore: Capabilities | null;
+    readonly readWrite: Capabilities | null;
+  };
   readonly finishedAt: string;
   readonly results: GuaranteeResult[];
 }

@@ -6,5 +6,11 @@ export {
   type GuaranteeStatus,
   writeConformanceReport,
 } from './report.js';
-export { readConformanceReports, renderSemanticsTable } from './table.js';
+export {
+  readConformanceReports,
+  renderSemanticsTable,
+  SEMANTICS_SECTIONS,
+  type SemanticsGroup,
+  semanticsGroups,
+} from './table.js';
 export { eventually, type HoldInterval, overlappingHolds, sleep } from './timing.js';

@@ -372,7 +372,7 @@ export class LeaseEngine<Request extends LockRequest, Handle, Ticket> {
       this.driver.validateKey?.(key as string);
     } catch (error) {
       if (field !== 'key' && error instanceof InvalidArgumentError) {
-        throw new InvalidArgumentError(field, error.value, error.message.replace(/^invalid key: /, ''));
+        throw new InvalidArgumentError(field, error.value, error.allowed);
       }
       throw error;
     }

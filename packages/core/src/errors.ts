@@ -46,8 +46,9 @@ export class LockLostError extends LockError {
 /** An operation needs a lease that is held, and this one has been released. */
 export class NotHeldError extends LockError {
   readonly key: string;
-  constructor(key: string, operation: string) {
-    super('NOT_HELD', `cannot ${operation} lock "${key}": the lease was already released`);
+  /** `what` names the lease: 'lock' (default), 'semaphore permit on', 'read lease on', 'write lease on'. */
+  constructor(key: string, operation: string, what = 'lock') {
+    super('NOT_HELD', `cannot ${operation} ${what} "${key}": the lease was already released`);
     this.key = key;
   }
 }
@@ -140,10 +141,13 @@ export class UnsupportedError extends LockError {
 export class InvalidArgumentError extends LockError {
   readonly field: string;
   readonly value: unknown;
+  /** What the field allows, in words. */
+  readonly allowed: string;
   constructor(field: string, value: unknown, allowed: string) {
     super('INVALID_ARGUMENT', `invalid ${field}: ${describeValue(value)} (allowed: ${allowed})`);
     this.field = field;
     this.value = value;
+    this.allowed = allowed;
   }
 }
 

@@ -98,21 +98,21 @@ export class DriverLease<Handle> {
   async extend(ttlMs: number = this.ttlMs): Promise<void> {
     const { driver } = this.#context;
     validateDuration('ttlMs', ttlMs, driver.limits.minTtlMs);
-    if (this.#releaseRequested) throw new NotHeldError(this.key, 'extend');
+    if (this.#releaseRequested) throw new NotHeldError(this.key, 'extend', leaseNouns[this.#context.kind]);
     if (this.#lostReason) throw this.#lostReason;
     let validUntil: number;
     try {
       validUntil = await driver.extend(this.key, this.#grant, ttlMs);
     } catch (error) {
       // Released meanwhile: whatever the extension found, the holder let go on purpose.
-      if (this.#releaseRequested) throw new NotHeldError(this.key, 'extend');
+      if (this.#releaseRequested) throw new NotHeldError(this.key, 'extend', leaseNouns[this.#context.kind]);
       // Another owner (or no owner) means the lock is gone for good; a transport error leaves the
       // lease valid until its window closes, and the caller (or the watchdog) may try again.
       if (error instanceof LockLostError) this.#markLost(error, 'taken-over');
       publish.extendFailed(() => ({ ...this.#describe(), ttlMs, error }));
       throw error;
     }
-    if (this.#releaseRequested) throw new NotHeldError(this.key, 'extend');
+    if (this.#releaseRequested) throw new NotHeldError(this.key, 'extend', leaseNouns[this.#context.kind]);
     if (this.#lostReason) throw this.#lostReason;
     this.#validUntil = validUntil;
     this.#armExpiry();
@@ -292,6 +292,14 @@ export class DriverLease<Handle> {
     }));
   }
 }
+
+/** How a NotHeldError names each kind of lease. */
+const leaseNouns: Record<LeaseKind, string> = {
+  lock: 'lock',
+  permit: 'semaphore permit on',
+  read: 'read lease on',
+  write: 'write lease on',
+};
 
 function describeReason(reason: unknown): string {
   return reason instanceof Error ? reason.message : String(reason);

@@ -2,10 +2,15 @@ import { mkdirSync } from 'node:fs';
 import { cpus, loadavg } from 'node:os';
 import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
-import { type Capabilities, InvalidArgumentError } from '@dlock/core';
+import { InvalidArgumentError } from '@dlock/core';
 import { MIN_BLOCKS } from './bench/blocks.js';
 import { benchmarkGroup } from './bench/suite.js';
-import { type LabBackend, discoverBackends } from './discovery.js';
+import {
+  type DeclaredCapabilities,
+  type LabBackend,
+  declaredCapabilities,
+  discoverBackends,
+} from './discovery.js';
 import { ENDPOINT_FORMS, checkAddresses } from './endpoints.js';
 import { faultScenarios, runScenario } from './faults/index.js';
 import { stateDir } from './paths.js';
@@ -16,7 +21,9 @@ import {
   type FaultRecord,
   type PeerRecord,
   RESULTS_SCHEMA,
+  type ReadWriteRecord,
   type Results,
+  type SemaphoreRecord,
   type ServerKind,
   type Verdict,
 } from './results.js';
@@ -160,7 +167,8 @@ const errorText = (error: unknown) => (error instanceof Error ? error.message : 
 
 interface BackendState {
   readonly backend: LabBackend;
-  capabilities: Capabilities | null;
+  /** Every primitive's, once a provider was connected (by the benchmarks or a probe). */
+  capabilities: DeclaredCapabilities | null;
   /** Why it cannot run on servers here (binary missing), or undefined. */
   unavailable: string | undefined;
 }
@@ -172,7 +180,7 @@ async function runBenchmarks(
   signal: AbortSignal,
   progress: Progress,
   notes: string[],
-): Promise<{ benchmarks: BenchmarkRecord[]; peers: PeerRecord[] }> {
+): Promise<Pick<Results, 'benchmarks' | 'peers' | 'semaphores' | 'readWriteLocks'>> {
   const plan = {
     durationMs: options.durationSeconds * 1000,
     rounds: options.rounds,
@@ -189,6 +197,8 @@ async function runBenchmarks(
   }
   const benchmarks: BenchmarkRecord[] = [];
   const peers: PeerRecord[] = [];
+  const semaphores: SemaphoreRecord[] = [];
+  const readWriteLocks: ReadWriteRecord[] = [];
   const total = [...groups.values()].reduce((sum, group) => sum + group.length, 0);
   let done = 0;
   for (const group of groups.values()) {
@@ -217,6 +227,8 @@ async function runBenchmarks(
       for (const state of group) state.capabilities = measured.capabilities.get(state.backend.name) ?? null;
       benchmarks.push(...measured.benchmarks);
       peers.push(...measured.peers);
+      semaphores.push(...measured.semaphores);
+      readWriteLocks.push(...measured.readWriteLocks);
       notes.push(...measured.notes);
     } catch (error) {
       signal.throwIfAborted();
@@ -227,7 +239,7 @@ async function runBenchmarks(
       await set?.stop();
     }
   }
-  return { benchmarks, peers };
+  return { benchmarks, peers, semaphores, readWriteLocks };
 }
 
 /** A provider's capabilities for backends the benchmarks did not reach (e.g. benchmarks failed). */
@@ -236,7 +248,7 @@ async function probeCapabilities(state: BackendState): Promise<void> {
   const set = await startServerSet(state.backend.placement, state.backend.serverCount);
   try {
     const provider = await state.backend.createProvider(set.endpoints, { connectTimeoutMs: 5_000 });
-    state.capabilities = provider.capabilities;
+    state.capabilities = declaredCapabilities(state.backend, provider);
     await provider.close();
   } finally {
     await set.stop();
@@ -278,7 +290,24 @@ async function runFaults(
       notes.push(`${subject}: skipped, the backend's capabilities are unknown`);
       continue;
     }
-    const record = await runScenario(scenario, state.backend, state.capabilities, {
+    const kind = scenario.checks?.kind ?? 'lock';
+    const capabilities =
+      kind === 'semaphore'
+        ? state.capabilities.semaphore
+        : kind === 'read-write'
+          ? state.capabilities.readWrite
+          : state.capabilities.lock;
+    if (!capabilities) {
+      const why =
+        kind === 'semaphore'
+          ? state.capabilities.unsupported.semaphore
+          : state.capabilities.unsupported.readWrite;
+      notes.push(
+        `${subject}: skipped, ${why ?? `${state.backend.name} has no ${kind === 'semaphore' ? 'semaphores' : 'read-write locks'}`}`,
+      );
+      continue;
+    }
+    const record = await runScenario(scenario, state.backend, capabilities, {
       timing,
       signal,
       onStep: (detail) => progress.step(subject, detail, index / runs.length),
@@ -298,6 +327,19 @@ function judgeRun(results: Omit<Results, 'verdict'>): Verdict {
     ...results.faults
       .filter((fault) => fault.verdict === 'claim-violated')
       .map((fault) => `${fault.backend}: ${fault.title}: ${fault.explanation}`),
+    // Counted by the contenders themselves, so never overstated: every backend claims these.
+    ...(results.semaphores ?? [])
+      .filter((entry) => entry.origin === 'backend' && (entry.contention?.mostInside ?? 0) > entry.limit)
+      .map(
+        (entry) =>
+          `${entry.subject}: semaphore benchmark: ${entry.contention?.mostInside} permits held at once with limit ${entry.limit}`,
+      ),
+    ...(results.readWriteLocks ?? [])
+      .filter((entry) => entry.conflicts > 0)
+      .map(
+        (entry) =>
+          `${entry.backend}: read-write benchmark: ${entry.conflicts} write leases held beside another lease`,
+      ),
   ];
   const incomplete = [
     ...results.faults
@@ -315,6 +357,11 @@ const ESTIMATE_S = {
   conformanceRun: 15,
   failoverSampleOverhead: 1,
   scenarioOverhead: 5,
+  /**
+   * Semaphore and read-write blocks per round of a backend with those primitives, at their minimum
+   * lengths (two contended blocks of 600 ms, a hand-off and uncontended blocks), whatever --duration.
+   */
+  primitiveRound: 1.6,
 } as const;
 
 /** What `compare` would do with these options, and about how long it would take; starts nothing. */
@@ -346,6 +393,7 @@ export async function planCompare(options: CompareOptions): Promise<string> {
     conformance.length * ESTIMATE_S.conformanceRun +
     sets.size * ESTIMATE_S.serverSet +
     ready.length * options.durationSeconds +
+    ready.filter((backend) => !backend.locksOnly).length * options.rounds * ESTIMATE_S.primitiveRound +
     failoverS +
     scenarios.length * (ESTIMATE_S.scenarioOverhead + windowS);
   const minutes = Math.max(1, Math.round(seconds / 60));
@@ -418,7 +466,13 @@ export async function compare(
   notes.push(...semantics.notes);
 
   progress.stage('benchmarks', 3, 4);
-  const { benchmarks, peers } = await runBenchmarks(states, options, signal, progress, notes);
+  const { benchmarks, peers, semaphores, readWriteLocks } = await runBenchmarks(
+    states,
+    options,
+    signal,
+    progress,
+    notes,
+  );
 
   progress.stage('fault scenarios', 4, 4);
   const faults = await runFaults(states, options, signal, progress, notes);
@@ -430,7 +484,15 @@ export async function compare(
     packageName: backend.packageName,
     placement: backend.placement,
     serverCount: backend.serverCount,
-    capabilities,
+    capabilities: capabilities?.lock ?? null,
+    semaphoreCapabilities: capabilities?.semaphore ?? null,
+    readWriteCapabilities: capabilities?.readWrite ?? null,
+    ...(capabilities?.unsupported.semaphore
+      ? { semaphoreUnsupported: capabilities.unsupported.semaphore }
+      : {}),
+    ...(capabilities?.unsupported.readWrite
+      ? { readWriteUnsupported: capabilities.unsupported.readWrite }
+      : {}),
   }));
   const cpuList = cpus();
   const partial: Omit<Results, 'verdict'> = {
@@ -459,6 +521,8 @@ export async function compare(
     semanticsTable: semantics.table,
     benchmarks,
     peers,
+    semaphores,
+    readWriteLocks,
     faults,
   };
   return { ...partial, verdict: judgeRun(partial) };

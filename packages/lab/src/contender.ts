@@ -1,6 +1,6 @@
 /**
- * A lock contender in its own process, so fault scenarios can SIGKILL or SIGSTOP it like a real
- * service. Started by the lab (testkit startNodeProcess) with one JSON argument (ContenderConfig).
+ * A contender in its own process — for a lock, a semaphore's permit, or one side of a read-write
+ * lock — so fault scenarios can SIGKILL or SIGSTOP it like a real service. Started by the lab (testkit startNodeProcess) with one JSON argument (ContenderConfig).
  *
  * stdout, one event per line: ready | waiting | acquired <token> | read <token> | wrote <token> |
  * lost <token> | released <token> | error <code> <message> | unhandled <message> | stall <ms> | done
@@ -9,6 +9,16 @@
 import { createInterface } from 'node:readline';
 import type { BackendDescriptor, Lease, LockProvider } from '@dlock/core';
 import type { ResourceRequest } from './resource.js';
+
+/**
+ * What a contender takes on `key`: the lock, a permit of a semaphore of `limit` (every contender of a
+ * scenario asks with the same limit), or a read-write lock's read or write side. A reader only reads
+ * the resource; everyone else reads and writes.
+ */
+export type ContenderPrimitive =
+  | { readonly kind: 'lock' }
+  | { readonly kind: 'semaphore'; readonly limit: number }
+  | { readonly kind: 'read-write'; readonly mode: 'read' | 'write' };
 
 export interface ContenderConfig {
   /** Module exporting `dlockBackend` (a package name or a file URL). */
@@ -27,6 +37,7 @@ export interface ContenderConfig {
   readonly connectTimeoutMs: number;
   /** Session-based backends: how long a silent (crashed, paused) contender keeps its locks. */
   readonly sessionTimeoutMs: number;
+  readonly primitive: ContenderPrimitive;
 }
 
 const say = (line: string) => process.stdout.write(`${line}\n`);
@@ -49,10 +60,19 @@ async function tell(
   return (await response.json()) as { version: number; fencedVersion: number };
 }
 
-async function holdAndWrite(config: ContenderConfig, lease: Lease, hold: string): Promise<void> {
+/** The machine's clock (not Date.now, which may be skewed on purpose): orders grants across contenders. */
+const machineNow = () => performance.timeOrigin + performance.now();
+
+async function holdAndWrite(
+  config: ContenderConfig,
+  lease: Lease,
+  hold: string,
+  requestedAt: number,
+): Promise<void> {
   const token = lease.token.toString();
-  // The grant time on the machine's clock (not Date.now, which may be skewed on purpose) orders grants.
-  await tell(config, { type: 'begin', hold, token, acquiredAt: performance.timeOrigin + performance.now() });
+  const { primitive } = config;
+  const mode = primitive.kind === 'read-write' ? primitive.mode : undefined;
+  await tell(config, { type: 'begin', hold, token, acquiredAt: machineNow(), requestedAt, mode });
   for (let write = 0; write < config.writesPerHold; write++) {
     if (lease.signal.aborted) {
       say(`lost ${token}`);
@@ -63,6 +83,7 @@ async function holdAndWrite(config: ContenderConfig, lease: Lease, hold: string)
     // Deliberately no second look at lease.signal after this pause: a process paused here (GC, SIGSTOP)
     // wakes up and writes, believing it still holds the lock. That is the case fencing exists for.
     await sleep(config.workMs);
+    if (mode === 'read') continue;
     await tell(config, {
       type: 'write',
       hold,
@@ -75,6 +96,19 @@ async function holdAndWrite(config: ContenderConfig, lease: Lease, hold: string)
   if (!lease.signal.aborted) await tell(config, { type: 'end', hold, token });
 }
 
+function take(config: ContenderConfig, provider: LockProvider, signal: AbortSignal): Promise<Lease> {
+  const options = { ttlMs: config.ttlMs, signal };
+  const { primitive } = config;
+  switch (primitive.kind) {
+    case 'lock':
+      return provider.acquire(config.key, options);
+    case 'semaphore':
+      return provider.semaphore(config.key, { limit: primitive.limit }).acquire(options);
+    case 'read-write':
+      return provider.readWriteLock(config.key)[primitive.mode].acquire(options);
+  }
+}
+
 async function contend(
   config: ContenderConfig,
   provider: LockProvider,
@@ -83,8 +117,9 @@ async function contend(
   for (let holds = 0; holds < config.maxHolds && !stopping.aborted; ) {
     say('waiting');
     let lease: Lease;
+    const requestedAt = machineNow();
     try {
-      lease = await provider.acquire(config.key, { ttlMs: config.ttlMs, signal: stopping });
+      lease = await take(config, provider, stopping);
     } catch (error) {
       if (stopping.aborted) return;
       say(`error ${describeError(error)}`);
@@ -94,7 +129,7 @@ async function contend(
     holds++;
     say(`acquired ${lease.token}`);
     try {
-      await holdAndWrite(config, lease, `${config.name}#${holds}`);
+      await holdAndWrite(config, lease, `${config.name}#${holds}`, requestedAt);
     } catch (error) {
       say(`error ${describeError(error)}`);
     }

@@ -3,8 +3,10 @@ import { join } from 'node:path';
 import {
   type BackendConnectOptions,
   type BackendDescriptor,
+  type Capabilities,
   type LockProvider,
   MemoryLockStore,
+  UnsupportedError,
   createMemoryProvider,
 } from '@dlock/core';
 import { findPackageDir, labPackageDir, packageEntry, readPackageJson } from './paths.js';
@@ -26,6 +28,47 @@ export interface LabBackend {
   readonly builtAtMs: number | null;
   /** Expiry decided by comparing client wall clocks, so client clock skew breaks it (the baseline only). */
   readonly wallClockExpiry: boolean;
+  /**
+   * Only a lock, by design: the lab tries no semaphore or read-write lock on it (the teaching
+   * baseline). A package without them is found out when it is connected, and skipped with a note.
+   */
+  readonly locksOnly: boolean;
+}
+
+/** What a provider declares for each of its primitives; null for a primitive it does not have. */
+export interface DeclaredCapabilities {
+  readonly lock: Capabilities;
+  readonly semaphore: Capabilities | null;
+  readonly readWrite: Capabilities | null;
+  /**
+   * Why a primitive is missing: the UnsupportedError message its provider threw (found out by asking,
+   * never from a list of backends). Absent for a primitive it has, and for a locks-only baseline.
+   */
+  readonly unsupported: { readonly semaphore?: string; readonly readWrite?: string };
+}
+
+/** Reads every primitive's capabilities (creating a semaphore or read-write lock object sends nothing). */
+export function declaredCapabilities(backend: LabBackend, provider: LockProvider): DeclaredCapabilities {
+  const unsupported: { semaphore?: string; readWrite?: string } = {};
+  const probe = (
+    primitive: 'semaphore' | 'readWrite',
+    make: () => { readonly capabilities: Capabilities },
+  ): Capabilities | null => {
+    if (backend.locksOnly) return null;
+    try {
+      return make().capabilities;
+    } catch (error) {
+      if (!(error instanceof UnsupportedError)) throw error;
+      unsupported[primitive] = error.message;
+      return null;
+    }
+  };
+  return {
+    lock: provider.capabilities,
+    semaphore: probe('semaphore', () => provider.semaphore('lab-capabilities', { limit: 1 })),
+    readWrite: probe('readWrite', () => provider.readWriteLock('lab-capabilities')),
+    unsupported,
+  };
 }
 
 export interface Discovery {
@@ -115,6 +158,7 @@ async function discoverPackages(notes: string[]): Promise<LabBackend[]> {
       conformance: testFiles.length > 0 ? { packageDir, testFiles } : null,
       builtAtMs: statSync(entry).mtimeMs,
       wallClockExpiry: false,
+      locksOnly: false,
     });
   }
   return found;
@@ -137,6 +181,7 @@ function memoryReference(): LabBackend {
     conformance: conformanceDir && testFiles.length > 0 ? { packageDir: conformanceDir, testFiles } : null,
     builtAtMs: null,
     wallClockExpiry: false,
+    locksOnly: false,
   };
 }
 
@@ -154,6 +199,7 @@ async function setnxGetsetBaseline(): Promise<LabBackend> {
     conformance: null,
     builtAtMs: null,
     wallClockExpiry: true,
+    locksOnly: true,
   };
 }
 

@@ -126,9 +126,12 @@ async function withProvider<T>(target: Target, use: (provider: LockProvider) => 
   }
 }
 
-const tokenText = (token: bigint) => token.toString();
-const holderJson = (holder: HolderInfo | null) =>
-  holder && { identity: holder.identity, token: tokenText(holder.token) };
+/** A fencing token as a string; null on a backend without fencing (RedLock's tokens are all 0). */
+const tokenOf = (provider: LockProvider, token: bigint): string | null =>
+  provider.capabilities.fencing === 'none' ? null : token.toString();
+const tokenText = (token: string | null) => token ?? 'none (this backend has no fencing)';
+const holderJson = (provider: LockProvider, holder: HolderInfo | null) =>
+  holder && { identity: holder.identity, token: tokenOf(provider, holder.token) };
 const seconds = (ms: number) => `${(ms / 1000).toFixed(1)} s`;
 
 /** The holder and what the backend says beside it; fields it cannot report stay absent. */
@@ -143,7 +146,7 @@ function lockDocument(provider: LockProvider, target: Target, key: string, found
     endpoints: target.endpoints,
     kind: 'lock' as const,
     key,
-    holder: holderJson(found.holder),
+    holder: holderJson(provider, found.holder),
     expiry: provider.capabilities.expiry,
     ttlLeftMs: found.ttlLeftMs ?? null,
     session: found.session ?? null,
@@ -167,7 +170,7 @@ function lockText(document: ReturnType<typeof lockDocument>): string {
   const lines = [`lock "${document.key}" on ${document.backend} (${document.endpoints.join(', ')})`];
   if (document.holder === null) lines.push('holder    none (free)');
   else {
-    lines.push(`holder    ${document.holder.identity}`, `token     ${document.holder.token}`);
+    lines.push(`holder    ${document.holder.identity}`, `token     ${tokenText(document.holder.token)}`);
     if (document.ttlLeftMs !== null) lines.push(`time left ${seconds(document.ttlLeftMs)} (server clock)`);
     if (document.session !== null) lines.push(`session   ${document.session}`);
   }
@@ -195,7 +198,7 @@ function primitiveDocument(
     key,
     holders: holders.map((holder) => ({
       identity: holder.identity,
-      token: tokenText(holder.token),
+      token: tokenOf(provider, holder.token),
       ...(holder.permits !== undefined ? { permits: holder.permits } : {}),
       ...(holder.mode !== undefined ? { mode: holder.mode } : {}),
     })),
@@ -213,7 +216,7 @@ function primitiveText(document: ReturnType<typeof primitiveDocument>): string {
   );
   for (const holder of document.holders) {
     const what = holder.permits !== undefined ? `permits ${holder.permits}` : `mode ${holder.mode}`;
-    lines.push(`  token ${holder.token}  ${what}  ${holder.identity}`);
+    lines.push(`  token ${tokenText(holder.token)}  ${what}  ${holder.identity}`);
   }
   lines.push(...document.notes);
   return lines.join('\n');
@@ -265,7 +268,7 @@ function prefixText(document: Awaited<ReturnType<typeof listPrefix>>): string {
       entry.waiting !== null ? `${entry.waiting} waiting` : '',
     ].filter((part) => part !== '');
     lines.push(
-      `  ${entry.key}  ${entry.holder?.identity}  token ${entry.holder?.token}${extra.length > 0 ? `  ${extra.join('  ')}` : ''}`,
+      `  ${entry.key}  ${entry.holder?.identity}  token ${tokenText(entry.holder?.token ?? null)}${extra.length > 0 ? `  ${extra.join('  ')}` : ''}`,
     );
   }
   return lines.join('\n');
@@ -354,8 +357,8 @@ export async function runWatch(
         const at = new Date().toISOString();
         print(
           target.json
-            ? stringify({ at, backend: provider.backend, key, holder: holderJson(holder) })
-            : `${at}  ${holder ? `holder ${holder.identity}  token ${tokenText(holder.token)}` : 'free'}`,
+            ? stringify({ at, backend: provider.backend, key, holder: holderJson(provider, holder) })
+            : `${at}  ${holder ? `holder ${holder.identity}  token ${tokenText(tokenOf(provider, holder.token))}` : 'free'}`,
         );
         if (++events >= maxEvents) break;
       }

@@ -1,6 +1,7 @@
 import { type IncomingMessage, type Server, type ServerResponse, createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { type ResourceEvent, SafetyChecker } from './checker.js';
+import type { CheckedPrimitive } from './results.js';
 
 /** The body a contender posts: an event with its token as a decimal string (JSON has no bigint). */
 export interface ResourceRequest {
@@ -8,6 +9,8 @@ export interface ResourceRequest {
   readonly hold: string;
   readonly token: string;
   readonly acquiredAt?: number;
+  readonly requestedAt?: number;
+  readonly mode?: 'read' | 'write';
   readonly basedOn?: number;
   readonly basedOnFenced?: number;
 }
@@ -19,7 +22,16 @@ function parseEvent(body: ResourceRequest): ResourceEvent {
   if (typeof body.hold !== 'string') throw new Error('hold must be a string');
   switch (body.type) {
     case 'begin':
-      return { type: 'begin', hold: body.hold, token, acquiredAt: Number(body.acquiredAt) };
+      if (body.mode !== undefined && body.mode !== 'read' && body.mode !== 'write')
+        throw new Error(`unknown mode ${JSON.stringify(body.mode)}`);
+      return {
+        type: 'begin',
+        hold: body.hold,
+        token,
+        acquiredAt: Number(body.acquiredAt),
+        requestedAt: body.requestedAt === undefined ? undefined : Number(body.requestedAt),
+        mode: body.mode,
+      };
     case 'read':
     case 'end':
       return { type: body.type, hold: body.hold, token };
@@ -37,7 +49,7 @@ function parseEvent(body: ResourceRequest): ResourceEvent {
 }
 
 /**
- * The thing the lock protects: a counter behind a tiny HTTP server on 127.0.0.1 in the lab process.
+ * The thing the lock protects (or the semaphore, or the read-write lock): a counter behind a tiny HTTP server on 127.0.0.1 in the lab process.
  * It stamps every request with its own clock (this process's performance.now()) on arrival — never
  * the writer's — and hands it to the checker, so overlaps are judged where the damage would happen.
  */
@@ -46,9 +58,16 @@ export class SharedResource {
   #server: Server | undefined;
   #url = '';
 
-  /** `leaseMs`: the lease contenders hold, so the checker can tell an overlap past a lease (see SafetyChecker). */
-  constructor(options: { readonly leaseMs?: number } = {}) {
-    this.checker = new SafetyChecker({ leaseMs: options.leaseMs, clockOrigin: performance.timeOrigin });
+  /**
+   * `leaseMs`: the lease contenders hold, so the checker can tell an overlap past a lease;
+   * `primitive`: what the contenders hold — a lock, a semaphore or a read-write lock (see SafetyChecker).
+   */
+  constructor(options: { readonly leaseMs?: number; readonly primitive?: CheckedPrimitive } = {}) {
+    this.checker = new SafetyChecker({
+      leaseMs: options.leaseMs,
+      clockOrigin: performance.timeOrigin,
+      primitive: options.primitive,
+    });
   }
 
   get url(): string {

@@ -24,6 +24,13 @@ export interface Results {
   readonly semanticsTable: string;
   readonly benchmarks: BenchmarkRecord[];
   readonly peers: PeerRecord[];
+  /**
+   * Semaphore figures: every backend with semaphores and every peer library's semaphore on the same
+   * servers. Absent in runs made before the lab measured semaphores.
+   */
+  readonly semaphores?: SemaphoreRecord[];
+  /** Read-write lock figures, per backend with read-write locks. Absent in runs made before them. */
+  readonly readWriteLocks?: ReadWriteRecord[];
   readonly faults: FaultRecord[];
   readonly verdict: Verdict;
 }
@@ -59,6 +66,18 @@ export interface BackendRecord {
   readonly placement: BackendPlacement;
   readonly serverCount: number;
   readonly capabilities: Capabilities | null;
+  /**
+   * What the backend's semaphores and read-write locks declare (they may differ from its locks':
+   * RedLock's semaphore is neither fenced nor fair); null when it has none, absent in older runs.
+   */
+  readonly semaphoreCapabilities?: Capabilities | null;
+  readonly readWriteCapabilities?: Capabilities | null;
+  /**
+   * Why it has no semaphores / read-write locks: the UnsupportedError message its provider threw when
+   * the lab asked for one. The report leaves its figures out with this reason.
+   */
+  readonly semaphoreUnsupported?: string;
+  readonly readWriteUnsupported?: string;
 }
 
 export interface SemanticsRecord {
@@ -166,6 +185,90 @@ export interface PeerRecord extends LatencyRecord {
 }
 
 /**
+ * A semaphore measured on one set of servers: a backend's (`origin` 'backend', `subject` its name) or
+ * a peer library's on the same servers (`origin` 'peer', `subject` a label unique within the run,
+ * e.g. "redis-semaphore Semaphore · redis").
+ */
+export interface SemaphoreRecord {
+  readonly subject: string;
+  readonly origin: 'backend' | 'peer';
+  readonly placement: BackendPlacement;
+  readonly serverCount: number;
+  /** The semaphore's limit in both measurements. */
+  readonly limit: number;
+  /** One client, a free semaphore, acquire of one permit + release, back to back. */
+  readonly uncontended: LatencyRecord | null;
+  /** The same round trips from a bare client on the same servers (see `protocol`). */
+  readonly floor: FloorRecord | null;
+  /** Block p50 ÷ floor block p50 of the same round, over the rounds. */
+  readonly ratioToFloorP50: Figure | null;
+  readonly contention: PermitContentionRecord | null;
+  /**
+   * Permit hand-off: with `limit` - 1 permits held by another lease, the time from releasing the last
+   * permit to a waiting client (another connection) holding it — median of the block p50s, p99, max.
+   * Null for peer libraries (not measured); absent in runs made before it was measured.
+   */
+  readonly handoff?: LatencyRecord | null;
+}
+
+/** Many contenders on one semaphore, each looping acquire → hold → release. */
+export interface PermitContentionRecord {
+  readonly contenders: number;
+  /** How long each contender holds its permit (ms) before releasing it. */
+  readonly holdMs: number;
+  /**
+   * How long each block ran (ms): an acquire still waiting at the end of its block counts with its
+   * wait so far, so no wait longer than this can show.
+   */
+  readonly blockMs: number;
+  /** Acquisitions completed in the measured windows, over all blocks. */
+  readonly operations: number;
+  readonly seconds: number;
+  /** Acquisitions per second of each block: median and spread. */
+  readonly opsPerSecond: Figure;
+  /** How long each acquire call took: p50 as the median of the block p50s, p99 and max over all. */
+  readonly waitMs: LatencyRecord;
+  /**
+   * The share of all acquisitions made by the contender that made the fewest (1 / contenders when
+   * permits went round evenly; near 0 when some contenders hardly ever got one).
+   */
+  readonly slowestShare: number;
+  /**
+   * The most permits held at once as the contenders saw them (counted after an acquire resolved and
+   * before its release was sent, so it never overstates): above `limit` is a violation.
+   */
+  readonly mostInside: number;
+}
+
+/** A read-write lock under a read-mostly load: contenders on one lock, a fixed share of them writes. */
+export interface ReadWriteRecord {
+  readonly backend: string;
+  readonly contenders: number;
+  /** The share of operations that take the write lock (0.1: one in ten). */
+  readonly writeShare: number;
+  /** How long each lease is held (ms) before its release. */
+  readonly holdMs: number;
+  /** How long each block ran (ms): no wait longer than this can show (see PermitContentionRecord). */
+  readonly blockMs: number;
+  readonly reads: number;
+  readonly writes: number;
+  readonly seconds: number;
+  /** Reads + writes completed per second of each block: median and spread. */
+  readonly opsPerSecond: Figure;
+  /** How long a read lease's acquire took. */
+  readonly readWaitMs: LatencyRecord;
+  /** How long a write lease's acquire took: its p99 is the starvation check. */
+  readonly writeWaitMs: LatencyRecord;
+  /** The most read leases held at once, as the contenders saw them. */
+  readonly mostReadersTogether: number;
+  /**
+   * Write leases held while another lease was held, as the contenders saw them (counted without
+   * overstating, as for `mostInside`): above 0 is a violation.
+   */
+  readonly conflicts: number;
+}
+
+/**
  * 'safe': the backend promises mutual exclusion here (0 overlaps). 'fenced': holds can overlap, and the
  * promise is that fencing tokens let the resource reject the stale writer. 'unsafe': a known weakness
  * the scenario is there to show.
@@ -181,23 +284,55 @@ export type Claim = 'safe' | 'fenced' | 'unsafe';
 export const FAULT_VERDICTS = ['held', 'claim-violated', 'known-unsafe', 'not-reproduced', 'error'] as const;
 export type FaultVerdict = (typeof FAULT_VERDICTS)[number];
 
+/** What the resource checks: a lock, a semaphore of `limit` permits, or a read-write lock. */
+export type CheckedPrimitive =
+  | { readonly kind: 'lock' }
+  | { readonly kind: 'semaphore'; readonly limit: number }
+  | { readonly kind: 'read-write' };
+
 export interface CheckerMetrics {
   readonly holds: number;
   readonly writes: number;
-  /** Pairs of holds that overlap on the resource's clock: mutual-exclusion violations. */
+  /**
+   * Holds in conflict on the resource's clock. A lock: pairs of holds that overlap. A read-write
+   * lock: overlapping pairs in which at least one is a write hold. A semaphore: holds that began
+   * while `limit` others were inside — each is one time more than `limit` holders were inside.
+   */
   readonly overlaps: number;
   /**
-   * Overlaps that began after the earlier holder's lease had run out (counted from its grant): that
-   * holder outlived its lease, as a paused or starved process does — what fencing tokens are for.
+   * Overlaps that began after the lease of a hold already inside had run out (counted from its
+   * grant): that holder outlived its lease, as a paused or starved process does — what fencing
+   * tokens are for.
    */
   readonly overlapsPastLease: number;
-  /** Writes carrying a token lower than one the resource had already seen: a fencing resource rejects them. */
+  /**
+   * Semaphores and read-write locks: the same count over the requests a fencing resource accepts
+   * (see SafetyChecker). Absent for locks, whose fencing shows in `lostUpdatesWithFencing`.
+   */
+  readonly overlapsWithFencing?: number;
+  /** Semaphores: the limit checked, and the most holds inside at once. */
+  readonly limit?: number;
+  readonly mostInside?: number;
+  /** Read-write locks: writes that landed while a read hold was inside, without and with fencing. */
+  readonly writesOverReads?: number;
+  readonly writesOverReadsWithFencing?: number;
+  /**
+   * Writes a fencing resource rejects: for a lock, those carrying a token lower than one the resource
+   * had already seen; for a semaphore and a read-write lock, see SafetyChecker.
+   */
   readonly staleWrites: number;
-  /** Writes based on an outdated read: an unfenced resource silently loses an update. */
+  /**
+   * Writes based on an outdated read: an unfenced resource silently loses an update. Not counted for
+   * a semaphore (always 0): its holders write at once by design.
+   */
   readonly lostUpdates: number;
   /** Lost updates among the writes a fencing resource would have accepted: fencing failed to protect. */
   readonly lostUpdatesWithFencing: number;
-  /** Holds whose token was not larger than that of a hold acquired before them. */
+  /**
+   * Holds whose token was not larger than that of a hold acquired before them. For a semaphore or a
+   * read-write lock, "before" means granted before this hold's acquire began (grants that race are
+   * not ordered), and two read holds are not compared.
+   */
   readonly tokenRegressions: number;
 }
 
@@ -205,6 +340,8 @@ export interface FaultRecord {
   readonly scenario: string;
   readonly title: string;
   readonly backend: string;
+  /** The primitive the contenders used; absent (a lock) in older runs. */
+  readonly primitive?: 'lock' | 'semaphore' | 'read-write';
   readonly claim: Claim;
   readonly verdict: FaultVerdict;
   readonly metrics: CheckerMetrics;

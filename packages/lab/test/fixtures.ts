@@ -6,7 +6,9 @@ import {
   type LatencyRecord,
   type PeerRecord,
   RESULTS_SCHEMA,
+  type ReadWriteRecord,
   type Results,
+  type SemaphoreRecord,
 } from '../src/results.js';
 
 /** A latency record around `p50Ms`, with a spread of ±10% and a tail. */
@@ -110,6 +112,96 @@ function fault(
   };
 }
 
+/** A semaphore subject: uncontended p50 against a floor, and 32 contenders on a limit of 4. */
+function semaphore(
+  subject: string,
+  origin: SemaphoreRecord['origin'],
+  servers: { placement: SemaphoreRecord['placement']; count: number },
+  p50Ms: number,
+  floorMs: number | null,
+  contended: { rate: number; waitMs: number; maxMs: number; slowestShare: number },
+): SemaphoreRecord {
+  return {
+    subject,
+    origin,
+    placement: servers.placement,
+    serverCount: servers.count,
+    limit: 4,
+    uncontended: latency(p50Ms),
+    floor: floorMs === null ? null : { ...latency(floorMs), protocol: 'permit-if-room script + ZREM' },
+    ratioToFloorP50:
+      floorMs === null
+        ? null
+        : figureOf([(p50Ms / floorMs) * 0.95, p50Ms / floorMs, (p50Ms / floorMs) * 1.05]),
+    contention: {
+      contenders: 32,
+      holdMs: 1,
+      blockMs: 600,
+      operations: Math.round(contended.rate * 2),
+      seconds: 2.25,
+      opsPerSecond: figureOf([contended.rate * 0.95, contended.rate, contended.rate * 1.05]),
+      waitMs: {
+        samples: 400,
+        p50Ms: figureOf([contended.waitMs * 0.9, contended.waitMs, contended.waitMs * 1.1]),
+        p99Ms: contended.maxMs * 0.9,
+        maxMs: contended.maxMs,
+      },
+      slowestShare: contended.slowestShare,
+      mostInside: 4,
+    },
+    // The permit hand-off is measured for dlock's semaphores only.
+    handoff: origin === 'backend' ? latency(p50Ms * 2) : null,
+  };
+}
+
+/** A read-write lock under the 90/10 mix, with its readers' and writers' p50 waits. */
+function readWrite(backend: string, rate: number, readWaitMs: number, writeWaitMs: number): ReadWriteRecord {
+  const wait = (ms: number) => ({
+    samples: 300,
+    p50Ms: figureOf([ms * 0.9, ms, ms * 1.1]),
+    p99Ms: ms * 3,
+    maxMs: ms * 4,
+  });
+  return {
+    backend,
+    contenders: 32,
+    writeShare: 0.1,
+    holdMs: 1,
+    blockMs: 600,
+    reads: Math.round(rate * 2 * 0.9),
+    writes: Math.round(rate * 2 * 0.1),
+    seconds: 2.25,
+    opsPerSecond: figureOf([rate * 0.9, rate, rate * 1.1]),
+    readWaitMs: wait(readWaitMs),
+    writeWaitMs: wait(writeWaitMs),
+    mostReadersTogether: 20,
+    conflicts: 0,
+  };
+}
+
+/** A fault result of a semaphore or read-write scenario. */
+function primitiveFault(
+  scenario: string,
+  backend: string,
+  primitive: 'semaphore' | 'read-write',
+  verdict: FaultRecord['verdict'],
+  fenced: boolean,
+): FaultRecord {
+  const base = fault(scenario, backend, 'fenced', verdict, 3);
+  return {
+    ...base,
+    primitive,
+    metrics: {
+      ...base.metrics,
+      lostUpdates: 0,
+      overlapsWithFencing: fenced ? 0 : 3,
+      ...(primitive === 'semaphore'
+        ? { limit: 2, mostInside: 3 }
+        : { writesOverReads: 1, writesOverReadsWithFencing: fenced ? 0 : 1 }),
+    },
+  };
+}
+
 /**
  * A complete, consistent results file shaped like a real run (every kind of backend, long peer
  * names on one and on five nodes, faults of every claim), for the validator and the report tests.
@@ -145,6 +237,8 @@ export function sampleResults(): Results {
         placement: 'in-process',
         serverCount: 0,
         capabilities: capabilities({ fairness: 'fifo' }),
+        semaphoreCapabilities: capabilities({ fairness: 'fifo' }),
+        readWriteCapabilities: capabilities({ fairness: 'fifo' }),
       },
       {
         name: 'redis',
@@ -153,6 +247,8 @@ export function sampleResults(): Results {
         placement: 'redis',
         serverCount: 1,
         capabilities: capabilities({}),
+        semaphoreCapabilities: capabilities({ fairness: 'fifo' }),
+        readWriteCapabilities: capabilities({ fairness: 'fifo' }),
       },
       {
         name: 'redlock',
@@ -161,6 +257,8 @@ export function sampleResults(): Results {
         placement: 'redis',
         serverCount: 5,
         capabilities: capabilities({ fencing: 'none' }),
+        semaphoreCapabilities: capabilities({ fencing: 'none' }),
+        readWriteCapabilities: capabilities({ fencing: 'none' }),
       },
       {
         name: 'zookeeper',
@@ -169,6 +267,13 @@ export function sampleResults(): Results {
         placement: 'zookeeper',
         serverCount: 1,
         capabilities: capabilities({ fairness: 'fifo', expiry: 'session' }),
+        // A package without the primitives: its provider threw UnsupportedError when the lab asked.
+        semaphoreCapabilities: null,
+        readWriteCapabilities: null,
+        semaphoreUnsupported:
+          'the zookeeper provider does not support semaphores: this backend package does not implement them',
+        readWriteUnsupported:
+          'the zookeeper provider does not support read-write locks: this backend package does not implement them',
       },
       {
         name: 'setnx-getset',
@@ -177,10 +282,23 @@ export function sampleResults(): Results {
         placement: 'redis',
         serverCount: 1,
         capabilities: capabilities({ fencing: 'none', wakeup: 'poll' }),
+        semaphoreCapabilities: null,
+        readWriteCapabilities: null,
       },
     ],
     semantics: [],
-    semanticsTable: '',
+    semanticsTable: [
+      '| guarantee | memory | redis |',
+      '|---|---|---|',
+      '| **lock** |  |  |',
+      '| fencing (declared) | monotonic | monotonic |',
+      '| never grants two overlapping holds under contention | held | held |',
+      '| **semaphore** |  |  |',
+      '| declared: fencing · fairness · wake-up · expiry | monotonic · fifo · push · ttl | monotonic · fifo · push · ttl |',
+      '| never more than `limit` holders at once | held | held |',
+      '| **read-write** |  |  |',
+      '| a waiting writer is served before readers that arrive after it | held | held |',
+    ].join('\n'),
     benchmarks: [
       bench('memory', 0.01, null, [40_000, 45_000, 47_000], 0.1, 0.04),
       bench('redis', 0.25, 0.21, [3_300, 1_900, 1_000], 0.9, 0.2),
@@ -194,12 +312,55 @@ export function sampleResults(): Results {
       peer('redlock (library)', 5, 0.21, 0.26),
       peer('redis-semaphore RedlockMutex', 5, 0.26, 0.26),
     ],
+    semaphores: [
+      semaphore('memory', 'backend', { placement: 'in-process', count: 0 }, 0.02, null, {
+        rate: 3_000,
+        waitMs: 9,
+        maxMs: 14,
+        slowestShare: 0.03,
+      }),
+      semaphore('redis-semaphore Semaphore · redis', 'peer', { placement: 'redis', count: 1 }, 0.2, 0.18, {
+        rate: 900,
+        waitMs: 0.4,
+        maxMs: 540,
+        slowestShare: 0.004,
+      }),
+      semaphore('redis', 'backend', { placement: 'redis', count: 1 }, 0.5, 0.18, {
+        rate: 280,
+        waitMs: 95,
+        maxMs: 130,
+        slowestShare: 0.03,
+      }),
+      semaphore(
+        'redis-semaphore RedlockSemaphore · 5× redis',
+        'peer',
+        { placement: 'redis', count: 5 },
+        0.4,
+        0.5,
+        { rate: 600, waitMs: 1.5, maxMs: 560, slowestShare: 0.002 },
+      ),
+      semaphore('redlock', 'backend', { placement: 'redis', count: 5 }, 1.2, 0.5, {
+        rate: 110,
+        waitMs: 30,
+        maxMs: 580,
+        slowestShare: 0,
+      }),
+    ],
+    readWriteLocks: [
+      readWrite('memory', 4_000, 6, 7),
+      readWrite('redis', 400, 70, 80),
+      readWrite('redlock', 350, 10, 150),
+    ],
     faults: [
       fault('holder-crash', 'redis', 'safe', 'held', 0),
       fault('holder-pause', 'redis', 'fenced', 'held', 4),
       fault('holder-pause', 'redlock', 'fenced', 'known-unsafe', 2),
       fault('clock-skew', 'setnx-getset', 'unsafe', 'known-unsafe', 3),
       fault('redlock-minority-down', 'redlock', 'safe', 'held', 0),
+      primitiveFault('semaphore-holder-pause', 'redis', 'semaphore', 'held', true),
+      primitiveFault('semaphore-holder-pause', 'redlock', 'semaphore', 'known-unsafe', false),
+      primitiveFault('read-write-writer-pause', 'redis', 'read-write', 'held', true),
+      primitiveFault('read-write-writer-pause', 'redlock', 'read-write', 'known-unsafe', false),
     ],
     verdict: { exitCode: 0, violations: [], incomplete: [] },
   };

@@ -12,6 +12,23 @@ const PERMANENT_REPLY =
 /** ioredis, with enableOfflineQueue off, when the socket is not writable: the command was not sent. */
 const NOT_WRITABLE = "Stream isn't writeable";
 
+/** What dlock says for NOT_WRITABLE (ioredis' text names an option dlock sets, not the user). */
+const NOT_SENT_DOWN = 'not sent: the connection was down';
+/**
+ * ioredis' MaxRetriesPerRequestError ("Reached the max retries per request limit (which is 0). Refer
+ * to "maxRetriesPerRequest" option") and "Connection is closed.": the connection closed with the
+ * command written and unanswered (dlock runs its scripts only on a ready connection, with
+ * maxRetriesPerRequest 0 and no resend on reconnect), so the server may have applied it.
+ */
+const CLOSED_IN_FLIGHT = 'the connection closed before the reply arrived';
+
+/** An ioredis failure of a written command, in dlock's words where ioredis' names its own options. */
+function inDlockWords(error: unknown, detail: string): string {
+  const name = error instanceof Error ? error.name : '';
+  if (name === 'MaxRetriesPerRequestError' || detail === 'Connection is closed.') return CLOSED_IN_FLIGHT;
+  return detail;
+}
+
 /** Failures of commands that were written and got no reply. */
 const unansweredFailures = new WeakSet<BackendUnavailableError>();
 
@@ -55,11 +72,17 @@ export class RedisConnection {
   #closedConnections = 0;
   readonly #lossListeners = new Set<(reason: Error) => void>();
   #readiness: Promise<void> | undefined;
+  /** A connect attempt failed since the connection was last ready: the server is down, not blipping. */
+  #connectFailed = false;
   readonly #onError = (error: Error) => {
     this.#lastError = error;
+    // An error of a ready connection (ECONNRESET) precedes its close; one in any other state is a
+    // connect attempt that failed (refused, timed out, rejected at the ready check).
+    if (this.client.status !== 'ready') this.#connectFailed = true;
   };
   readonly #onReady = () => {
     this.#lastError = undefined;
+    this.#connectFailed = false;
   };
   readonly #onClose = () => {
     this.#closedConnections++;
@@ -107,8 +130,9 @@ export class RedisConnection {
    * BackendUnavailableError. Whether the script may have been applied is part of the failure (see
    * `mayHaveBeenApplied`):
    * - not connected within connectTimeoutMs, a refused password, the request over (`request.signal`
-   *   aborted) before the connection was ready, a stream that would not take the write: never sent, so
-   *   not applied;
+   *   aborted: the wait for the connection is raced with it, and its listener removed after) before the
+   *   connection was ready, a request already over when called (a withdraw) while connects to the
+   *   server fail, a stream that would not take the write: never sent, so not applied;
    * - an error reply: the server answered and refused (dlock's scripts write nothing before the
    *   first write Redis may refuse), so not applied; non-transient for authentication, ACL and
    *   unknown-command replies, transient otherwise (READONLY after a failover, OOM, LOADING, BUSY);
@@ -132,8 +156,17 @@ export class RedisConnection {
     request?: { readonly signal: AbortSignal },
     tracker?: { inFlight: number },
   ): Promise<unknown> {
-    if (this.client.status !== 'ready')
-      return this.#scriptWhenReady(operation, script, keys, args, request, tracker);
+    if (this.client.status !== 'ready') {
+      if (!request?.signal.aborted) {
+        return this.#scriptWhenReady(operation, script, keys, args, request?.signal, tracker);
+      }
+      // Sent for a request that is over (core's withdraw of it): it waits for a reconnect in
+      // progress (a reset, a failover), so that a caller is answered with nothing left behind, but
+      // not for a server whose connects fail — that would hold the caller's answer (an abort, say)
+      // for up to connectTimeoutMs; core retries the withdraw in the background instead.
+      if (this.#connectFailed) return Promise.reject(this.#notConnected(operation));
+      return this.#scriptWhenReady(operation, script, keys, args, undefined, tracker);
+    }
     return this.#send(operation, script, keys, args, tracker);
   }
 
@@ -142,13 +175,11 @@ export class RedisConnection {
     script: LuaScript,
     keys: readonly string[],
     args: readonly (string | number)[],
-    request: { readonly signal: AbortSignal } | undefined,
+    signal: AbortSignal | undefined,
     tracker: { inFlight: number } | undefined,
   ): Promise<unknown> {
-    await this.#whenReady(operation);
-    if (request?.signal.aborted) {
-      throw this.#unavailable(operation, 'not sent: the request ended while connecting');
-    }
+    await this.#whenReady(operation, signal);
+    if (signal?.aborted) throw this.#notConnected(operation);
     return this.#send(operation, script, keys, args, tracker);
   }
 
@@ -248,8 +279,8 @@ export class RedisConnection {
       const permanent = AUTH_FAILURE.test(detail) || PERMANENT_REPLY.test(detail);
       return this.#unavailable(operation, detail, error, !permanent);
     }
-    if (detail.startsWith(NOT_WRITABLE)) return this.#unavailable(operation, detail, error);
-    return unanswered(this.#unavailable(operation, `${detail} (sent; no reply)`, error));
+    if (detail.startsWith(NOT_WRITABLE)) return this.#unavailable(operation, NOT_SENT_DOWN, error);
+    return unanswered(this.#unavailable(operation, `${inDlockWords(error, detail)} (sent; no reply)`, error));
   }
 
   async close(): Promise<void> {
@@ -269,7 +300,39 @@ export class RedisConnection {
     }
   }
 
-  #whenReady(operation: string): Promise<void> {
+  /** The request ended before the connection was ready: nothing was sent. */
+  #notConnected(operation: string): BackendUnavailableError {
+    return this.#unavailable(
+      operation,
+      `not sent: the connection was down when the request ended${this.#lastErrorDetail()}`,
+    );
+  }
+
+  /**
+   * Settles when the connection is ready (within connectTimeoutMs), or rejects at once when `signal`
+   * aborts first (nothing sent); its abort listener is removed when the wait settles either way.
+   */
+  #whenReady(operation: string, signal?: AbortSignal): Promise<void> {
+    if (signal?.aborted) return Promise.reject(this.#notConnected(operation));
+    const ready = this.#connected(operation);
+    if (!signal) return ready;
+    return new Promise((resolve, reject) => {
+      const onAbort = () => reject(this.#notConnected(operation));
+      signal.addEventListener('abort', onAbort, { once: true });
+      ready.then(
+        () => {
+          signal.removeEventListener('abort', onAbort);
+          resolve();
+        },
+        (error: unknown) => {
+          signal.removeEventListener('abort', onAbort);
+          reject(error);
+        },
+      );
+    });
+  }
+
+  #connected(operation: string): Promise<void> {
     const { client } = this;
     if (client.status === 'ready') return Promise.resolve();
     // A client that ended does not reconnect by itself, and a rejected password does not fix itself

@@ -303,7 +303,7 @@ export class RedisLockDriver implements LockDriver<RedisGrantHandle, RedisTicket
   async withdraw(request: LockRequest, ticket: RedisTicket): Promise<void> {
     if (ticket.wait) this.#wakeups.drop(ticket.wait);
     if (!ticket.unresolved && ticket.inFlight === 0 && !ticket.queued) return;
-    await this.#deleteOwned(request.key, ticket.owner, 'withdraw');
+    await this.#deleteOwned(request.key, ticket.owner, 'withdraw', request);
   }
 
   async extend(key: string, grant: Grant<RedisGrantHandle>, ttlMs: number): Promise<number> {
@@ -384,9 +384,15 @@ export class RedisLockDriver implements LockDriver<RedisGrantHandle, RedisTicket
     return this.#connection.script('holder', holderScript, [lockKey], []) as Promise<HolderReply>;
   }
 
-  async #deleteOwned(key: string, owner: string, operation: string): Promise<void> {
+  /** With `request` (a withdraw), a server whose connects fail is not waited for (see permits.ts #leave). */
+  async #deleteOwned(
+    key: string,
+    owner: string,
+    operation: string,
+    request?: { readonly signal: AbortSignal },
+  ): Promise<void> {
     const { releaseKeys, releaseChannel } = this.#layouts.of(key);
-    await this.#connection.script(operation, releaseScript, releaseKeys, [owner, releaseChannel]);
+    await this.#connection.script(operation, releaseScript, releaseKeys, [owner, releaseChannel], request);
   }
 }
 

@@ -207,7 +207,7 @@ export abstract class RedisPermitDriver<Request extends LockRequest>
 
   async withdraw(request: Request, ticket: PermitTicket): Promise<void> {
     if (ticket.wake) this.#wakeups.drop(ticket.wake);
-    await this.#leave(request.key, ticket.owner);
+    await this.#leave(request.key, ticket.owner, request);
   }
 
   async extend(key: string, grant: Grant<PermitHandle>, ttlMs: number): Promise<number> {
@@ -246,13 +246,21 @@ export abstract class RedisPermitDriver<Request extends LockRequest>
   /** The connection and the subscriber belong to the lock driver, which closes them. */
   async close(): Promise<void> {}
 
-  async #leave(key: string, owner: string): Promise<void> {
+  /**
+   * Deletes `owner`'s entry (holder or place in line). With `request` (a withdraw: the request is
+   * over), a server whose connects fail is not waited for (RedisConnection.script): the failure is
+   * transient, and core retries the clean-up in the background instead of holding the caller's
+   * answer (an abort, issue 12 #2) for connectTimeoutMs.
+   */
+  async #leave(key: string, owner: string, request?: { readonly signal: AbortSignal }): Promise<void> {
     const layout = this.#layout(key);
-    await this.#connection.script('release', permitLeaveScript, permitKeys(layout), [
-      owner,
-      layout.channel,
-      1,
-    ]);
+    await this.#connection.script(
+      request ? 'withdraw' : 'release',
+      permitLeaveScript,
+      permitKeys(layout),
+      [owner, layout.channel, 1],
+      request,
+    );
   }
 
   #layout(key: string): PermitLayout {

@@ -201,3 +201,68 @@ describe('issue 11 #4: a released lease is never reported lost', () => {
     for (let trial = 0; trial < 10; trial++) expect(await raw.exists(lockKeyOf(`flushed-${trial}`))).toBe(0);
   });
 });
+
+describe('issue 12 #2: a permit waiter aborted while the connection is down (connectTimeoutMs 10 000)', () => {
+  // Before: the semaphore and read-write acquire held the caller's answer until the readiness wait
+  // ended (connectTimeoutMs), because the withdrawal of the waiter's place in line waited for a
+  // connection. Now the caller is answered at once and core withdraws in the background.
+  for (const kind of ['semaphore', 'write lock'] as const) {
+    it(`${kind}: rejects with the abort reason well within connectTimeoutMs; its place in line is gone after the outage`, async () => {
+      const { provider, faults } = await redis.proxied({ connectTimeoutMs: 10_000 });
+      const direct = redis.provider();
+      const key = `abort-down-${kind.replace(' ', '-')}`;
+      const acquire = (
+        from: LockProvider,
+        options: Parameters<LockProvider['acquire']>[1],
+      ): Promise<Lease> =>
+        kind === 'semaphore'
+          ? from.semaphore(key, { limit: 1 }).acquire(options)
+          : from.readWriteLock(key).write.acquire(options);
+      const holder = await acquire(direct, { ttlMs: 30_000 });
+      const controller = new AbortController();
+      const waiting = settled(acquire(provider, { waitMs: 60_000, signal: controller.signal }));
+      await sleep(300);
+      faults.outage(20_000);
+      await sleep(600);
+      const reason = new Error('user abort');
+      controller.abort(reason);
+      const outcome = await waiting;
+      expect(outcome.error).toBe(reason);
+      // Measured from before the outage: the abort was 600 ms in; connectTimeoutMs is 10 000.
+      expect(outcome.elapsedMs).toBeLessThan(300 + 600 + 3_000);
+      faults.heal();
+      await faults.whenListening();
+      await holder.release();
+      // The aborted waiter's place in line is withdrawn once reachable: a new request is admitted.
+      let next: Lease | null = null;
+      await eventually(async () => {
+        next = await (kind === 'semaphore'
+          ? direct.semaphore(key, { limit: 1 }).tryAcquire({ ttlMs: 5_000 })
+          : direct.readWriteLock(key).write.tryAcquire({ ttlMs: 5_000 }));
+        return next !== null;
+      }, 10_000);
+      expect(next).not.toBeNull();
+      await (next as Lease | null)?.release();
+    });
+  }
+});
+
+describe('a lost reply, then refused reconnects: the error says it in dlock terms', () => {
+  it("tryAcquire: 'the connection closed before the reply arrived', no ioredis option name; classified as maybe applied", async () => {
+    const { provider, faults } = await redis.proxied({ commandTimeoutMs: 300 });
+    const key = 'lost-reply-words';
+    await warmUp(provider);
+    const dropped = faults.dropNextReply().then(() => faults.refuseConnections(1_500));
+    const outcome = await settled(provider.tryAcquire(key, { ttlMs: 30_000 }));
+    await dropped;
+    expect(outcome.error).toBeInstanceOf(BackendUnavailableError);
+    const message = (outcome.error as Error).message;
+    expect(message).toContain('the connection closed before the reply arrived');
+    expect(message).not.toMatch(/maxRetriesPerRequest|max retries|enableOfflineQueue/);
+    // Maybe applied: the lock it took is deleted (withdrawn) once the server is reachable again.
+    await faults.whenListening();
+    expect(await redis.raw().get(fenceKeyOf(key))).not.toBeNull();
+    await eventually(async () => (await redis.raw().exists(lockKeyOf(key))) === 0, 10_000, 50);
+    expect(await redis.raw().exists(lockKeyOf(key))).toBe(0);
+  });
+});

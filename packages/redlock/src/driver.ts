@@ -536,12 +536,13 @@ function refusedOrUnsent(answer: NodeAnswer<number>): boolean {
 }
 
 /** Every node still to answer has stopped answering: a clean-up's caller need not wait for them. */
-function onlyHungPending(ballot: Ballot): boolean {
+export function onlyHungPending(ballot: Ballot): boolean {
   for (const node of ballot.pending) if (!node.hung) return false;
   return true;
 }
 
-function closeSubscription(ticket: RedlockTicket): void {
+/** Ends a waiter's release-notice subscription (lock and permit tickets alike). */
+export function closeSubscription(ticket: { subscription: ReleaseSubscription | undefined }): void {
   ticket.subscription?.close();
   ticket.subscription = undefined;
 }

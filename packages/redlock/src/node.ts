@@ -107,9 +107,9 @@ export class RedisNode {
     return this.#request((client) => client.eval(script, 1, key, ...args) as Promise<number>, wanted);
   }
 
-  /** Any other request, with the same readiness wait and the same classification of failures. */
-  run<T>(send: (client: Redis) => Promise<T>): Promise<NodeAnswer<T>> {
-    return this.#request(send);
+  /** Any other request, with the same readiness wait, `wanted` check and classification of failures. */
+  run<T>(send: (client: Redis) => Promise<T>, wanted?: () => boolean): Promise<NodeAnswer<T>> {
+    return this.#request(send, wanted);
   }
 
   pttl(key: string): Promise<NodeAnswer<number>> {

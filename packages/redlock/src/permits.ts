@@ -29,9 +29,15 @@ import {
 } from '@dlock/redis/primitives';
 import type { Redis } from 'ioredis';
 import { redlockCapabilities } from './capabilities.js';
-import { COLLISION_BACKOFF_MS, EXPIRY_PRECISION_MS, settleWithin } from './driver.js';
+import {
+  COLLISION_BACKOFF_MS,
+  EXPIRY_PRECISION_MS,
+  closeSubscription,
+  onlyHungPending,
+  settleWithin,
+} from './driver.js';
 import type { NodeFailure, RedisNode } from './node.js';
-import { type Ballot, quorumUnreachable, unavailableError } from './quorum.js';
+import { type Ballot, castBallot, quorumUnreachable, unavailableError, unknownOutcomes } from './quorum.js';
 import type { ReleaseNotices, ReleaseSubscription } from './wakeups.js';
 
 /**
@@ -56,7 +62,10 @@ export const redlockPermitCapabilities: Capabilities = {
     'count and clock: any L+1 sets of q nodes share a node, which admits at most L, so more than L holders ' +
     'at once need a node to forget (a plain majority would let up to floor(N·L/majority) hold at once). ' +
     'The price is availability: a semaphore tolerates only N − q nodes down. A read or write lease needs a ' +
-    'majority: any two majorities share a node, and no node admits a writer beside anyone. There is no ' +
+    'majority: any two majorities share a node, and no node admits a writer beside anyone. Each extension ' +
+    're-creates the entry on nodes that lost it (only where it fits the limit, never over another owner) ' +
+    'while more than c·(N − q) nodes still hold it (c: the limit, 1 for a read or write lease), so no quorum ' +
+    'taken meanwhile can have missed them; with fewer, the lease is lost at that extension. There is no ' +
     'queue (fairness none): a FIFO order would need the nodes to agree on one order of waiters, and RedLock ' +
     'nodes never talk to each other; per-node queues would order waiters differently on each node and could ' +
     'leave every waiter short of a quorum. So waiters race when permits free up, and for a read-write lock ' +
@@ -67,6 +76,12 @@ export const redlockPermitCapabilities: Capabilities = {
 export interface RedlockPermitHandle {
   readonly owner: string;
   readonly quorum: number;
+  /** The acquire script's arguments, re-sent (with the extension's ttl) to repair nodes that lost the entry. */
+  readonly acquireArgs: readonly (string | number)[];
+  /** Local monotonic time (ms) up to which the last successful acquire or extension holds a quorum. */
+  validUntil: number;
+  /** Set when the release starts: a repair not yet sent then stays unsent, so it cannot re-create the entry. */
+  released: boolean;
 }
 
 /** A waiter's state between attempts: its release-notice subscription and what woke it. */
@@ -78,7 +93,19 @@ export interface RedlockPermitTicket {
   /** When, by the busy replies, a quorum of nodes could have room again (local ms), if known. */
   freeAt: number | undefined;
   wake: (() => void) | undefined;
+  /**
+   * The owner of an attempt whose outcome is unknown (a node may have applied it, its reply lost): the
+   * next attempt re-sends it, adopting what it took, and a withdrawal deletes it (dlock issue 11 #1).
+   */
+  unknownOwner: string | undefined;
+  /** How many withdrawals have run (the first one does not wait for hung nodes, as for locks). */
+  withdrawals: number;
 }
+
+/** The index of the ttl (ms) in the acquire script's arguments (permitAcquireArgs). */
+const ACQUIRE_TTL_ARG = 3;
+/** The index of the limit in the acquire script's arguments (permitAcquireArgs). */
+const ACQUIRE_LIMIT_ARG = 2;
 
 export interface RedlockPermitConfig {
   readonly nodes: readonly RedisNode[];
@@ -147,7 +174,8 @@ export abstract class RedlockPermitDriver<Request extends LockRequest>
     if (ticket) ticket.released = false;
     // A new owner per attempt: the undo of a failed attempt runs in the background and must never
     // delete what a later attempt obtained.
-    const owner = newPermitOwner();
+    const owner = ticket?.unknownOwner ?? newPermitOwner();
+    if (ticket) ticket.unknownOwner = undefined;
     const durationMs = Math.ceil(request.ttlMs);
     const ask = this.ask(request);
     const quorum = this.quorumFor(ask.limit);
@@ -171,8 +199,30 @@ export abstract class RedlockPermitDriver<Request extends LockRequest>
     if (granted >= quorum) {
       const validUntil = this.#validUntil(startedAt, durationMs);
       if (validUntil > now()) {
-        return { outcome: 'granted', grant: { token: 0n, validUntil, handle: { owner, quorum } } };
+        return {
+          outcome: 'granted',
+          grant: {
+            token: 0n,
+            validUntil,
+            handle: { owner, quorum, acquireArgs: args, validUntil, released: false },
+          },
+        };
       }
+    }
+    const votes = this.#votes(answers, granted, ([status]) => status !== PERMIT_GRANTED, quorum);
+    // Nodes that did not reply may have granted it, and with them a quorum may be ours: core adopts it on
+    // the next attempt or withdraws it (retrying in the background until the nodes answer), as for locks.
+    if (quorumUnreachable(votes) && granted + unknownOutcomes(votes) > 0) {
+      const next = ticket ?? newTicket();
+      next.unknownOwner = owner;
+      return {
+        outcome: 'unknown',
+        ticket: next,
+        cause: unavailableError(
+          votes,
+          `acquiring "${request.key}" (${this.need(ask, quorum, nodes)}): the outcome is unknown (nodes that did not reply may have applied it)`,
+        ),
+      };
     }
     // Not a quorum in time: undo on every node, including those that failed or have not answered yet
     // (a timed-out script may still have run), without making the caller wait for them.
@@ -183,25 +233,15 @@ export abstract class RedlockPermitDriver<Request extends LockRequest>
     ) {
       this.#undo(layout, owner);
     }
-    const votes = this.#votes(answers, granted, ([status]) => status !== PERMIT_GRANTED, quorum);
     if (quorumUnreachable(votes)) {
-      throw unavailableError(
-        votes,
-        `acquiring "${request.key}" (limit ${ask.limit} needs ${quorum} of ${nodes} nodes)`,
-      );
+      throw unavailableError(votes, `acquiring "${request.key}" (${this.need(ask, quorum, nodes)})`);
     }
     const mismatches = answers.flatMap((answer) =>
       'value' in answer && answer.value[0] === PERMIT_LIMIT_MISMATCH ? [answer.value[1]] : [],
     );
     // So many nodes store another limit that this request can never reach its quorum.
     if (mismatches.length > nodes - quorum) throw this.limitMismatch(request, mismatches[0]!);
-    const next = ticket ?? {
-      subscription: undefined,
-      released: false,
-      collided: false,
-      freeAt: undefined,
-      wake: undefined,
-    };
+    const next = ticket ?? newTicket();
     next.collided = granted > 0;
     next.freeAt = this.#freeAt(answers, quorum);
     return { outcome: 'busy', ticket: next };
@@ -221,7 +261,7 @@ export abstract class RedlockPermitDriver<Request extends LockRequest>
         ticket.released = true;
         ticket.wake?.();
       });
-      request.signal.addEventListener('abort', () => this.withdraw(request, ticket), { once: true });
+      request.signal.addEventListener('abort', () => closeSubscription(ticket), { once: true });
       return settleWithin(ticket.subscription.ready, maxWaitMs, request.signal);
     }
     if (ticket.collided) {
@@ -244,39 +284,137 @@ export abstract class RedlockPermitDriver<Request extends LockRequest>
     });
   }
 
-  async withdraw(_request: Request, ticket: RedlockPermitTicket): Promise<void> {
-    ticket.subscription?.close();
-    ticket.subscription = undefined;
+  /**
+   * Ends the waiter's subscription and deletes, by owner on every node, what an attempt with an unknown
+   * outcome may have taken. Rejects BackendUnavailableError while some node has not confirmed; core then
+   * retries in the background, so the entry goes once the node answers again (dlock issue 11 #1).
+   */
+  async withdraw(request: Request, ticket: RedlockPermitTicket): Promise<void> {
+    closeSubscription(ticket);
+    const owner = ticket.unknownOwner;
+    if (owner === undefined) return;
+    ticket.withdrawals++;
+    const layout = this.#layout(request.key);
+    const keys = permitKeys(layout);
+    // The first withdrawal, which the caller of an acquire waits for, sends the delete to hung nodes
+    // (their last request timed out) without waiting for them; core's retries confirm it (issue 12 #8).
+    const ballot = await castBallot(
+      this.#config.nodes,
+      this.majority,
+      (node) => node.run((client) => evalScript(client, permitLeaveScript, keys, [owner, layout.channel, 0])),
+      () => 'for',
+      { decided: ticket.withdrawals > 1 ? undefined : onlyHungPending },
+    );
+    if (ballot.granted < ballot.nodes) {
+      throw unavailableError(ballot, `withdrawing the attempt on "${request.key}"`);
+    }
+    ticket.unknownOwner = undefined;
   }
 
+  /** What a request needs, for error texts: "limit 3 needs 3 of 3 nodes". */
+  protected need(ask: PermitAsk, quorum: number, nodes: number): string {
+    return `limit ${ask.limit} needs ${quorum} of ${nodes} nodes`;
+  }
+
+  /**
+   * Extends on every node where the entry is this owner's, and repairs the quorum (dlock issue 12 #7, as
+   * the lock's extend): nodes that lost the entry (restarted without persistence, FLUSHALL) are sent the
+   * acquire script again, which re-creates it only where it fits the limit and never touches another
+   * owner's entry. A repair is sent only while enough nodes still hold the entry that nobody can have
+   * used the missing ones meanwhile (more than `conflictLimit()`·(N − quorum) of them: any
+   * conflicting quorum taken meanwhile must share a node with those); with fewer, the lease may have
+   * had company in between and the extension rejects LockLostError at once (its signal aborts).
+   * - the entry is on a quorum again: the new validity, measured from before the request was sent;
+   * - so many nodes refused that no quorum is possible: LockLostError;
+   * - otherwise (nodes did not answer): BackendUnavailableError, ownership unknown, not lost.
+   */
   async extend(key: string, grant: Grant<RedlockPermitHandle>, ttlMs: number): Promise<number> {
+    const { handle } = grant;
+    if (now() >= handle.validUntil) {
+      throw new LockLostError(key, 'its validity ended before this extension could be sent');
+    }
     const durationMs = Math.ceil(ttlMs);
     const keys = permitKeys(this.#layout(key));
-    const { quorum } = grant.handle;
-    const nodes = this.#config.nodes.length;
+    const { quorum } = handle;
+    const { nodes } = this.#config;
+    // Nodes that must still hold the entry before any is repaired.
+    const floor = Math.min(quorum, this.conflictLimit(handle) * (nodes.length - quorum) + 1);
+    const repairArgs = handle.acquireArgs.map((arg, index) => (index === ACQUIRE_TTL_ARG ? durationMs : arg));
+    const repair = (node: RedisNode) =>
+      node
+        .run(
+          (client) => evalScript(client, permitAcquireScript, keys, repairArgs) as Promise<[number, number]>,
+          () => !handle.released && now() < handle.validUntil,
+        )
+        .then((answer) => answer.ok && answer.value[0] === PERMIT_GRANTED);
+    const lost: RedisNode[] = [];
+    let repairing = false;
     const startedAt = now();
-    const answers = await this.#onNodes(
-      (client) =>
-        evalScript(client, permitExtendScript, keys, [grant.handle.owner, durationMs]) as Promise<number>,
-      (extended, refused) => extended >= quorum || refused > nodes - quorum,
-      (extended) => extended === 1,
+    const ballot = await castBallot(
+      nodes,
+      quorum,
+      (node) =>
+        node.run(
+          (client) =>
+            evalScript(client, permitExtendScript, keys, [handle.owner, durationMs]) as Promise<number>,
+          () => !handle.released,
+        ),
+      (extended) => (extended === 1 ? 'for' : 'against'),
+      {
+        decided: (votes) =>
+          votes.granted >= quorum ||
+          (votes.granted >= floor && votes.granted + votes.refused >= quorum) ||
+          votes.refused > nodes.length - floor,
+        onAnswer: (node, answer, vote) => {
+          if (vote !== 'against') return;
+          // A node that answers once the repair is under way is repaired on its own; nothing waits for it.
+          if (repairing) void repair(node);
+          else lost.push(node);
+        },
+      },
     );
-    const extended = answers.filter((answer) => 'value' in answer && answer.value === 1).length;
-    if (extended >= quorum) return this.#validUntil(startedAt, durationMs);
-    const votes = this.#votes(answers, extended, (value) => value !== 1, quorum);
-    // So many nodes no longer hold the entry that no quorum can ever confirm it.
-    if (votes.refused > nodes - quorum) {
+    let held = ballot.granted;
+    if (held >= floor) {
+      repairing = true;
+      held += (await Promise.all(lost.map(repair))).filter(Boolean).length;
+      if (held >= quorum) {
+        handle.validUntil = this.#validUntil(startedAt, durationMs);
+        return handle.validUntil;
+      }
+    }
+    const refused = ballot.refused - (held - ballot.granted);
+    if (held < floor && ballot.refused > nodes.length - floor) {
       throw new LockLostError(
         key,
-        `${votes.refused} of ${votes.nodes} nodes no longer hold this owner's entry (it expired or was deleted)`,
+        `only ${ballot.granted} of ${nodes.length} nodes still hold this owner's entry (it expired or was ` +
+          `deleted on ${ballot.refused}): fewer than the ${floor} that keep anyone else from having used the others meanwhile`,
+      );
+    }
+    if (refused > nodes.length - quorum) {
+      throw new LockLostError(
+        key,
+        `${refused} of ${nodes.length} nodes no longer hold this owner's entry and have no room to re-create it, ` +
+          `so it cannot be on the ${quorum} it needs`,
       );
     }
     // Neither a quorum for nor enough against: ownership is unknown, not lost.
-    throw unavailableError(votes, `extending "${key}" could not confirm ${quorum} of ${nodes} nodes`);
+    throw unavailableError(
+      { ...ballot, granted: held, refused },
+      `extending "${key}" could not confirm ${quorum} of ${nodes.length} nodes`,
+    );
+  }
+
+  /**
+   * How many leases one lease's entry can conflict with at once, for the repair rule of `extend`: the
+   * limit for a semaphore (the entry is one of `limit` on each node).
+   */
+  protected conflictLimit(handle: RedlockPermitHandle): number {
+    return Number(handle.acquireArgs[ACQUIRE_LIMIT_ARG]);
   }
 
   /** Deletes the entry on every node and waits for all of them (bounded by the command timeout). */
   async release(key: string, grant: Grant<RedlockPermitHandle>): Promise<void> {
+    grant.handle.released = true;
     const layout = this.#layout(key);
     const answers = await this.#leaveEverywhere(layout, grant.handle.owner, true);
     const votes = this.#votes(answers, 0, () => true);
@@ -407,4 +545,16 @@ export abstract class RedlockPermitDriver<Request extends LockRequest>
   #layout(key: string): PermitLayout {
     return permitLayout(key, this.#config.keyPrefix, this.primitive);
   }
+}
+
+function newTicket(): RedlockPermitTicket {
+  return {
+    subscription: undefined,
+    released: false,
+    collided: false,
+    freeAt: undefined,
+    wake: undefined,
+    unknownOwner: undefined,
+    withdrawals: 0,
+  };
 }

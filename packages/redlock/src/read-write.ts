@@ -30,6 +30,15 @@ export class RedlockReadWriteDriver
     return this.majority;
   }
 
+  /** A write lease conflicts with each other lease one pair at a time. */
+  protected override conflictLimit(): number {
+    return 1;
+  }
+
+  protected override need(ask: PermitAsk, quorum: number, nodes: number): string {
+    return `a ${readWriteMode(ask.permits)} lease needs ${quorum} of ${nodes} nodes`;
+  }
+
   protected limitMismatch(request: ReadWriteRequest, storedLimit: number): Error {
     // Every dlock client uses the same limit: another one means something else wrote these keys.
     return new BackendUnavailableError(

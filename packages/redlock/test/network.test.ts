@@ -1,9 +1,11 @@
+import { eventually } from '@dlock/conformance';
 import { BackendUnavailableError, type Lease, type LockProvider, NotHeldError } from '@dlock/core';
 import { type FaultProxy, type RedisNodes, startRedisNodes } from '@dlock/testkit';
 import { Redis } from 'ioredis';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { type RedlockProviderOptions, createRedlockProvider } from '../src/index.js';
 import {
+  type PermitKind,
   closeRawClients,
   connected,
   noResidueWithin,
@@ -11,6 +13,7 @@ import {
   rawClients,
   sleep,
   storedValues,
+  tryPermit,
 } from './support.js';
 
 /**
@@ -145,6 +148,54 @@ describe('a lost acquire reply (issue 11 #1) leaves nothing behind', () => {
     expect(new Set(stored.map((entry) => entry.split('=')[1])).size).toBe(1);
     await lease.release();
     expect(await noResidue(key, ORPHAN_BOUND_MS + MARGIN_MS)).toBe(true);
+  });
+});
+
+describe('a lost acquire reply on a semaphore or read-write lock (issue 11 #1) leaves nothing behind', () => {
+  /** Nodes that hold any entry of the permit name `key`. */
+  const nodesWithEntries = async (key: string) =>
+    (await Promise.all(operator.map((client) => client.keys(`{${key}}*`)))).filter((keys) => keys.length > 0)
+      .length;
+
+  it.each<PermitKind>(['semaphore', 'write lease'])(
+    '%s, reply lost on every node and reconnects refused for 1 s: "outcome unknown", and the entry is gone within ~1 s of the nodes being reachable again',
+    async (kind) => {
+      const provider = await open();
+      const key = freshKey(`permit-refused-${kind.replace(' ', '-')}`);
+      const dropped = Promise.all(proxies.map((proxy) => proxy.dropNextReply()));
+      const outcome = settle(tryPermit(provider, kind, key, 30_000));
+      await dropped;
+      for (const proxy of proxies) proxy.refuseConnections(1_000);
+      const { error } = await outcome;
+      expect(error).toBeInstanceOf(BackendUnavailableError);
+      expect((error as Error).message).toContain('the outcome is unknown');
+      if (kind === 'write lease')
+        expect((error as Error).message).toContain('a write lease needs 2 of 3 nodes');
+      // Before, nothing withdrew it: the permit stayed held on all three nodes for the 30 s ttl.
+      expect(await nodesWithEntries(key)).toBe(3);
+      await Promise.all(proxies.map((proxy) => proxy.whenListening()));
+      expect(
+        await eventually(async () => (await nodesWithEntries(key)) === 0, ORPHAN_BOUND_MS + MARGIN_MS),
+      ).toBe(true);
+      const other = await tryPermit(provider, kind, key, 30_000);
+      expect(other).not.toBeNull();
+      await other?.release();
+    },
+  );
+
+  it('in a waiting acquire: the retry adopts what the lost request took, so each node holds one entry, the lease’s', async () => {
+    const provider = await open();
+    const key = freshKey('permit-adopt');
+    const semaphore = provider.semaphore(key, { limit: 2 });
+    const dropped = Promise.all(proxies.map((proxy) => proxy.dropNextReply()));
+    const lease = await semaphore.acquire({ ttlMs: 30_000, waitMs: 10_000 });
+    await dropped;
+    const owners = await Promise.all(
+      operator.map((client) => client.zcard(`{${key}}${key}:semaphore:expiry`)),
+    );
+    expect(owners).toEqual([1, 1, 1]);
+    await lease.release();
+    expect(await nodesWithEntries(key)).toBe(0);
   });
 });
 

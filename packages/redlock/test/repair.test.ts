@@ -4,7 +4,7 @@ import { type RedisNodes, startRedisNodes } from '@dlock/testkit';
 import type { Redis } from 'ioredis';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { createRedlockProvider } from '../src/index.js';
-import { closeRawClients, connected, rawClients, sleep } from './support.js';
+import { type PermitKind, closeRawClients, connected, rawClients, sleep, tryPermit } from './support.js';
 
 /**
  * Issue 12 #7: three nodes without persistence, ttl 3000 ms, renewal every 1000 ms. Before, the
@@ -129,5 +129,75 @@ describe('a renewed lease repairs its majority (issue 12 #7)', () => {
     expect(lease.signal.aborted).toBe(false);
     stop();
     await lease.release();
+  });
+});
+
+/** Per node, whether it holds any entry of the semaphore or read-write lock `key`: 'E' or '-'. */
+async function permitLayout(key: string): Promise<string> {
+  const found = await Promise.all(operator.map((client) => client.keys(`{${key}}*`)));
+  return found.map((keys) => (keys.length > 0 ? 'E' : '-')).join(' ');
+}
+
+const permitLease = (provider: LockProvider, kind: PermitKind, key: string, limit = 1) =>
+  kind === 'semaphore'
+    ? provider.semaphore(key, { limit }).acquire({ ttlMs: TTL_MS })
+    : provider.readWriteLock(key).write.acquire({ ttlMs: TTL_MS });
+
+describe('a renewed permit repairs its quorum (issue 12 #7, semaphores and read-write locks)', () => {
+  it.each<PermitKind>(['semaphore', 'write lease'])(
+    '%s: a node that forgot the entry has it back within one renewal; after a second node forgets, nobody else can win',
+    async (kind) => {
+      const key = freshKey(`permit-${kind.replace(' ', '-')}`);
+      const a = open('A');
+      const b = open('B');
+      await Promise.all([connected(a), connected(b)]);
+      const lease = await permitLease(a, kind, key);
+      const renewal = renewInBackground(lease, { intervalMs: RENEW_EVERY_MS });
+      await operator[0]!.flushall();
+      expect(
+        await eventually(async () => (await permitLayout(key)) === 'E E E', RENEW_EVERY_MS + MARGIN_MS),
+      ).toBe(true);
+      await operator[1]!.flushall();
+      // Node 1 was repaired, so A still holds nodes 1 and 3: B cannot win a quorum.
+      expect(await tryPermit(b, kind, key, TTL_MS)).toBeNull();
+      expect(
+        await eventually(async () => (await permitLayout(key)) === 'E E E', RENEW_EVERY_MS + MARGIN_MS),
+      ).toBe(true);
+      expect(lease.signal.aborted).toBe(false);
+      renewal.stop();
+      await lease.release();
+      expect(await permitLayout(key)).toBe('- - -');
+    },
+  );
+
+  it('a limit-3 semaphore, held on all 3 nodes: extend() re-creates the entries of a node that forgot them, up to the limit', async () => {
+    const key = freshKey('permit-limit3');
+    const a = open('A');
+    await connected(a);
+    const semaphore = a.semaphore(key, { limit: 3 });
+    const leases = await Promise.all([1, 2, 3].map(() => semaphore.acquire({ ttlMs: TTL_MS })));
+    await operator[0]!.flushall();
+    // Before, the two nodes that still held it were short of the 3 this limit needs: LockLostError.
+    await leases[0]!.extend();
+    expect(leases[0]!.signal.aborted).toBe(false);
+    expect(await permitLayout(key)).toBe('E E E');
+    expect((await semaphore.holders()).length).toBe(1);
+    await leases[1]!.extend();
+    await leases[2]!.extend();
+    expect((await semaphore.holders()).length).toBe(3);
+    expect(await semaphore.tryAcquire({ ttlMs: TTL_MS })).toBeNull();
+    await Promise.all(leases.map((lease) => lease.release()));
+  });
+
+  it('two nodes forgetting a write lease: the next extension rejects LockLostError at once and re-creates nothing', async () => {
+    const key = freshKey('permit-majority-lost');
+    const a = open('A');
+    await connected(a);
+    const lease = await permitLease(a, 'write lease', key);
+    await Promise.all([operator[0]!.flushall(), operator[1]!.flushall()]);
+    await expect(lease.extend()).rejects.toBeInstanceOf(LockLostError);
+    expect(lease.signal.aborted).toBe(true);
+    expect(await permitLayout(key)).toBe('- - E');
+    await lease.release().catch(() => {});
   });
 });

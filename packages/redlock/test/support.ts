@@ -1,5 +1,5 @@
 import { type NetworkFaults, eventually } from '@dlock/conformance';
-import type { LockProvider } from '@dlock/core';
+import type { Lease, LockProvider } from '@dlock/core';
 import {
   type FaultProxy,
   type RedisNodes,
@@ -138,4 +138,19 @@ export function noResidueWithin(clients: readonly Redis[], key: string, ms: numb
     async () => (await storedValues(clients, key).catch(() => ['unreadable'])).length === 0,
     ms,
   );
+}
+
+/** A semaphore (limit 1) or a read-write lock's write lease, for tests run on both primitives. */
+export type PermitKind = 'semaphore' | 'write lease';
+
+/** One try for the permit `kind` of `key`: the lease, or null when it is taken. */
+export function tryPermit(
+  provider: LockProvider,
+  kind: PermitKind,
+  key: string,
+  ttlMs: number,
+): Promise<Lease | null> {
+  return kind === 'semaphore'
+    ? provider.semaphore(key, { limit: 1 }).tryAcquire({ ttlMs })
+    : provider.readWriteLock(key).write.tryAcquire({ ttlMs });
 }

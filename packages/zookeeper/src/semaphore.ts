@@ -13,6 +13,7 @@ import {
   LOCK_NAME,
   SEMAPHORE_LEASES,
   SEMAPHORE_LOCKS,
+  isLockNode,
   lockPath,
   protectedIdOf,
   queueOrder,
@@ -62,6 +63,17 @@ function limitData(limit: number): Buffer {
 function storedLimit(data: Buffer | undefined): number | undefined {
   const text = data?.toString('utf8') ?? '';
   return /^[1-9]\d{0,8}$/.test(text) ? Number(text) : undefined;
+}
+
+/**
+ * The lease nodes among the children of `leases`: Curator's protected `_c_<uuid>-lease-<seq>` (what dlock
+ * and Curator create) or a plain `lease-<seq>`. Anything else there (an operator's `#meta`, a tool's
+ * node) holds no permit: counted, it would occupy a permit for ever while `holders()` shows nobody.
+ * Curator counts every child (`children.size() <= maxLeases`), so a foreign child only makes a Curator
+ * client stricter than dlock: the number of lease nodes still never exceeds the limit.
+ */
+function leaseNodes(children: readonly string[]): string[] {
+  return children.filter((name) => isLockNode(name, [LEASE_NAME]));
 }
 
 /** Whether the node at `path` is among `children` (names) of its parent. */
@@ -184,7 +196,8 @@ export class ZooKeeperSemaphoreDriver
       const { children } = await calls.getChildren(leases, ticket.watch('leases', 'children', leases));
       // Changed since the attempt counted (a release in between): count again now.
       return (
-        children.length <= request.limit || !ticket.leases.paths.every((path) => isListed(path, children))
+        leaseNodes(children).length <= request.limit ||
+        !ticket.leases.paths.every((path) => isListed(path, children))
       );
     });
   }
@@ -203,7 +216,8 @@ export class ZooKeeperSemaphoreDriver
     ]);
     const groups: string[][] = [];
     const byId = new Map<string, string[]>();
-    for (const name of queueOrder(names, [LEASE_NAME])) {
+    const leases = queueOrder(names, [LEASE_NAME]);
+    for (const name of leases) {
       const id = protectedIdOf(name);
       const group = id === undefined ? undefined : byId.get(id);
       if (group) group.push(name);
@@ -214,7 +228,7 @@ export class ZooKeeperSemaphoreDriver
       }
     }
     const limit = storedLimit(base?.data);
-    if (limit !== undefined && names.length > limit) groups.pop();
+    if (limit !== undefined && leases.length > limit) groups.pop();
     const described = await Promise.all(
       groups.map((group) => describeNode(calls, `${paths.leases}/${group[0]}`)),
     );
@@ -253,7 +267,7 @@ export class ZooKeeperSemaphoreDriver
         );
         // Fail fast: permits are held under another limit (the check that counts comes with the mutex).
         const stored = storedLimit((await arrival.base)?.data);
-        if (stored !== undefined && stored !== request.limit && (await arrival.leases).length > 0) {
+        if (stored !== undefined && stored !== request.limit && leaseNodes(await arrival.leases).length > 0) {
           await this.#refuse(ticket, request, stored);
         }
         locks = arrival.locks;
@@ -309,7 +323,7 @@ export class ZooKeeperSemaphoreDriver
         if (!ticket.limitChecked) {
           const stored = storedLimit((await base)?.data);
           if (stored !== request.limit) {
-            const others = (await before).filter((name) => !leases.isOurs(name));
+            const others = leaseNodes(await before).filter((name) => !leases.isOurs(name));
             if (stored !== undefined && others.length > 0) await this.#refuse(ticket, request, stored);
             // Nobody else holds a permit (or only Curator clients, which store nothing): ours counts.
             if (!(await unlessMissing(calls.setData(paths.base, limitData(request.limit))))) {
@@ -342,7 +356,7 @@ export class ZooKeeperSemaphoreDriver
         leases.paths = leases.paths.filter((path) => !vanished.includes(path));
         continue;
       }
-      if (listed.length > request.limit) return { outcome: 'busy', ticket };
+      if (leaseNodes(listed).length > request.limit) return { outcome: 'busy', ticket };
       return this.#grant(ticket);
     }
     throw new BackendUnavailableError(

@@ -1,4 +1,4 @@
-import { BackendUnavailableError } from '@dlock/core';
+import { BackendUnavailableError, ProviderClosedError } from '@dlock/core';
 import { type ACL, type Client, createClient } from 'node-zookeeper-client';
 import { BACKEND, type CallsOptions, ZooKeeperCalls } from './client.js';
 import { WatchFans } from './watches.js';
@@ -105,8 +105,12 @@ export class ZooKeeperSession {
     this.#installReconnectGate();
   }
 
-  /** Connects a new session, or rejects BackendUnavailableError naming the connect string within connectTimeoutMs. */
-  static async open(options: SessionOptions): Promise<ZooKeeperSession> {
+  /**
+   * Connects a new session, or rejects BackendUnavailableError naming the connect string within
+   * connectTimeoutMs. `closing` (the provider's close()) stops connecting at once and rejects
+   * ProviderClosedError: no session was established, so there is nothing to say goodbye on.
+   */
+  static async open(options: SessionOptions, closing?: AbortSignal): Promise<ZooKeeperSession> {
     const client = createClient(options.connectString, {
       sessionTimeout: options.sessionTimeoutMs,
       spinDelay: SPIN_DELAY_MS,
@@ -116,7 +120,7 @@ export class ZooKeeperSession {
     });
     const session = new ZooKeeperSession(client, options);
     for (const { scheme, auth } of options.auth) client.addAuthInfo(scheme, Buffer.from(auth, 'utf8'));
-    type Failure = { detail: string; transient: boolean } | undefined;
+    type Failure = { detail: string; transient: boolean } | 'closed' | undefined;
     const failure = await new Promise<Failure>((resolve) => {
       const timer = setTimeout(
         () =>
@@ -130,16 +134,24 @@ export class ZooKeeperSession {
         clearTimeout(timer);
         client.removeListener('connected', onConnected);
         client.removeListener('authenticationFailed', onAuthFailed);
+        closing?.removeEventListener('abort', onClosing);
         resolve(outcome);
       };
       const onConnected = () => settle(undefined);
       // Wrong credentials stay wrong: retrying cannot help.
       const onAuthFailed = () =>
         settle({ detail: 'authentication failed (check the auth option)', transient: false });
+      const onClosing = () => settle('closed');
+      if (closing?.aborted) return settle('closed');
       client.once('connected', onConnected);
       client.once('authenticationFailed', onAuthFailed);
+      closing?.addEventListener('abort', onClosing, { once: true });
       client.connect();
     });
+    if (failure === 'closed') {
+      session.#stop();
+      throw new ProviderClosedError(BACKEND);
+    }
     if (failure !== undefined) {
       session.#stop();
       throw new BackendUnavailableError(BACKEND, options.connectString, failure.detail, {

@@ -12,6 +12,8 @@ export class SessionSource {
   readonly #sessions = new Set<ZooKeeperSession>();
   #current: ZooKeeperSession | undefined;
   #opening: Promise<ZooKeeperSession> | undefined;
+  /** Aborted by close(): a connect still in flight stops at once (it has no session to clean up). */
+  readonly #closing = new AbortController();
   #closed = false;
 
   constructor(options: SessionOptions) {
@@ -21,14 +23,12 @@ export class SessionSource {
   current(): Promise<ZooKeeperSession> {
     if (this.#closed) return Promise.reject(new ProviderClosedError(BACKEND));
     if (this.#current && !this.#current.lost.aborted) return Promise.resolve(this.#current);
-    this.#opening ??= ZooKeeperSession.open(this.#options)
+    this.#opening ??= ZooKeeperSession.open(this.#options, this.#closing.signal)
       .then((session) => {
-        if (this.#closed) {
-          session.close().catch(() => {});
-          throw new ProviderClosedError(BACKEND);
-        }
-        this.#current = session;
         this.#sessions.add(session);
+        // Connected just as close() began: close() closes it with the others.
+        if (this.#closed) throw new ProviderClosedError(BACKEND);
+        this.#current = session;
         session.lost.addEventListener('abort', () => this.#forgetWhenClosed(session), { once: true });
         return session;
       })
@@ -43,9 +43,16 @@ export class SessionSource {
     return [...this.#sessions].filter((session) => !session.lost.aborted);
   }
 
-  /** Closes every session, including lost ones still saying goodbye to the server. */
+  /**
+   * Closes every session, including lost ones still saying goodbye to the server. A connect still in
+   * flight (a server that is down) is given up at once rather than waited for up to connectTimeoutMs:
+   * nothing is sent on a session before it connects, so it has nothing to delete (a session the server
+   * may have opened meanwhile holds no node and expires on its own). Before, close() after a failed
+   * acquire against a dead server waited out the connect: 4 s with the defaults.
+   */
   async close(): Promise<void> {
     this.#closed = true;
+    this.#closing.abort();
     await this.#opening?.catch(() => {});
     await Promise.all([...this.#sessions].map((session) => session.close()));
   }

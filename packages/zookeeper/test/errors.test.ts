@@ -1,9 +1,9 @@
 import { createHash } from 'node:crypto';
-import { BackendUnavailableError, InvalidArgumentError, type LockProvider } from '@dlock/core';
+import { BackendUnavailableError, InvalidArgumentError, LockError, type LockProvider } from '@dlock/core';
 import { freePort, startZooKeeper } from '@dlock/testkit';
 import { describe, expect, it } from 'vitest';
 import { type ZooKeeperProviderOptions, createZooKeeperProvider } from '../src/index.js';
-import { until, useStandaloneZooKeeper } from './support.js';
+import { sleep, until, useStandaloneZooKeeper } from './support.js';
 
 const zk = useStandaloneZooKeeper('/dlock-errors', { connectTimeoutMs: 1_000, callTimeoutMs: 1_000 });
 const { providers } = zk;
@@ -101,6 +101,28 @@ describe('an unreachable backend', () => {
     expect((error as Error).message).toContain(connectString);
     // waitMs 500 + settleGraceMs 500 (core's default), with slack for a busy machine.
     expect(elapsedMs).toBeLessThan(1_000 + 1_000);
+  });
+
+  it('close() after a failed acquire, or during one, settles at once instead of waiting out the connect timeout', async () => {
+    // close() waited for the connect still in flight: 4 s (connectTimeoutMs) against 0-5 ms elsewhere.
+    const connectTimeoutMs = 4_000;
+    const connectString = `127.0.0.1:${await freePort()}`;
+    const failed = providers.open({ connectString, connectTimeoutMs });
+    const acquired = await outcomeWithin(failed.acquire('k', { waitMs: 500 }));
+    expect(acquired.error).toBeInstanceOf(BackendUnavailableError);
+    const closed = await outcomeWithin(failed.close());
+    expect(closed.error).toBeUndefined();
+    expect(closed.elapsedMs).toBeLessThan(1_500);
+    // Closed while the first connect is still trying: the acquire ends typed, as promptly.
+    const busy = providers.open({ connectString, connectTimeoutMs });
+    const pending = outcomeWithin(busy.acquire('k'));
+    await sleep(100);
+    const closedEarly = await outcomeWithin(busy.close());
+    expect(closedEarly.error).toBeUndefined();
+    expect(closedEarly.elapsedMs).toBeLessThan(1_500);
+    const ended = await pending;
+    expect(ended.error).toBeInstanceOf(LockError);
+    expect(ended.elapsedMs).toBeLessThan(100 + 1_500);
   });
 
   it('names a missing chroot instead of hanging', async () => {

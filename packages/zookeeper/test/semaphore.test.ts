@@ -27,6 +27,18 @@ const semaphorePath = (name: string) => primitivePath(ROOT, 'semaphore', name);
 const leasesOf = (name: string) => childrenOf(zk.inspector, `${semaphorePath(name)}/leases`);
 const mutexQueueOf = (name: string) => childrenOf(zk.inspector, `${semaphorePath(name)}/locks`);
 
+/** The semaphore's node and `leases`, as another client creates them (no limit stored); returns the node. */
+async function createForeignSemaphore(name: string): Promise<string> {
+  const base = semaphorePath(name);
+  const calls = zk.inspector.session.calls;
+  for (const path of [ROOT, `${ROOT}/#semaphores`]) {
+    await calls.create(path, Buffer.alloc(0), CreateMode.PERSISTENT).catch(() => {});
+  }
+  await calls.create(base, Buffer.alloc(0), CreateMode.PERSISTENT);
+  await calls.create(`${base}/leases`, Buffer.alloc(0), CreateMode.PERSISTENT);
+  return base;
+}
+
 describe('the layout', () => {
   it("is Curator's InterProcessSemaphoreV2 under <root>/#semaphores/<name>: the limit in its node, one protected lease node per permit", async () => {
     const name = freshKey('layout');
@@ -168,13 +180,8 @@ describe('the limit', () => {
 
   it("stores dlock's limit in a semaphore node another client created without one (as Curator does)", async () => {
     const name = freshKey('foreign');
-    const base = semaphorePath(name);
+    const base = await createForeignSemaphore(name);
     const calls = zk.inspector.session.calls;
-    for (const path of [ROOT, `${ROOT}/#semaphores`]) {
-      await calls.create(path, Buffer.alloc(0), CreateMode.PERSISTENT).catch(() => {});
-    }
-    await calls.create(base, Buffer.alloc(0), CreateMode.PERSISTENT);
-    await calls.create(`${base}/leases`, Buffer.alloc(0), CreateMode.PERSISTENT);
     // A foreign lease (Curator's shape), counted like any other.
     const foreign = await calls.create(
       `${base}/leases/_c_00000000-0000-4000-8000-000000000000-lease-`,
@@ -195,6 +202,45 @@ describe('the limit', () => {
     await calls.remove(foreign);
     await permit.release();
     expect(await tree(zk.inspector, base)).toEqual([]);
+  });
+});
+
+describe('children of leases that are not lease nodes', () => {
+  it('hold no permit: admission and holders() count only lease nodes, and the foreign children stay', async () => {
+    const name = freshKey('foreign-child');
+    const base = await createForeignSemaphore(name);
+    const calls = zk.inspector.session.calls;
+    const foreign = ['#meta', '.config', 'lease', 'lease-abc', '_c_not-a-uuid-lease-0000000001'];
+    for (const child of foreign) {
+      await calls.create(`${base}/leases/${child}`, Buffer.from('not a lease'), CreateMode.PERSISTENT);
+    }
+    // Before: tryAcquire() returned null with limit 1 while holders() returned [] (the reviewer's repro).
+    const mine = providers.open({ identity: 'me' }).semaphore(name, { limit: 1 });
+    const other = providers.open({ identity: 'other' }).semaphore(name, { limit: 1 });
+    expect(await mine.holders()).toEqual([]);
+    const permit = await mine.tryAcquire();
+    expect(permit).not.toBeNull();
+    expect(await other.holders()).toEqual([{ identity: 'me', token: permit!.token, permits: 1 }]);
+    expect(await other.tryAcquire()).toBeNull();
+    // A waiter counts the same way when the release wakes it.
+    const waiting = other.acquire({ waitMs: 5_000 });
+    await until(async () => (await leasesOf(name)).length === foreign.length + 2, 2_000, 'the waiter leased');
+    await permit!.release();
+    const next = await waiting;
+    expect(await mine.holders()).toEqual([{ identity: 'other', token: next.token, permits: 1 }]);
+    await next.release();
+    expect(await mine.holders()).toEqual([]);
+    // A plain `lease-<seq>` (the classic layout) holds a permit like any other.
+    const classic = await calls.create(
+      `${base}/leases/lease-`,
+      Buffer.from('classic'),
+      CreateMode.EPHEMERAL_SEQUENTIAL,
+    );
+    expect(await mine.tryAcquire()).toBeNull();
+    expect((await mine.holders()).map((holder) => holder.identity)).toEqual(['classic']);
+    await calls.remove(classic);
+    // dlock deletes only what it created: the foreign children keep `leases` and the semaphore's node.
+    expect((await calls.getChildren(`${base}/leases`)).children.sort()).toEqual([...foreign].sort());
   });
 });
 

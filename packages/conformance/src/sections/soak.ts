@@ -9,7 +9,10 @@ import { sleep } from '../timing.js';
 export type Counts = Record<string, number>;
 
 export interface SoakHooks {
-  /** How long the churn runs (ms). Default: $DLOCK_SOAK_MS, else 20 000. The lab runs it longer. */
+  /**
+   * How long the churn runs (ms). Default: $DLOCK_SOAK_MS, else 10 000 (enough for a leak of one
+   * listener, watch or handle per give-up to show as hundreds; set it higher for a longer soak).
+   */
   durationMs?: number;
   /**
    * What the client side keeps for `providers`: listeners on its connections and signals, subscribed
@@ -67,7 +70,7 @@ function grown(before: Counts, after: Counts, slack: number): Counts {
  */
 export function soakGuarantees(kit: KitContext): Guarantee[] {
   const soak = kit.options.soak;
-  const durationMs = soak?.durationMs ?? Number(process.env.DLOCK_SOAK_MS ?? 20_000);
+  const durationMs = soak?.durationMs ?? Number(process.env.DLOCK_SOAK_MS ?? 10_000);
   return [
     {
       id: 'soak-churn',

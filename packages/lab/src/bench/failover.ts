@@ -50,6 +50,7 @@ export async function measureFailover(
             clockSkewMs: 0,
             connectTimeoutMs: 2_000,
             sessionTimeoutMs,
+            primitive: { kind: 'lock' },
           }),
         ),
       )),

@@ -1,11 +1,14 @@
 import { Etcd3 } from 'etcd3';
 import type { Redis } from 'ioredis';
-import { Mutex, RedlockMutex } from 'redis-semaphore';
+import { Mutex, RedlockMutex, RedlockSemaphore, Semaphore } from 'redis-semaphore';
 import Redlock from 'redlock';
 import type { ServerSet } from '../servers.js';
 import { connectRedis } from './floor.js';
+import type { PermitTaker } from './semaphore.js';
 
 const PEER_TTL_MS = 10_000;
+/** A waiting peer acquire cannot be aborted: this bounds it (it fails as an error after that). */
+const PEER_ACQUIRE_TIMEOUT_MS = 10_000;
 
 export interface Peer {
   readonly name: string;
@@ -77,4 +80,48 @@ export function openPeers(set: ServerSet, key: string): { peers: Peer[]; close()
     };
   }
   return { peers: [], close: () => {} };
+}
+
+/** A peer library's semaphore on the lab's servers. */
+export interface SemaphorePeer {
+  readonly name: string;
+  /**
+   * Takers of the semaphore `key`, one per client (set of connections): contenders are spread over
+   * them as over dlock's providers.
+   */
+  takersFor(key: string): readonly PermitTaker[];
+}
+
+/**
+ * redis-semaphore's `Semaphore` (one node) or `RedlockSemaphore` (several), with its defaults: it
+ * polls every 10 ms while it waits and cannot be aborted, so its acquire timeout bounds a wait.
+ * `RedlockSemaphore` grants on a majority of nodes whatever the limit (see @dlock/redlock's README).
+ */
+export function openSemaphorePeers(
+  set: ServerSet,
+  limit: number,
+  clientCount: number,
+): { peers: SemaphorePeer[]; close(): void } {
+  if (set.kind !== 'redis') return { peers: [], close: () => {} };
+  const sets = Array.from({ length: clientCount }, () => set.endpoints.map((url) => connectRedis(url)));
+  const options = { lockTimeout: PEER_TTL_MS, acquireTimeout: PEER_ACQUIRE_TIMEOUT_MS, refreshInterval: 0 };
+  const single = set.endpoints.length === 1;
+  const takersFor = (key: string) =>
+    sets.map(
+      (clients): PermitTaker =>
+        async () => {
+          const semaphore =
+            single && clients[0]
+              ? new Semaphore(clients[0], key, limit, options)
+              : new RedlockSemaphore(clients, key, limit, options);
+          await semaphore.acquire();
+          return () => semaphore.release();
+        },
+    );
+  return {
+    peers: [{ name: single ? 'redis-semaphore Semaphore' : 'redis-semaphore RedlockSemaphore', takersFor }],
+    close: () => {
+      for (const client of sets.flat()) client.disconnect();
+    },
+  };
 }

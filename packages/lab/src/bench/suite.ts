@@ -1,26 +1,27 @@
 import { randomBytes } from 'node:crypto';
-import type { Capabilities, LockProvider } from '@dlock/core';
-import type { LabBackend } from '../discovery.js';
+import type { LockProvider } from '@dlock/core';
+import { type DeclaredCapabilities, type LabBackend, declaredCapabilities } from '../discovery.js';
 import type {
   BenchmarkRecord,
   ContentionRecord,
   FailoverRecord,
-  Figure,
-  FloorRecord,
   LatencyRecord,
   PeerRecord,
+  ReadWriteRecord,
+  SemaphoreRecord,
   UncontendedRecord,
 } from '../results.js';
 import type { ServerSet } from '../servers.js';
 import { contentionLevel, serversLabel } from '../words.js';
-import { MIN_BLOCKS, figureOf, interleave, pairedRatios } from './blocks.js';
-import { type ContentionBlock, measureContention } from './contention.js';
+import { MIN_BLOCKS, figureOf, interleave } from './blocks.js';
+import { type ContentionBlock, MAX_PROVIDERS, MIN_BLOCK_MS, measureContention } from './contention.js';
 import { measureFailover } from './failover.js';
 import { type Floor, openFloor } from './floor.js';
 import { measureHandoff } from './handoff.js';
-import { LatencyRecorder, measureLatency } from './histogram.js';
 import { type Peer, openPeers } from './peers.js';
-import { acquireAndRelease } from './uncontended.js';
+import { benchmarkPrimitives } from './primitives.js';
+import { errorText, guarded, latencySummary, perContenderTotals } from './records.js';
+import { type LatencySubject, acquireAndRelease, timeInterleaved } from './uncontended.js';
 
 export interface BenchPlan {
   /** Time budget per backend (ms), split across the measurements below. */
@@ -39,55 +40,24 @@ export interface BenchPlan {
  * floor and the peer libraries. Each is split evenly over the rounds (and the levels or peers).
  */
 const SHARE = { uncontended: 0.2, contention: 0.45, handoff: 0.2, floor: 0.1, peers: 0.15 } as const;
-/**
- * The shortest block worth measuring (ms): below this a block is mostly start-up (32 contenders
- * arriving at once, a waiter subscribing) and its result is noise. A short --duration makes the run
- * longer than asked rather than its figures meaningless.
- */
-const MIN_BLOCK_MS = { latency: 100, contention: 400, handoff: 200 } as const;
-/** Separate clients shared by the contention loops: enough to contend for real, few enough for 2 cores. */
-const MAX_PROVIDERS = 8;
 const CONNECT_TIMEOUT_MS = 5_000;
-const FIRST_BLOCK_WARMUP = 20;
-const BLOCK_WARMUP = 5;
 
 export type StepReporter = (subject: string, detail: string, fraction: number) => void;
 
 export interface GroupResults {
   readonly benchmarks: BenchmarkRecord[];
   readonly peers: PeerRecord[];
-  readonly capabilities: Map<string, Capabilities | null>;
+  readonly semaphores: SemaphoreRecord[];
+  readonly readWriteLocks: ReadWriteRecord[];
+  readonly capabilities: Map<string, DeclaredCapabilities | null>;
   readonly notes: string[];
 }
 
-const errorText = (error: unknown) => (error instanceof Error ? error.message : String(error));
-
 /** One backend of the group, connected. */
-interface Member {
+export interface Member {
   readonly backend: LabBackend;
   readonly providers: LockProvider[];
   readonly errors: string[];
-}
-
-/** Something timed back to back for the uncontended figure: a backend, the floor or a peer library. */
-interface LatencySubject {
-  readonly kind: 'backend' | 'floor' | 'peer';
-  readonly name: string;
-  readonly budgetMs: number;
-  operation(): Promise<void>;
-}
-
-/** Pools the blocks of one subject: p50 as the median of block p50s, p99 and max over everything. */
-function latencyRecord(blocks: readonly LatencyRecorder[]): LatencyRecord & { pooled: LatencyRecorder } {
-  const pooled = new LatencyRecorder();
-  for (const block of blocks) pooled.add(block);
-  return {
-    samples: pooled.count,
-    p50Ms: figureOf(blocks.map((block) => block.percentileMs(50))),
-    p99Ms: pooled.percentileMs(99),
-    maxMs: pooled.maxMs,
-    pooled,
-  };
 }
 
 function contentionRecord(
@@ -95,9 +65,7 @@ function contentionRecord(
   keys: number,
   blocks: readonly ContentionBlock[],
 ): ContentionRecord {
-  const perContender = Array.from({ length: contenders }, (_, index) =>
-    blocks.reduce((sum, block) => sum + (block.perContender[index] ?? 0), 0),
-  );
+  const perContender = perContenderTotals(blocks, contenders);
   const operations = perContender.reduce((sum, count) => sum + count, 0);
   const seconds = blocks.reduce((sum, block) => sum + block.seconds, 0);
   return {
@@ -110,16 +78,6 @@ function contentionRecord(
     ),
     busiestShare: operations === 0 ? 0 : Math.round((Math.max(...perContender) / operations) * 1000) / 1000,
   };
-}
-
-/** A figure from blocks that may have failed part-way: null (with the reason in `errors`) below MIN_BLOCKS. */
-function guarded<T>(what: string, errors: string[], build: () => T): T | null {
-  try {
-    return build();
-  } catch (error) {
-    errors.push(`${what}: ${errorText(error)}`);
-    return null;
-  }
 }
 
 /**
@@ -212,60 +170,33 @@ export async function benchmarkGroup(
         };
       }),
     ];
-    const latency = await interleave(
-      subjects,
-      plan.rounds,
-      async (subject, round) => {
+    const latency = await timeInterleaved(subjects, plan.rounds, signal, {
+      onBlock: (subject, round) => {
+        doneBlocks++;
         progress(
           subject.kind === 'backend' ? subject.name : label,
           `uncontended: ${subject.kind === 'floor' ? 'floor' : subject.name} (round ${round + 1}/${plan.rounds})`,
         );
-        const recorder = await measureLatency(subject.operation, {
-          budgetMs: Math.max(MIN_BLOCK_MS.latency, subject.budgetMs / plan.rounds),
-          signal,
-          warmup: round === 0 ? FIRST_BLOCK_WARMUP : BLOCK_WARMUP,
-        });
-        doneBlocks++;
-        return recorder;
       },
-      signal,
-    );
-    const blocksOf = (kind: LatencySubject['kind'], name: string) => {
-      const subject = subjects.find((entry) => entry.kind === kind && entry.name === name);
-      return subject ? (latency.results.get(subject) ?? []) : [];
-    };
-    for (const [subject, error] of latency.failures) {
-      if (subject.kind === 'backend')
-        members.find((m) => m.backend.name === subject.name)?.errors.push(`uncontended: ${errorText(error)}`);
-      else
-        notes.push(
-          `${label} ${subject.kind === 'floor' ? 'floor' : `peer ${subject.name}`}: ${errorText(error)}`,
-        );
-    }
-    const floorBlocks = floor ? blocksOf('floor', floor.protocol) : [];
-    const floorRecord: FloorRecord | null = floor
-      ? guarded(`${label} floor`, notes, () => {
-          const { pooled: _, ...record } = latencyRecord(floorBlocks);
-          return { protocol: (floor as Floor).protocol, ...record };
-        })
-      : null;
-    const floorP50s = floorBlocks.map((block) => block.percentileMs(50));
-    const ratioTo = (blocks: readonly LatencyRecorder[], errors: string[]): Figure | null =>
-      floorRecord
-        ? guarded('ratio to the floor', errors, () =>
-            figureOf(
-              pairedRatios(
-                blocks.map((block) => block.percentileMs(50)),
-                floorP50s,
-              ),
-            ),
-          )
-        : null;
+      failed: (subject, error) => {
+        if (subject.kind === 'backend')
+          members
+            .find((m) => m.backend.name === subject.name)
+            ?.errors.push(`uncontended: ${errorText(error)}`);
+        else
+          notes.push(
+            `${label} ${subject.kind === 'floor' ? 'floor' : `peer ${subject.name}`}: ${errorText(error)}`,
+          );
+      },
+      notes,
+      label,
+      figure: 'uncontended',
+    });
+    const floorRecord = latency.floor;
 
     const peerRecords: PeerRecord[] = [];
     for (const peer of peers.peers) {
-      const blocks = blocksOf('peer', peer.name);
-      const record = guarded(`${label} peer ${peer.name}`, notes, () => latencyRecord(blocks));
+      const record = latency.latency('peer', peer.name, notes);
       if (!record || !set) continue;
       const { pooled: _, ...summary } = record;
       peerRecords.push({
@@ -275,7 +206,7 @@ export async function benchmarkGroup(
         serverCount: set.endpoints.length,
         ...summary,
         floorP50Ms: floorRecord?.p50Ms.median ?? null,
-        ratioToFloorP50: ratioTo(blocks, notes),
+        ratioToFloorP50: latency.ratio('peer', peer.name, notes),
       });
     }
 
@@ -343,27 +274,34 @@ export async function benchmarkGroup(
       signal,
     );
 
-    const capabilities = new Map<string, Capabilities | null>();
+    const capabilities = new Map<string, DeclaredCapabilities | null>();
+    for (const member of members) {
+      const provider = member.providers[0];
+      const declared = provider ? declaredCapabilities(member.backend, provider) : null;
+      capabilities.set(member.backend.name, declared);
+    }
+    const primitives = await benchmarkPrimitives(
+      ready,
+      set,
+      { ...plan, prefix, capabilities },
+      signal,
+      (subject, detail) => progress(subject, detail),
+    );
+    notes.push(...primitives.notes);
+
     const benchmarks: BenchmarkRecord[] = [];
     for (const member of members) {
       const { backend, errors } = member;
-      capabilities.set(backend.name, member.providers[0]?.capabilities ?? null);
       const handoffFailure = handoff.failures.get(member);
       if (handoffFailure) errors.push(`hand-off: ${errorText(handoffFailure)}`);
-      const soloBlocks = blocksOf('backend', backend.name);
-      const solo = ready.includes(member)
-        ? guarded('uncontended', errors, () => latencyRecord(soloBlocks))
-        : null;
+      const solo = ready.includes(member) ? latency.latency('backend', backend.name, errors) : null;
       let uncontended: UncontendedRecord | null = null;
       if (solo) {
         const { pooled, ...summary } = solo;
         uncontended = { ...summary, distribution: pooled.distribution() };
       }
       const handoffRecord: LatencyRecord | null = ready.includes(member)
-        ? guarded('hand-off', errors, () => {
-            const { pooled: _, ...summary } = latencyRecord(handoff.results.get(member) ?? []);
-            return summary;
-          })
+        ? guarded('hand-off', errors, () => latencySummary(handoff.results.get(member) ?? []))
         : null;
       let failover: FailoverRecord | null = null;
       if (set && backend.contenderModule) {
@@ -376,7 +314,7 @@ export async function benchmarkGroup(
             {
               ttlMs: plan.failoverTtlMs,
               sessionTimeoutMs: plan.failoverSessionTimeoutMs,
-              session: capabilities.get(backend.name)?.expiry === 'session',
+              session: capabilities.get(backend.name)?.lock.expiry === 'session',
             },
             signal,
           );
@@ -390,14 +328,21 @@ export async function benchmarkGroup(
         backend: backend.name,
         uncontended,
         floor: floorRecord,
-        ratioToFloorP50: solo ? ratioTo(soloBlocks, errors) : null,
+        ratioToFloorP50: solo ? latency.ratio('backend', backend.name, errors) : null,
         contention: contention.get(member) ?? [],
         handoff: handoffRecord,
         failover,
         errors,
       });
     }
-    return { benchmarks, peers: peerRecords, capabilities, notes };
+    return {
+      benchmarks,
+      peers: peerRecords,
+      semaphores: primitives.semaphores,
+      readWriteLocks: primitives.readWriteLocks,
+      capabilities,
+      notes,
+    };
   } finally {
     await Promise.allSettled(
       members.flatMap((member) => member.providers.map((provider) => provider.close())),

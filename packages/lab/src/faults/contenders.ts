@@ -122,3 +122,34 @@ export async function maybeNextLine(
     return undefined;
   }
 }
+
+/** How many of `contenders` hold a lease right now: their last `acquired` has no `released` after it. */
+export function holdingNow(contenders: readonly Contender[]): number {
+  return contenders.filter((contender) => {
+    const lines = contender.lines;
+    for (let i = lines.length - 1; i >= 0; i--) {
+      if (lines[i]?.startsWith('acquired ')) return true;
+      if (lines[i]?.startsWith('released ')) return false;
+    }
+    return false;
+  }).length;
+}
+
+/**
+ * Waits until at least `count` of `contenders` hold a lease at once (see holdingNow); false after
+ * `timeoutMs` (abort still rejects).
+ */
+export async function untilHolding(
+  contenders: readonly Contender[],
+  count: number,
+  timeoutMs: number,
+  signal?: AbortSignal,
+): Promise<boolean> {
+  const deadline = performance.now() + timeoutMs;
+  while (holdingNow(contenders) < count) {
+    signal?.throwIfAborted();
+    if (performance.now() >= deadline) return false;
+    await pause(POLL_MS, signal);
+  }
+  return true;
+}

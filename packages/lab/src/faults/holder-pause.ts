@@ -1,16 +1,15 @@
 import { maybeNextLine } from './contenders.js';
 import {
   type FaultScenario,
-  countLines,
   crossProcess,
-  duration,
-  expiryPhrase,
+  frozenPhrase,
   holderMidWrite,
+  pauseHolderUntil,
   plural,
 } from './scenario.js';
 
 /** How long the frozen holder sleeps between its read and its write: the pause lands in this window. */
-const VICTIM_WORK_MS = 400;
+export const VICTIM_WORK_MS = 400;
 
 /**
  * The classic process pause: the holder checks its lease, is frozen (SIGSTOP — a GC pause, a VM
@@ -25,26 +24,13 @@ export const holderPause: FaultScenario = {
 
   async run(context) {
     const { holder, others } = await holderMidWrite(context, { writesPerHold: 8, workMs: VICTIM_WORK_MS });
-    holder.pause();
-    const pausedAt = performance.now();
-    context.step('holder frozen (SIGSTOP), waiting for a takeover');
-    const takeover = maybeNextLine(others, /^wrote /, context.timing.takeoverTimeoutMs, context.signal);
-    for (const other of others) other.go();
-    const successor = await takeover;
-    if (successor) context.observe('takeoverMs', performance.now() - pausedAt);
-    context.observe('pausedMs', performance.now() - pausedAt);
-    holder.resume();
-    context.step('holder resumed (SIGCONT)');
-    await context.sleep(context.timing.windowMs);
-    context.observe('holdsByOthers', countLines(others, /^acquired /));
+    await pauseHolderUntil(context, holder, others, (timeoutMs) =>
+      maybeNextLine(others, /^wrote /, timeoutMs, context.signal),
+    );
   },
 
   explain({ backend, capabilities, verdict, metrics, observations, findings }) {
-    const frozen = `The holder was frozen (SIGSTOP) after checking its lease and before writing; ${
-      observations.takeoverMs === undefined
-        ? `nobody else got the lock within ${duration(observations.pausedMs)}, so ${expiryPhrase(capabilities)} outlived the pause`
-        : `${expiryPhrase(capabilities)} ran out and another contender took the lock ${duration(observations.takeoverMs)} into the pause`
-    }.`;
+    const frozen = frozenPhrase(capabilities, observations, 'another contender took the lock');
     if (observations.takeoverMs === undefined) {
       return `${frozen} Nothing overlapped this time (${findings}), but a longer pause would have had the same effect as in the other backends.`;
     }

@@ -4,7 +4,14 @@ import type { ContenderConfig } from '../contender.js';
 import type { LabBackend } from '../discovery.js';
 import { formatMs } from '../report/tables.js';
 import { SharedResource } from '../resource.js';
-import type { CheckerMetrics, Claim, FaultRecord, FaultVerdict, ServerKind } from '../results.js';
+import type {
+  CheckedPrimitive,
+  CheckerMetrics,
+  Claim,
+  FaultRecord,
+  FaultVerdict,
+  ServerKind,
+} from '../results.js';
 import { type ServerSet, startServerSet } from '../servers.js';
 import { plural } from '../words.js';
 import { type Contender, maybeNextLine, nextLine, spawnContender } from './contenders.js';
@@ -62,6 +69,12 @@ export interface ScenarioOutcome {
 export interface FaultScenario {
   readonly id: string;
   readonly title: string;
+  /**
+   * What the contenders hold and the resource checks; default a lock. A semaphore or read-write
+   * scenario runs only on backends that have that primitive, and is judged by what the primitive
+   * declares (its capabilities may differ from the lock's).
+   */
+  readonly checks?: CheckedPrimitive;
   /** Which backends it applies to, by server kind and count, so a new backend of a known kind gets it. */
   appliesTo(backend: LabBackend): boolean;
   /** What the backend promises in this situation. */
@@ -81,7 +94,7 @@ export const crossProcess = (backend: LabBackend) =>
  * backends that declare monotonic fencing; for the others tokens carry no promise.
  */
 export function judge(claim: Claim, capabilities: Capabilities, metrics: CheckerMetrics): FaultVerdict {
-  const harm = metrics.overlaps > 0 || metrics.lostUpdates > 0;
+  const harm = metrics.overlaps > 0 || metrics.lostUpdates > 0 || (metrics.writesOverReads ?? 0) > 0;
   // Monotonic fencing is promised in every scenario, also in the ones where mutual exclusion is not.
   if (fencingFailed(capabilities, metrics)) return 'claim-violated';
   switch (claim) {
@@ -125,7 +138,10 @@ export function inconclusiveBecause(
 function fencingFailed(capabilities: Capabilities, metrics: CheckerMetrics): boolean {
   return (
     capabilities.fencing === 'monotonic' &&
-    (metrics.lostUpdatesWithFencing > 0 || metrics.tokenRegressions > 0)
+    (metrics.lostUpdatesWithFencing > 0 ||
+      metrics.tokenRegressions > 0 ||
+      (metrics.overlapsWithFencing ?? 0) > 0 ||
+      (metrics.writesOverReadsWithFencing ?? 0) > 0)
   );
 }
 
@@ -144,7 +160,8 @@ export async function runScenario(
 ): Promise<FaultRecord> {
   const startedAt = performance.now();
   const leaseMs = capabilities.expiry === 'session' ? options.timing.sessionTimeoutMs : options.timing.ttlMs;
-  const resource = new SharedResource({ leaseMs });
+  const checks = scenario.checks ?? { kind: 'lock' };
+  const resource = new SharedResource({ leaseMs, primitive: checks });
   const cleanups: Array<() => Promise<void>> = [];
   const contenders: Contender[] = [];
   // Named before the (concurrent) spawns resolve, so names — and hold ids — never collide.
@@ -182,6 +199,7 @@ export async function runScenario(
         clockSkewMs: 0,
         connectTimeoutMs: 2_000,
         sessionTimeoutMs: options.timing.sessionTimeoutMs,
+        primitive: checks.kind === 'read-write' ? { kind: 'read-write', mode: 'write' } : checks,
         ...overrides,
       });
       contenders.push(contender);
@@ -233,12 +251,13 @@ export async function runScenario(
     error = doubt;
     inconclusive = `Inconclusive: ${doubt}, so this run cannot tell a backend fault from a holder that outlived its lease the way a paused process does. Run it again on a quieter machine.`;
   }
-  const findings = describeFindings(metrics, capabilities);
+  const findings = describeFindings(metrics, capabilities, checks);
   const outcome: ScenarioOutcome = { backend, capabilities, claim, verdict, metrics, findings, observations };
   return {
     scenario: scenario.id,
     title: scenario.title,
     backend: backend.name,
+    primitive: checks.kind,
     claim,
     verdict,
     metrics,
@@ -256,18 +275,27 @@ export async function runScenario(
 }
 
 /** Token findings only mean something for backends that promise monotonic fencing. */
-function describeFindings(metrics: CheckerMetrics, capabilities: Capabilities): string {
+function describeFindings(
+  metrics: CheckerMetrics,
+  capabilities: Capabilities,
+  checks: CheckedPrimitive,
+): string {
   const parts: string[] = [];
-  const add = (count: number, singular: string, pluralForm: string) => {
-    if (count > 0) parts.push(plural(count, singular, pluralForm));
+  const add = (count: number | undefined, singular: string, pluralForm: string) => {
+    if (count !== undefined && count > 0) parts.push(plural(count, singular, pluralForm));
   };
-  add(
-    metrics.overlaps,
-    'overlapping hold',
-    metrics.overlapsPastLease > 0
-      ? `overlapping holds (${metrics.overlapsPastLease} after the earlier holder's lease had run out)`
-      : 'overlapping holds',
-  );
+  const pastLease =
+    metrics.overlapsPastLease > 0 ? ` (${metrics.overlapsPastLease} after a holder's lease had run out)` : '';
+  if (checks.kind === 'semaphore') {
+    add(
+      metrics.overlaps,
+      `time more than ${checks.limit} holders were inside${pastLease}`,
+      `times more than ${checks.limit} holders were inside${pastLease}`,
+    );
+  } else {
+    add(metrics.overlaps, `overlapping hold${pastLease}`, `overlapping holds${pastLease}`);
+  }
+  add(metrics.writesOverReads, 'write while a reader was inside', 'writes while a reader was inside');
   add(metrics.lostUpdates, 'lost update', 'lost updates');
   if (capabilities.fencing === 'monotonic') {
     add(
@@ -276,27 +304,77 @@ function describeFindings(metrics: CheckerMetrics, capabilities: Capabilities): 
       'stale-token writes (rejected by a fencing resource)',
     );
     add(metrics.lostUpdatesWithFencing, 'update lost despite fencing', 'updates lost despite fencing');
+    add(
+      metrics.overlapsWithFencing,
+      checks.kind === 'semaphore' ? 'time over the limit despite fencing' : 'overlap despite fencing',
+      checks.kind === 'semaphore' ? 'times over the limit despite fencing' : 'overlaps despite fencing',
+    );
+    add(
+      metrics.writesOverReadsWithFencing,
+      'write over a reader despite fencing',
+      'writes over readers despite fencing',
+    );
     add(metrics.tokenRegressions, 'token regression', 'token regressions');
   }
   return parts.length > 0 ? parts.join(', ') : 'no violation';
 }
 
 /**
- * The backend's servers, a holder with its own pace, and two more contenders (ready, not started).
- * Resolves once the holder has its lock and has just read the resource: it is between read and write.
+ * The backend's servers, a holder with its own pace, and more contenders (ready, not started): two
+ * with the scenario's defaults, or one per entry of `others`. Resolves once the holder has its lock
+ * and has just read the resource: it is between read and write.
  */
 export async function holderMidWrite(
   context: ScenarioContext,
   holderPace: Partial<ContenderConfig>,
+  others: readonly Partial<ContenderConfig>[] = [{}, {}],
 ): Promise<{ set: ServerSet; holder: Contender; others: Contender[] }> {
   const set = await context.startServers(serverKindOf(context.backend), context.backend.serverCount);
   context.step('holder acquires');
   const holder = await context.spawn(set.endpoints, holderPace);
-  const others = await Promise.all([context.spawn(set.endpoints), context.spawn(set.endpoints)]);
+  const rest = await Promise.all(others.map((overrides) => context.spawn(set.endpoints, overrides)));
   const firstRead = nextLine([holder], /^read /, 15_000, context.signal);
   holder.go();
   await firstRead;
-  return { set, holder, others };
+  return { set, holder, others: rest };
+}
+
+/**
+ * The process pause: freezes `holder` (SIGSTOP) between its read and its write, starts `others`, waits
+ * until `takeover` says they have what the holder held (its ttl or session ran out meanwhile), then
+ * resumes it (SIGCONT) — it writes as if it still held — and lets everyone run for the window.
+ * Observes takeoverMs (when `takeover` came true), pausedMs and holdsByOthers.
+ */
+export async function pauseHolderUntil(
+  context: ScenarioContext,
+  holder: Contender,
+  others: readonly Contender[],
+  takeover: (timeoutMs: number) => Promise<unknown>,
+): Promise<void> {
+  holder.pause();
+  const pausedAt = performance.now();
+  context.step('holder frozen (SIGSTOP), waiting for a takeover');
+  const taken = takeover(context.timing.takeoverTimeoutMs);
+  for (const other of others) other.go();
+  if (await taken) context.observe('takeoverMs', performance.now() - pausedAt);
+  context.observe('pausedMs', performance.now() - pausedAt);
+  holder.resume();
+  context.step('holder resumed (SIGCONT)');
+  await context.sleep(context.timing.windowMs);
+  context.observe('holdsByOthers', countLines(others, /^acquired /));
+}
+
+/** "The holder was frozen … and another contender took over 1.2 s into the pause." for pause scenarios. */
+export function frozenPhrase(
+  capabilities: Capabilities,
+  observations: Readonly<Record<string, number>>,
+  takeover: string,
+): string {
+  return `The holder was frozen (SIGSTOP) after checking its lease and before writing; ${
+    observations.takeoverMs === undefined
+      ? `nothing took over within ${duration(observations.pausedMs)}, so ${expiryPhrase(capabilities)} outlived the pause`
+      : `${expiryPhrase(capabilities)} ran out and ${takeover} ${duration(observations.takeoverMs)} into the pause`
+  }.`;
 }
 
 /**

@@ -2,7 +2,7 @@ import type { Results } from '../results.js';
 import { faultAnchors, faultGuide } from './faults.js';
 import { type Chart, buildFigures } from './figures/index.js';
 import { glossary } from './glossary.js';
-import { type Table, backendsTable, faultTable, overviewTable } from './tables.js';
+import { FAULT_PRIMITIVES, type Table, backendsTable, faultTable, overviewTable } from './tables.js';
 
 /**
  * The report as an ordered list of blocks, built once from the results and rendered by both the HTML
@@ -26,17 +26,53 @@ export interface ReportDocument {
   readonly anchors: ReadonlySet<string>;
 }
 
-/** The conformance kit renders markdown; turn its table into a Table (cells are plain text). */
-function parseMarkdownTable(markdown: string): Table | undefined {
+/** A group of the semantics table: a kit section (lock, network faults, ...) and its rows. */
+interface SemanticsGroup {
+  readonly title: string | undefined;
+  readonly table: Table;
+}
+
+/**
+ * The conformance kit renders markdown, its rows grouped by kit section under a bold row naming the
+ * section (`| **semaphore** | | |`); turn it into one Table per group (cells are plain text). A table
+ * from an older run has no group rows: one group without a title.
+ */
+function parseSemanticsTable(markdown: string): SemanticsGroup[] {
   const lines = markdown.split('\n').filter((line) => line.startsWith('|'));
   const cells = (line: string) =>
     line
       .slice(1, -1)
       .split('|')
-      .map((cell) => cell.trim().replace(/^\*(.*)\*$/, '$1'));
-  const [header, , ...rows] = lines;
-  return header ? { header: cells(header), rows: rows.map(cells) } : undefined;
+      .map((cell) => cell.trim());
+  const [headerLine, , ...rows] = lines;
+  if (!headerLine) return [];
+  const header = cells(headerLine);
+  const groups: Array<{ title: string | undefined; rows: string[][] }> = [];
+  for (const row of rows.map(cells)) {
+    const group = /^\*\*(.+)\*\*$/.exec(row[0] ?? '');
+    if (group && row.slice(1).every((cell) => cell === '')) {
+      groups.push({ title: group[1], rows: [] });
+      continue;
+    }
+    if (groups.length === 0) groups.push({ title: undefined, rows: [] });
+    groups.at(-1)?.rows.push(row);
+  }
+  return groups
+    .filter((group) => group.rows.length > 0)
+    .map((group) => ({ title: group.title, table: { header, rows: group.rows } }));
 }
+
+/** "network faults" → "semantics-network-faults". */
+const semanticsAnchor = (title: string) => `semantics-${title.toLowerCase().replace(/[^a-z0-9]+/g, '-')}`;
+
+/** What the fault tables of each primitive are about, said once above each. */
+const FAULT_TABLE_INTRO: Record<(typeof FAULT_PRIMITIVES)[number], string> = {
+  lock: 'Locks: contenders hold the lock and update the counter under it.',
+  semaphore:
+    'Semaphores: contenders hold permits; the resource counts the times more than the limit were inside, and what a resource that keeps only the newest `limit` tokens inside would have let in.',
+  'read-write':
+    'Read-write locks: readers read the counter, writers update it; the resource counts writes that landed while a reader was reading, and what a resource checking read and write tokens would have let through.',
+};
 
 export function buildReportDocument(results: Results): ReportDocument {
   const blocks: Block[] = [];
@@ -51,9 +87,13 @@ export function buildReportDocument(results: Results): ReportDocument {
   add({ kind: 'table', table: backendsTable(results) });
 
   add({ kind: 'heading', level: 2, text: 'Semantics (conformance kit)', id: 'semantics' });
-  const semantics = parseMarkdownTable(results.semanticsTable);
-  if (semantics) add({ kind: 'table', table: semantics, role: 'semantics' });
-  else
+  const semantics = parseSemanticsTable(results.semanticsTable);
+  for (const group of semantics) {
+    if (group.title)
+      add({ kind: 'heading', level: 3, text: `Semantics: ${group.title}`, id: semanticsAnchor(group.title) });
+    add({ kind: 'table', table: group.table, role: 'semantics' });
+  }
+  if (semantics.length === 0)
     add({
       kind: 'paragraph',
       text: 'No conformance report was available (run the test command, or `dlock compare` without `--semantics-from`).',
@@ -70,14 +110,21 @@ export function buildReportDocument(results: Results): ReportDocument {
       add({ kind: 'heading', level: 4, text: 'What stands out, and why' });
       add({ kind: 'list', items: section.findings });
     }
-    add({ kind: 'table', table: section.table });
+    // A figure whose backends all lack the primitive keeps only its findings (why each is left out).
+    if (section.table.rows.length > 0) add({ kind: 'table', table: section.table });
   }
 
   add({ kind: 'heading', level: 2, text: 'Fault scenarios', id: 'faults' });
   if (results.faults.length === 0) add({ kind: 'paragraph', text: 'No fault scenario ran.' });
   for (const text of faultGuide(results)) add({ kind: 'paragraph', text });
+  const primitives = FAULT_PRIMITIVES.filter((primitive) =>
+    results.faults.some((fault) => (fault.primitive ?? 'lock') === primitive),
+  );
+  for (const primitive of primitives) {
+    if (primitives.length > 1) add({ kind: 'paragraph', text: FAULT_TABLE_INTRO[primitive] });
+    add({ kind: 'table', table: faultTable(results, primitive), role: 'faults' });
+  }
   if (results.faults.length > 0) {
-    add({ kind: 'table', table: faultTable(results), role: 'faults' });
     add({
       kind: 'definitions',
       items: results.faults.map((fault) => ({

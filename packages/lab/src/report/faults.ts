@@ -16,10 +16,19 @@ export function faultGuide(results: Results): string[] {
   if (results.faults.length === 0) return [];
   const out = [
     `Contenders run in separate processes and update a shared counter under the lock. The counter stamps every request with its own clock and the writer’s ${term('fencing', 'fencing token')}, and the checker counts ${term('overlap', 'overlaps, lost updates, stale writes, updates lost despite fencing and token regressions')}.`,
+    ...(results.faults.some((fault) => (fault.primitive ?? 'lock') !== 'lock')
+      ? [
+          `The same counter serves the ${term('semaphore', 'semaphore')} and ${term('read-write', 'read-write')} scenarios: for a semaphore it counts the times more than the limit were inside, for a read-write lock the writes that landed while a reader was reading — each also as a resource that checks tokens would have seen it.`,
+        ]
+      : []),
     `Read a row as: the ${term('claim', 'claim')} is what the backend promises in that scenario — safe, fenced or unsafe — and the ${term('verdict', 'result')} says whether that promise held.`,
   ];
   const example = results.faults.find(
-    (fault) => fault.claim === 'fenced' && fault.verdict === 'held' && fault.metrics.overlaps > 0,
+    (fault) =>
+      (fault.primitive ?? 'lock') === 'lock' &&
+      fault.claim === 'fenced' &&
+      fault.verdict === 'held' &&
+      fault.metrics.overlaps > 0,
   );
   if (example) {
     const m = example.metrics;

@@ -33,8 +33,13 @@ export const glossary: readonly GlossaryEntry[] = [
     id: 'fencing',
     term: 'fencing token',
     definition:
-      'A number that grows with every grant of a lock. The holder passes it to the resource, which rejects any request carrying a smaller token than one it has seen: a holder that lost the lock without knowing it (paused, partitioned) is turned away.',
-    shownBy: [scenario('holder-pause'), scenario('redis-failover')],
+      'A number that grows with every grant of a lock. The holder passes it to the resource, which rejects any request carrying a smaller token than one it has seen: a holder that lost the lock without knowing it (paused, partitioned) is turned away. A semaphore’s permits carry tokens that grow with every grant of the name, so a resource can keep only the newest `limit` tokens inside and turn the oldest away; a read-write lock’s write token exceeds every earlier token and a read token every earlier write token, so a resource can refuse writes below the highest token and reads below the highest write token.',
+    shownBy: [
+      scenario('holder-pause'),
+      scenario('redis-failover'),
+      scenario('semaphore-holder-pause'),
+      scenario('read-write-writer-pause'),
+    ],
   },
   {
     id: 'claim',
@@ -54,8 +59,13 @@ export const glossary: readonly GlossaryEntry[] = [
     id: 'overlap',
     term: 'overlaps · lost updates · stale writes · lost with fencing · token regressions',
     definition:
-      'What the checker counts on the shared counter. Overlaps: pairs of holds active at once on the counter’s own clock — “past the lease” when the later hold began after the earlier holder’s lease had run out, so the earlier holder had outlived its lease (paused, or starved by a busy machine). Lost updates: writes based on a read another write had already superseded. Stale writes: requests with a token lower than one already seen (a fencing resource rejects them). Lost with fencing: lost updates a fencing resource would still have accepted. Token regressions: a grant whose token did not exceed an earlier grant’s.',
-    shownBy: [scenario('holder-pause'), scenario('restart-without-persistence')],
+      'What the checker counts on the shared counter. Overlaps: pairs of holds active at once on the counter’s own clock — “past the lease” when the later hold began after the earlier holder’s lease had run out, so the earlier holder had outlived its lease (paused, or starved by a busy machine); for a read-write lock only pairs with a writer in them count, and for a semaphore the times a hold began while `limit` others were inside (times over the limit). Writes over readers: writes that landed while a reader was reading. Lost updates: writes based on a read another write had already superseded. Stale writes: writes a fencing resource rejects. Lost with fencing, over the limit with fencing, writes over readers with fencing: the same counts over what a fencing resource would still have accepted. Token regressions: a grant whose token did not exceed an earlier grant’s.',
+    shownBy: [
+      scenario('holder-pause'),
+      scenario('restart-without-persistence'),
+      scenario('semaphore-holder-pause'),
+      scenario('read-write-writer-pause'),
+    ],
   },
   {
     id: 'floor',
@@ -88,8 +98,8 @@ export const glossary: readonly GlossaryEntry[] = [
     id: 'handoff',
     term: 'hand-off',
     definition:
-      'The time from the holder’s release() to a waiting client holding the lock: how fast a backend notices a free lock and gives it to a waiter.',
-    shownBy: [figure('handoff', 'hand-off')],
+      'The time from the holder’s release() to a waiting client holding the lock (or a semaphore’s permit): how fast a backend notices a free lock or permit and gives it to a waiter.',
+    shownBy: [figure('handoff', 'hand-off'), figure('semaphore', 'permit hand-off')],
   },
   {
     id: 'push',
@@ -116,8 +126,11 @@ export const glossary: readonly GlossaryEntry[] = [
     id: 'barging',
     term: 'barging',
     definition:
-      'A contender that has just released takes the lock straight back before the woken or polling waiters get to it. It raises throughput (the lock rarely changes hands, so few hand-offs are paid) at the cost of fairness: the busiest contender’s share of all operations climbs far above an even share.',
-    shownBy: [figure('throughput', 'throughput (busiest contender’s share)')],
+      'A contender that has just released takes the lock straight back before the woken or polling waiters get to it. It raises throughput (the lock rarely changes hands, so few hand-offs are paid) at the cost of fairness: the busiest contender’s share of all operations climbs far above an even share, and — on a semaphore — the slowest contender’s share falls far below it.',
+    shownBy: [
+      figure('throughput', 'throughput (busiest contender’s share)'),
+      figure('semaphore', 'semaphores (slowest contender’s share)'),
+    ],
   },
   {
     id: 'fifo',
@@ -130,9 +143,10 @@ export const glossary: readonly GlossaryEntry[] = [
     id: 'quorum',
     term: 'quorum, quorum round trips',
     definition:
-      'RedLock asks every one of its N independent Redis nodes and holds the lock only if a majority (the quorum) granted it in time. Every attempt is a round trip to all N nodes; when contenders split the votes so that nobody reaches a majority, each undoes its partial locks on every node and tries again.',
+      'RedLock asks every one of its N independent Redis nodes and holds the lock only if a majority (the quorum) granted it in time. Every attempt is a round trip to all N nodes; when contenders split the votes so that nobody reaches a majority, each undoes its partial locks on every node and tries again. A majority keeps a lock to one holder because two majorities share a node; a semaphore of limit L needs floor(N·L / (L+1)) + 1 nodes per permit, so that any L + 1 grants share a node (all 5 of 5 for a limit of 4).',
     shownBy: [
       figure('throughput', 'throughput'),
+      figure('semaphore', 'semaphores'),
       scenario('redlock-minority-down'),
       scenario('redlock-majority-down'),
     ],
@@ -144,7 +158,36 @@ export const glossary: readonly GlossaryEntry[] = [
       'The holder process is killed (SIGKILL) while others wait: the time until the next holder has the lock. A crashed holder releases nothing, so this is about one ttl or session timeout.',
     shownBy: [figure('failover', 'failover'), scenario('holder-crash')],
   },
+  {
+    id: 'semaphore',
+    term: 'semaphore, permit, limit',
+    definition:
+      'A lock that up to `limit` holders can hold at once, each holding a permit — a lease like a lock’s, renewed, fenced and lost the same way. Used to cap concurrent calls to a downstream, jobs per tenant, or licences in a pool. Too many holders inside at once is its one violation.',
+    shownBy: [figure('semaphore', 'semaphores'), scenario('semaphore-holder-pause')],
+  },
+  {
+    id: 'read-write',
+    term: 'read-write lock, read lease, write lease',
+    definition:
+      'Any number of readers, or one writer, never both. A read lease and a write lease are leases like a lock’s. Readers serve from a shared state that a writer changes; a writer in progress must never be seen by a reader.',
+    shownBy: [figure('read-write', 'read-write locks'), scenario('read-write-writer-pause')],
+  },
+  {
+    id: 'starvation',
+    term: 'writer starvation',
+    definition:
+      'A writer of a read-write lock waits for a moment when no reader holds the lock. If readers keep arriving and are let in beside those already reading, that moment may never come. A queue in arrival order prevents it: readers that arrive after a waiting writer queue behind it (fairness fifo); a backend without a queue declares fairness none.',
+    shownBy: [figure('read-write', 'read-write locks (write wait p99)')],
+  },
+  {
+    id: 'little',
+    term: 'Little’s law',
+    definition:
+      'In a steady queue, the number waiting equals the rate served times the time each waits. With N contenders on a semaphore of limit L, about N − L wait at any moment, so a FIFO waiter waits about (N − L) ÷ the acquisitions per second: a check that the measured wait is the queue and nothing else.',
+    shownBy: [figure('semaphore', 'semaphores')],
+  },
 ];
+
 
 /** Ids of every glossary entry, for checking the links of a report. */
 export const glossaryIds = new Set(glossary.map((entry) => entry.id));

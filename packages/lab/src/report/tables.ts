@@ -1,5 +1,13 @@
-import { type BenchmarkRecord, FAULT_VERDICTS, type Figure, type Results } from '../results.js';
-import { contentionLevel, serversLabel } from '../words.js';
+import type { Capabilities } from '@dlock/core';
+import {
+  type BenchmarkRecord,
+  FAULT_VERDICTS,
+  type FaultRecord,
+  type Figure,
+  type Results,
+  type SemaphoreRecord,
+} from '../results.js';
+import { contentionLevel, plural, serversLabel } from '../words.js';
 
 /** A table as data, rendered to markdown, HTML or the terminal by the caller. */
 export interface Table {
@@ -52,9 +60,27 @@ export function serversOf(results: Results, backend: string): string {
   return serversLabel(record.placement, record.serverCount);
 }
 
+/** A semaphore's or read-write lock's declaration in one cell: "monotonic · fifo", "none", "?" when unknown. */
+function declared(capabilities: Capabilities | null | undefined): string {
+  if (capabilities === undefined) return '?';
+  if (capabilities === null) return 'none';
+  return `${capabilities.fencing} · ${capabilities.fairness}`;
+}
+
 export function backendsTable(results: Results): Table {
   return {
-    header: ['backend', 'kind', 'servers', 'fencing', 'fairness', 'wake-up', 'expiry', 'safety note'],
+    header: [
+      'backend',
+      'kind',
+      'servers',
+      'fencing',
+      'fairness',
+      'wake-up',
+      'expiry',
+      'semaphore: fencing · fairness',
+      'read-write: fencing · fairness',
+      'safety note',
+    ],
     rows: results.backends.map((backend) => [
       backend.name,
       backend.origin === 'package' ? (backend.packageName ?? 'package') : backend.origin,
@@ -63,7 +89,91 @@ export function backendsTable(results: Results): Table {
       backend.capabilities?.fairness ?? '?',
       backend.capabilities?.wakeup ?? '?',
       backend.capabilities?.expiry ?? '?',
+      declared(backend.semaphoreCapabilities),
+      declared(backend.readWriteCapabilities),
       backend.capabilities?.safety ?? '',
+    ]),
+  };
+}
+
+/** A semaphore subject as its row is labelled everywhere: the backend's name, or "peer: <label>". */
+export const semaphoreRow = (entry: SemaphoreRecord) =>
+  entry.origin === 'peer' ? `peer: ${entry.subject}` : entry.subject;
+
+const percent = (share: number) => `${Math.round(share * 100)}%`;
+
+export function semaphoreTable(results: Results): Table {
+  const entries = results.semaphores ?? [];
+  const first = entries.find((entry) => entry.contention);
+  const level = first?.contention
+    ? `acquisitions/s, ${plural(first.contention.contenders, 'contender')}, limit ${first.limit}`
+    : 'acquisitions/s under contention';
+  return {
+    header: [
+      'semaphore',
+      'servers',
+      'permit p50 (spread)',
+      'p99',
+      'floor p50 (same run)',
+      'p50 ÷ floor (spread)',
+      'permit hand-off p50 (spread)',
+      'hand-off p99',
+      level,
+      'wait p50 (spread)',
+      'wait p99',
+      'wait max',
+      'slowest contender’s share',
+      'most inside',
+    ],
+    rows: entries.map((entry) => {
+      const contention = entry.contention;
+      return [
+        semaphoreRow(entry),
+        entry.placement === 'in-process' ? 'in-process' : serversLabel(entry.placement, entry.serverCount),
+        formatFigure(entry.uncontended?.p50Ms),
+        formatMs(entry.uncontended?.p99Ms),
+        entry.floor ? `${entry.floor.protocol}: ${formatFigure(entry.floor.p50Ms)}` : '—',
+        formatRatioFigure(entry.ratioToFloorP50),
+        formatFigure(entry.handoff?.p50Ms),
+        formatMs(entry.handoff?.p99Ms),
+        formatRateFigure(contention?.opsPerSecond),
+        formatFigure(contention?.waitMs.p50Ms),
+        formatMs(contention?.waitMs.p99Ms),
+        formatMs(contention?.waitMs.maxMs),
+        contention ? `${percent(contention.slowestShare)} (even: ${percent(1 / contention.contenders)})` : '—',
+        contention ? `${contention.mostInside} of ${entry.limit}` : '—',
+      ];
+    }),
+  };
+}
+
+export function readWriteTable(results: Results): Table {
+  return {
+    header: [
+      'read-write lock',
+      'fairness',
+      'reads + writes / s (spread)',
+      'reads / writes',
+      'read wait p50 (spread)',
+      'read wait p99',
+      'write wait p50 (spread)',
+      'write wait p99',
+      'write wait max',
+      'most readers together',
+      'conflicts',
+    ],
+    rows: (results.readWriteLocks ?? []).map((entry) => [
+      entry.backend,
+      results.backends.find((backend) => backend.name === entry.backend)?.readWriteCapabilities?.fairness ?? '?',
+      formatRateFigure(entry.opsPerSecond),
+      `${entry.reads} / ${entry.writes}`,
+      formatFigure(entry.readWaitMs.p50Ms),
+      formatMs(entry.readWaitMs.p99Ms),
+      formatFigure(entry.writeWaitMs.p50Ms),
+      formatMs(entry.writeWaitMs.p99Ms),
+      formatMs(entry.writeWaitMs.maxMs),
+      String(entry.mostReadersTogether),
+      String(entry.conflicts),
     ]),
   };
 }
@@ -157,38 +267,68 @@ export function failoverTable(results: Results): Table {
   };
 }
 
-function fencingDeclared(results: Results, backend: string): boolean {
-  return results.backends.find((entry) => entry.name === backend)?.capabilities?.fencing === 'monotonic';
+/** The capabilities a fault result was judged by: those of the primitive its contenders held. */
+export function faultCapabilities(results: Results, fault: FaultRecord): Capabilities | null | undefined {
+  const backend = results.backends.find((entry) => entry.name === fault.backend);
+  if (fault.primitive === 'semaphore') return backend?.semaphoreCapabilities;
+  if (fault.primitive === 'read-write') return backend?.readWriteCapabilities;
+  return backend?.capabilities;
 }
 
-export function faultTable(results: Results): Table {
+/** The primitives fault scenarios ran with, in report order. */
+export const FAULT_PRIMITIVES = ['lock', 'semaphore', 'read-write'] as const;
+
+/**
+ * The fault results of one primitive: the columns that say what went wrong with it (overlaps and lost
+ * updates for a lock; times over the limit for a semaphore; writes over readers for a read-write lock).
+ * Fencing columns read "n/a" where the primitive declares no fencing: its tokens carry no promise.
+ */
+export function faultTable(results: Results, primitive: (typeof FAULT_PRIMITIVES)[number] = 'lock'): Table {
+  const faults = results.faults.filter((fault) => (fault.primitive ?? 'lock') === primitive);
+  const head = ['scenario', 'backend', 'claim', 'result', 'holds'];
+  const columns: Array<{ header: string; value: (fault: FaultRecord) => number | undefined; fenced?: true }> =
+    primitive === 'semaphore'
+      ? [
+          { header: 'most inside', value: (fault) => fault.metrics.mostInside },
+          { header: 'times over the limit', value: (fault) => fault.metrics.overlaps },
+          { header: 'stale writes', value: (fault) => fault.metrics.staleWrites, fenced: true },
+          { header: 'over the limit with fencing', value: (fault) => fault.metrics.overlapsWithFencing, fenced: true },
+          { header: 'token regressions', value: (fault) => fault.metrics.tokenRegressions, fenced: true },
+        ]
+      : primitive === 'read-write'
+        ? [
+            { header: 'overlaps with a writer', value: (fault) => fault.metrics.overlaps },
+            { header: 'writes over readers', value: (fault) => fault.metrics.writesOverReads },
+            { header: 'lost updates', value: (fault) => fault.metrics.lostUpdates },
+            { header: 'stale writes', value: (fault) => fault.metrics.staleWrites, fenced: true },
+            {
+              header: 'writes over readers with fencing',
+              value: (fault) => fault.metrics.writesOverReadsWithFencing,
+              fenced: true,
+            },
+            { header: 'token regressions', value: (fault) => fault.metrics.tokenRegressions, fenced: true },
+          ]
+        : [
+            { header: 'overlaps', value: (fault) => fault.metrics.overlaps },
+            { header: 'lost updates', value: (fault) => fault.metrics.lostUpdates },
+            { header: 'stale writes', value: (fault) => fault.metrics.staleWrites, fenced: true },
+            { header: 'lost with fencing', value: (fault) => fault.metrics.lostUpdatesWithFencing, fenced: true },
+            { header: 'token regressions', value: (fault) => fault.metrics.tokenRegressions, fenced: true },
+          ];
   return {
-    header: [
-      'scenario',
-      'backend',
-      'claim',
-      'result',
-      'holds',
-      'overlaps',
-      'lost updates',
-      'stale writes',
-      'lost with fencing',
-      'token regressions',
-    ],
-    rows: results.faults.map((fault) => {
-      const fenced = fencingDeclared(results, fault.backend);
-      const m = fault.metrics;
+    header: [...head, ...columns.map((column) => column.header)],
+    rows: faults.map((fault) => {
+      const fenced = faultCapabilities(results, fault)?.fencing === 'monotonic';
       return [
         fault.title,
         fault.backend,
         fault.claim,
         fault.verdict,
-        String(m.holds),
-        String(m.overlaps),
-        String(m.lostUpdates),
-        fenced ? String(m.staleWrites) : 'n/a',
-        fenced ? String(m.lostUpdatesWithFencing) : 'n/a',
-        fenced ? String(m.tokenRegressions) : 'n/a',
+        String(fault.metrics.holds),
+        ...columns.map((column) => {
+          const value = column.value(fault);
+          return column.fenced && !fenced ? 'n/a' : value === undefined ? '—' : String(value);
+        }),
       ];
     }),
   };

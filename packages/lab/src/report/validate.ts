@@ -47,7 +47,8 @@ export function validateAgainstSchema(value: unknown): string[] {
 
 /**
  * What a schema cannot say: every figure has a median that lies within its spread and comes from at
- * least MIN_BLOCKS blocks; p50 ≤ p99 ≤ max for every latency; fault verdicts use the one vocabulary.
+ * least MIN_BLOCKS blocks; p50 ≤ p99 ≤ max for every latency; peer labels and semaphore subjects are
+ * unique; fault verdicts use the one vocabulary.
  * Returns every inconsistency found, each naming where it is.
  */
 export function checkConsistency(results: Results): string[] {
@@ -82,6 +83,23 @@ export function checkConsistency(results: Results): string[] {
     figure(`peer ${peer.label} ratio to the floor`, peer.ratioToFloorP50);
     if (labels.has(peer.label)) problems.push(`peer ${peer.label}: label used twice`);
     labels.add(peer.label);
+  }
+  const subjects = new Set<string>();
+  for (const semaphore of results.semaphores ?? []) {
+    const where = `semaphore ${semaphore.subject}`;
+    latency(`${where} uncontended`, semaphore.uncontended);
+    latency(`${where} floor`, semaphore.floor);
+    figure(`${where} ratio to the floor`, semaphore.ratioToFloorP50);
+    figure(`${where} contention`, semaphore.contention?.opsPerSecond);
+    latency(`${where} wait`, semaphore.contention?.waitMs);
+    latency(`${where} hand-off`, semaphore.handoff);
+    if (subjects.has(semaphore.subject)) problems.push(`${where}: subject used twice`);
+    subjects.add(semaphore.subject);
+  }
+  for (const lock of results.readWriteLocks ?? []) {
+    figure(`read-write ${lock.backend} throughput`, lock.opsPerSecond);
+    latency(`read-write ${lock.backend} read wait`, lock.readWaitMs);
+    latency(`read-write ${lock.backend} write wait`, lock.writeWaitMs);
   }
   for (const fault of results.faults) {
     if (!(FAULT_VERDICTS as readonly string[]).includes(fault.verdict)) {

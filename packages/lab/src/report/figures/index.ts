@@ -1,6 +1,8 @@
 import { failoverFigure } from './failover.js';
 import { handoffFigure } from './handoff.js';
+import { readWriteFigure } from './read-write.js';
 import type { FigureKind, FigureSection } from './section.js';
+import { semaphoreFigure } from './semaphore.js';
 import { throughputFigure } from './throughput.js';
 import { uncontendedFigure } from './uncontended.js';
 
@@ -10,6 +12,8 @@ export const figureKinds: readonly FigureKind[] = [
   throughputFigure,
   handoffFigure,
   failoverFigure,
+  semaphoreFigure,
+  readWriteFigure,
 ];
 
 /** The figures this run has data for. */

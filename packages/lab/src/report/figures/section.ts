@@ -42,3 +42,15 @@ export const term = (id: string, text = id) => `[${text}](#term-${id})`;
 export const figure = (id: string, text: string) => `[${text}](#figure-${id})`;
 /** A link to a fault scenario's first result: `[text](#fault-<id>)`. */
 export const scenario = (id: string, text = id) => `[${text}](#fault-${id})`;
+
+/**
+ * "Not measured: zookeeper — the zookeeper provider does not support semaphores: …": one sentence
+ * per backend whose provider threw UnsupportedError for the primitive, so a figure that leaves a
+ * backend out says why (the lab asks each provider; it keeps no list of who has what).
+ */
+export function unsupportedFindings(results: Results, primitive: 'semaphore' | 'readWrite'): string[] {
+  return results.backends.flatMap((backend) => {
+    const why = primitive === 'semaphore' ? backend.semaphoreUnsupported : backend.readWriteUnsupported;
+    return why ? [`Not measured: ${backend.name} — ${why}.`] : [];
+  });
+}

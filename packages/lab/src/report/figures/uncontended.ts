@@ -3,7 +3,7 @@ import { type RowPoint, figurePoint, rowChart, seriesChart } from '../charts.js'
 import { formatMs, formatRatioFigure, latencyTable } from '../tables.js';
 import { type FigureKind, term } from './section.js';
 
-interface Compared {
+export interface Compared {
   readonly label: string;
   readonly ratio: Figure;
 }
@@ -23,14 +23,13 @@ function compared(results: Results): Compared[] {
 const names = (items: readonly Compared[]) =>
   items.map((item) => `${item.label} ${formatRatioFigure(item.ratio)}`).join(', ');
 
-function findings(results: Results): string[] {
-  const items = compared(results);
+/**
+ * Which subjects are indistinguishable from the floor, below it or above it in every round, and why
+ * each can be: shared by every figure measured against a floor. `extra` says what a library adds on
+ * top of the protocol's round trips in the "above" case.
+ */
+export function floorComparisons(items: readonly Compared[], extra: string): string[] {
   const out: string[] = [];
-  if (items.length > 0) {
-    out.push(
-      `The ${term('floor')} is the lab’s own minimal client sending the same protocol’s round trips to the same servers, interleaved with the backends; “× floor” is what a lock library costs on top of the protocol.`,
-    );
-  }
   const atFloor = items.filter((item) => item.ratio.min <= 1 && item.ratio.max >= 1);
   if (atFloor.length > 0) {
     out.push(
@@ -46,18 +45,40 @@ function findings(results: Results): string[] {
   const above = items.filter((item) => item.ratio.min > 1).sort((a, b) => b.ratio.median - a.ratio.median);
   if (above.length > 0) {
     out.push(
-      `Above the floor in every round: ${names(above)}. The difference is the library’s own work per operation: extra round trips (a fencing counter, a queue position, a session check) and client-side bookkeeping.`,
+      `Above the floor in every round: ${names(above)}. The difference is the library’s own work per operation: ${extra}.`,
     );
   }
+  return out;
+}
+
+/** The subjects whose figures are marked noisy, in one sentence (none: no sentence). */
+export function noisyFinding(labels: readonly string[]): string[] {
+  return labels.length === 0
+    ? []
+    : [
+        `Marked ${term('spread', 'noisy')}: ${labels.join(', ')} — their blocks disagree widely (a busy machine), so compare them only as ranges.`,
+      ];
+}
+
+function findings(results: Results): string[] {
+  const items = compared(results);
+  const out: string[] = [];
+  if (items.length > 0) {
+    out.push(
+      `The ${term('floor')} is the lab’s own minimal client sending the same protocol’s round trips to the same servers, interleaved with the backends; “× floor” is what a lock library costs on top of the protocol.`,
+    );
+  }
+  out.push(
+    ...floorComparisons(
+      items,
+      'extra round trips (a fencing counter, a queue position, a session check) and client-side bookkeeping',
+    ),
+  );
   const noisy = [
     ...results.benchmarks.flatMap((bench) => (bench.uncontended?.p50Ms.noisy ? [bench.backend] : [])),
     ...results.peers.flatMap((peer) => (peer.p50Ms.noisy ? [`peer ${peer.label}`] : [])),
   ];
-  if (noisy.length > 0) {
-    out.push(
-      `Marked ${term('spread', 'noisy')}: ${noisy.join(', ')} — their blocks disagree widely (a busy machine), so compare them only as ranges.`,
-    );
-  }
+  out.push(...noisyFinding(noisy));
   const tails = results.benchmarks
     .filter((bench) => bench.uncontended && bench.uncontended.p50Ms.median > 0)
     .map((bench) => ({
