@@ -70,7 +70,7 @@ type Layer = 'floor' | 'scripts' | 'driver' | 'provider' | 'tryAcquire';
  * client (what the protocol costs before any client-side code), the Redis driver called directly (no
  * core around it), and the whole provider (acquire, and tryAcquire, + release).
  */
-async function uncontended(url: string): Promise<Record<Layer, Blocks>> {
+async function uncontended(url: string): Promise<{ layers: Record<Layer, Blocks>; server: ServerCost[] }> {
   const raw = newClient(url);
   const sha = (await raw.script('LOAD', compareAndDelete)) as string;
   await raw.script('LOAD', acquireScript.source);
@@ -97,32 +97,38 @@ async function uncontended(url: string): Promise<Record<Layer, Blocks>> {
     signal: new AbortController().signal,
   };
   const { scriptKeys: scriptsKeys, releaseKeys } = redisKeyLayout('bench:scripts', '');
+  const floorCycle = async () => {
+    const value = randomBytes(16).toString('hex');
+    await raw.set('bench:floor', value, 'PX', LOCK_TTL_MS, 'NX');
+    await raw.evalsha(sha, 1, 'bench:floor', value);
+  };
+  const scriptsCycle = async () => {
+    const owner = `dlock1:${randomBytes(16).toString('hex')}:`;
+    await raw.evalsha(
+      acquireScript.sha1,
+      scriptsKeys.length,
+      ...scriptsKeys,
+      owner,
+      LOCK_TTL_MS,
+      ':bench',
+      'bench:wake',
+    );
+    await raw.evalsha(
+      releaseScript.sha1,
+      releaseKeys.length,
+      ...releaseKeys,
+      owner,
+      'bench:scripts:released',
+    );
+  };
+  const server = [
+    await serverCost(raw, 'floor (SET NX PX + EVALSHA c-a-d)', ['set', 'evalsha'], floorCycle),
+    await serverCost(raw, "dlock's acquire + release scripts", ['evalsha'], scriptsCycle),
+  ];
   const results = await interleaved<Layer>(
     {
-      floor: async () => {
-        const value = randomBytes(16).toString('hex');
-        await raw.set('bench:floor', value, 'PX', LOCK_TTL_MS, 'NX');
-        await raw.evalsha(sha, 1, 'bench:floor', value);
-      },
-      scripts: async () => {
-        const owner = `dlock1:${randomBytes(16).toString('hex')}:`;
-        await raw.evalsha(
-          acquireScript.sha1,
-          scriptsKeys.length,
-          ...scriptsKeys,
-          owner,
-          LOCK_TTL_MS,
-          ':bench',
-          'bench:wake',
-        );
-        await raw.evalsha(
-          releaseScript.sha1,
-          releaseKeys.length,
-          ...releaseKeys,
-          owner,
-          'bench:scripts:released',
-        );
-      },
+      floor: floorCycle,
+      scripts: scriptsCycle,
       driver: async () => {
         const attempt = await driver.attempt(request, undefined);
         if (attempt.outcome !== 'granted') throw new Error('bench:driver was not free');
@@ -144,7 +150,39 @@ async function uncontended(url: string): Promise<Record<Layer, Blocks>> {
   raw.disconnect();
   await provider.close();
   await driver.close();
-  return results;
+  return { layers: results, server };
+}
+
+/** Server-side µs per cycle: the `usec` that INFO commandstats adds up for the cycle's top-level commands. */
+interface ServerCost {
+  readonly label: string;
+  readonly microsPerCycle: number;
+}
+
+const SERVER_COST_CYCLES = 3_000;
+
+/**
+ * Where the server's share of a cycle goes: CONFIG RESETSTAT, `SERVER_COST_CYCLES` cycles, then the
+ * `usec` of the top-level commands the cycle sent (a script's `usec` includes the commands it calls,
+ * which commandstats also lists on their own, so only the top-level ones are added). Redis runs one
+ * command at a time, so every µs here is a µs of latency on an uncontended cycle.
+ */
+async function serverCost(
+  client: Redis,
+  label: string,
+  commands: readonly string[],
+  cycle: () => Promise<void>,
+): Promise<ServerCost> {
+  await client.config('RESETSTAT');
+  for (let i = 0; i < SERVER_COST_CYCLES; i++) await cycle();
+  const info = (await client.info('commandstats')) as string;
+  let micros = 0;
+  for (const command of commands) {
+    const match = new RegExp(`^cmdstat_${command}:calls=\\d+,usec=(\\d+)`, 'm').exec(info);
+    if (!match) throw new Error(`INFO commandstats has no ${command} after the ${label} cycles`);
+    micros += Number(match[1]);
+  }
+  return { label, microsPerCycle: micros / SERVER_COST_CYCLES };
 }
 
 /** Release → the waiting contender holds the lock, with the waiter settled in its wait first. */
@@ -250,7 +288,7 @@ async function main(): Promise<void> {
     server = await startRedis();
     const { url } = server;
     const rtt = await roundTrips(url);
-    const layers = await uncontended(url);
+    const { layers, server: serverCosts } = await uncontended(url);
     const dlockHandoffs = await dlockHandoff(url);
     const pollingHandoffs = await pollingHandoff(url);
     const rounds: Array<{ dlock: ContentionRun; peer: ContentionRun }> = [];
@@ -283,6 +321,12 @@ async function main(): Promise<void> {
       layerRow('Redis driver alone (no core)', 'driver'),
       layerRow('provider: acquire + release', 'provider'),
       layerRow('provider: tryAcquire + release', 'tryAcquire'),
+      '',
+      `server time per cycle (INFO commandstats, ${SERVER_COST_CYCLES} cycles; Redis runs one command at a time):`,
+      ...serverCosts.map(
+        (cost) => `  ${cost.label.padEnd(36)}${cost.microsPerCycle.toFixed(1).padStart(6)} µs`,
+      ),
+      `  difference: ${(serverCosts[1]!.microsPerCycle - serverCosts[0]!.microsPerCycle).toFixed(1)} µs per cycle, against a floor p50 of ${fixed(floor.pooled.at(50))} ms`,
       '',
       `hand-off (release called → waiter holds), ${dlockHandoffs.count} each:   p50     p99     max`,
       `  dlock (pub/sub wake-up)             ${fixed(dlockHandoffs.at(50))} ${fixed(dlockHandoffs.at(99))} ${fixed(dlockHandoffs.max)}   (${(dlockHandoffs.at(50) / idleRttP50).toFixed(1)} idle round trips at p50)`,
