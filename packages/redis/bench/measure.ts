@@ -134,3 +134,18 @@ export function contentionRow(label: string, run: ContentionRun): string {
   const slowest = Math.min(...run.perContender) / Math.max(1, run.acquisitions);
   return `  ${label.padEnd(30)}${fixed(run.acquisitions / run.seconds, 0, 7)}/s ${fixed(run.waits.at(50), 2, 8)} ${fixed(run.waits.at(99), 2, 8)} ${fixed(run.waits.max, 2, 8)}   ${(slowest * 100).toFixed(2).padStart(5)}% (fair ${(100 / run.perContender.length).toFixed(2)}%)`;
 }
+
+/**
+ * The server's µs in the given top-level commands, from an `INFO commandstats` reply. A script's
+ * `usec` includes the commands it calls (which commandstats also lists on their own), so callers
+ * name only the commands they sent. Throws when a command is missing (it was never called).
+ */
+export function commandMicros(info: string, commands: readonly string[]): number {
+  let micros = 0;
+  for (const command of commands) {
+    const match = new RegExp(`^cmdstat_${command}:calls=\\d+,usec=(\\d+)`, 'm').exec(info);
+    if (!match) throw new Error(`INFO commandstats lists no ${command}`);
+    micros += Number(match[1]);
+  }
+  return micros;
+}

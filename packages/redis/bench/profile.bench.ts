@@ -10,6 +10,7 @@ import os from 'node:os';
 import { startRedis, stopAll } from '@dlock/testkit';
 import { Redis } from 'ioredis';
 import { createRedisProvider } from '../src/index.js';
+import { commandMicros } from './measure.js';
 
 const BLOCKS = 4;
 const CYCLES = 3_000;
@@ -107,10 +108,7 @@ async function main(): Promise<void> {
           total.layers.set(layer, (total.layers.get(layer) ?? 0) + micros);
         total.cycles += CYCLES;
         // Only top-level commands: a script's usec already includes the commands it calls.
-        for (const command of ['set', 'evalsha']) {
-          const match = new RegExp(`^cmdstat_${command}:calls=\\d+,usec=(\\d+)`, 'm').exec(stats);
-          total.serverMicros += Number(match?.[1] ?? 0);
-        }
+        total.serverMicros += commandMicros(stats, name === 'floor' ? ['set', 'evalsha'] : ['evalsha']);
       }
     }
     const perCycle = (name: Variant, layer: Layer) => totals[name].layers.get(layer)! / totals[name].cycles;

@@ -18,6 +18,7 @@ import {
   type ContentionRun,
   Latencies,
   blockRatio,
+  commandMicros,
   contend,
   contentionRow,
   fixed,
@@ -175,13 +176,7 @@ async function serverCost(
 ): Promise<ServerCost> {
   await client.config('RESETSTAT');
   for (let i = 0; i < SERVER_COST_CYCLES; i++) await cycle();
-  const info = (await client.info('commandstats')) as string;
-  let micros = 0;
-  for (const command of commands) {
-    const match = new RegExp(`^cmdstat_${command}:calls=\\d+,usec=(\\d+)`, 'm').exec(info);
-    if (!match) throw new Error(`INFO commandstats has no ${command} after the ${label} cycles`);
-    micros += Number(match[1]);
-  }
+  const micros = commandMicros((await client.info('commandstats')) as string, commands);
   return { label, microsPerCycle: micros / SERVER_COST_CYCLES };
 }
 
