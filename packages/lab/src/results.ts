@@ -150,6 +150,18 @@ export interface ContentionRecord {
    * lock straight back while the others wait.
    */
   readonly busiestShare: number;
+  /**
+   * The share of all operations completed by the contender that completed the fewest (1 / contenders
+   * when every contender got the lock equally often; near 0 when some hardly ever got it). Absent in
+   * runs made before it was measured.
+   */
+  readonly slowestShare?: number;
+  /**
+   * How long each acquire call waited (begun after a block's warm-up; one still waiting at the block's
+   * end counts with its wait so far): p50 as the median of the block p50s, p99 and max over all.
+   * Absent in runs made before it was measured.
+   */
+  readonly waitMs?: LatencyRecord;
 }
 
 export interface FailoverRecord {
@@ -182,6 +194,13 @@ export interface PeerRecord extends LatencyRecord {
   readonly floorP50Ms: number | null;
   /** Peer block p50 ÷ floor block p50 of the same round, over the rounds. */
   readonly ratioToFloorP50: Figure | null;
+  /**
+   * The same loop as the backends' busiest one-key contention level, with this library's lock, its
+   * blocks interleaved with the backends' (null when the library has no waiting acquire to measure, e.g.
+   * etcd3's `client.lock()`, which fails at once on a held lock). Absent in runs made before it was
+   * measured.
+   */
+  readonly contention?: ContentionRecord | null;
 }
 
 /**

@@ -27,6 +27,20 @@ function capabilities(overrides: Partial<Capabilities>): Capabilities {
   };
 }
 
+/** A contention level: waits as a FIFO hand-off chain gives them (p50 ≈ contenders ÷ rate). */
+function contentionLevel(contenders: number, keys: number, rate: number, busiestShare: number) {
+  return {
+    contenders,
+    keys,
+    operations: Math.round(rate * 3),
+    seconds: 3,
+    opsPerSecond: figureOf([rate * 0.95, rate, rate * 1.05]),
+    busiestShare,
+    slowestShare: Math.min(busiestShare, 1 / contenders),
+    waitMs: latency(((contenders / keys) * 1000) / rate),
+  };
+}
+
 function bench(
   backend: string,
   p50Ms: number,
@@ -36,14 +50,8 @@ function bench(
   busiestShare: number,
 ): BenchmarkRecord {
   const [one, eight, many] = opsPerSecond;
-  const level = (contenders: number, keys: number, rate: number, share: number) => ({
-    contenders,
-    keys,
-    operations: Math.round(rate * 3),
-    seconds: 3,
-    opsPerSecond: figureOf([rate * 0.95, rate, rate * 1.05]),
-    busiestShare: share,
-  });
+  const level = (contenders: number, keys: number, rate: number, share: number) =>
+    contentionLevel(contenders, keys, rate, share);
   return {
     backend,
     uncontended: {
@@ -68,9 +76,16 @@ function bench(
   };
 }
 
-function peer(name: string, serverCount: number, p50Ms: number, floorMs: number): PeerRecord {
+function peer(
+  name: string,
+  serverCount: number,
+  p50Ms: number,
+  floorMs: number,
+  contention?: { rate: number; busiestShare: number },
+): PeerRecord {
   const servers = serverCount === 1 ? 'redis' : `${serverCount}× redis`;
   return {
+    contention: contention ? contentionLevel(32, 1, contention.rate, contention.busiestShare) : null,
     ...latency(p50Ms),
     name,
     label: `${name} · ${servers}`,
@@ -308,9 +323,9 @@ export function sampleResults(): Results {
     ],
     peers: [
       peer('redlock (library)', 1, 0.22, 0.21),
-      peer('redis-semaphore Mutex', 1, 0.18, 0.21),
+      peer('redis-semaphore Mutex', 1, 0.18, 0.21, { rate: 4_800, busiestShare: 0.19 }),
       peer('redlock (library)', 5, 0.21, 0.26),
-      peer('redis-semaphore RedlockMutex', 5, 0.26, 0.26),
+      peer('redis-semaphore RedlockMutex', 5, 0.26, 0.26, { rate: 600, busiestShare: 0.3 }),
     ],
     semaphores: [
       semaphore('memory', 'backend', { placement: 'in-process', count: 0 }, 0.02, null, {

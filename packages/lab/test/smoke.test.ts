@@ -88,6 +88,17 @@ describe('dlock compare (smoke)', () => {
     expect(results.benchmarks.map((bench) => bench.backend)).toEqual(
       expect.arrayContaining(['memory', 'setnx-getset']),
     );
+    // The busiest one-key level records every acquire's wait and the slowest contender's share, for the
+    // backends and for redis-semaphore's Mutex, run in the same rounds as a peer.
+    for (const bench of results.benchmarks.filter((entry) => entry.contention.length > 0)) {
+      const busiest = bench.contention.find((level) => level.keys === 1 && level.contenders === 4);
+      expect(busiest?.waitMs?.samples, bench.backend).toBeGreaterThan(0);
+      expect(busiest?.slowestShare, bench.backend).toBeGreaterThanOrEqual(0);
+    }
+    const mutex = results.peers.find((peer) => peer.label === 'redis-semaphore Mutex · redis');
+    expect(mutex?.contention?.contenders).toBe(4);
+    expect(mutex?.contention?.operations).toBeGreaterThan(0);
+    expect(results.peers.find((peer) => peer.label === 'redlock (library) · redis')?.contention).toBeNull();
     expect(results.faults.length).toBeGreaterThan(0);
     expect(results.faults.filter((fault) => fault.verdict === 'claim-violated')).toEqual([]);
 

@@ -1,6 +1,6 @@
 import { setImmediate as nextTurn } from 'node:timers/promises';
 import type { LockProvider } from '@dlock/core';
-import { deadlineSignal, pause } from './histogram.js';
+import { LatencyRecorder, deadlineSignal, pause } from './histogram.js';
 
 const BENCH_TTL_MS = 10_000;
 const ERROR_BACKOFF_MS = 50;
@@ -20,7 +20,44 @@ export interface ContentionBlock {
   readonly perContender: number[];
   /** The measured window: the block less its warm-up. */
   readonly seconds: number;
+  /** How long each acquire begun after the warm-up waited (see `timedAcquire`). */
+  readonly waits: LatencyRecorder;
   readonly errors: number;
+}
+
+/**
+ * Takes the lock `key` (waiting until `signal` aborts, where the library can be aborted) and answers
+ * how to give it back: a dlock provider's acquire, or a peer library's.
+ */
+export type LockTaker = (key: string, signal: AbortSignal) => Promise<() => Promise<void>>;
+
+/** A dlock provider as a `LockTaker`. */
+export function providerTaker(provider: LockProvider): LockTaker {
+  return async (key, signal) => {
+    const lease = await provider.acquire(key, { ttlMs: BENCH_TTL_MS, signal });
+    return () => lease.release();
+  };
+}
+
+/**
+ * Times one acquire into `waits` when it began after the warm-up: until it resolved, or — when the
+ * end of the block aborted it — until then, a lower bound, so a contender starved for the whole block
+ * still shows in the tail rather than vanishing from it.
+ */
+export async function timedAcquire<T>(
+  acquire: () => Promise<T>,
+  waits: LatencyRecorder,
+  counts: boolean,
+): Promise<T> {
+  const startedAt = performance.now();
+  try {
+    const granted = await acquire();
+    if (counts) waits.recordMs(performance.now() - startedAt);
+    return granted;
+  } catch (error) {
+    if (counts) waits.recordMs(performance.now() - startedAt);
+    throw error;
+  }
 }
 
 /** The first part of a block, while every contender connects and queues up, is not counted. */
@@ -80,10 +117,11 @@ export async function runContenders(
 
 /**
  * `contenders` loops of acquire + release for `budgetMs`, spread over `keys` keys and over the given
- * providers (separate clients), counted per contender within the measured window.
+ * takers (separate clients: dlock providers or a peer library's), counted per contender within the
+ * measured window, with every acquire's wait.
  */
 export async function measureContention(
-  providers: readonly LockProvider[],
+  takers: readonly LockTaker[],
   contenders: number,
   keys: number,
   keyPrefix: string,
@@ -91,16 +129,21 @@ export async function measureContention(
   parent: AbortSignal,
 ): Promise<ContentionBlock> {
   const perContender = Array.from({ length: contenders }, () => 0);
+  const waits = new LatencyRecorder();
   const { seconds, errors } = await runContenders(
     contenders,
     budgetMs,
     parent,
     async (index, signal, window) => {
-      const provider = providers[index % providers.length] as LockProvider;
-      const lease = await provider.acquire(`${keyPrefix}:${index % keys}`, { ttlMs: BENCH_TTL_MS, signal });
-      await lease.release();
+      const take = takers[index % takers.length] as LockTaker;
+      const release = await timedAcquire(
+        () => take(`${keyPrefix}:${index % keys}`, signal),
+        waits,
+        window.afterWarmup(performance.now()),
+      );
+      await release();
       if (window.contains(performance.now())) perContender[index] = (perContender[index] as number) + 1;
     },
   );
-  return { perContender, seconds, errors };
+  return { perContender, seconds, waits, errors };
 }

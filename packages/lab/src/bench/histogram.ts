@@ -1,3 +1,4 @@
+import { setMaxListeners } from 'node:events';
 import { setImmediate as nextTurn } from 'node:timers/promises';
 import { pause } from '@dlock/core';
 import { build } from 'hdr-histogram-js';
@@ -75,11 +76,16 @@ export async function measureLatency(
   return recorder;
 }
 
-/** A signal that aborts after `ms` or when `parent` aborts, with a cleanup for its timer. */
+/**
+ * A signal that aborts after `ms` or when `parent` aborts, with a cleanup for its timer. Every
+ * contender of a block waits on it (32 and more listeners at once, by design), so Node's
+ * MaxListenersExceededWarning, meant to catch leaks, is turned off for it.
+ */
 export function deadlineSignal(ms: number, parent: AbortSignal): { signal: AbortSignal; clear: () => void } {
   const controller = new AbortController();
   const timer = setTimeout(() => controller.abort(new Error('benchmark slice over')), ms);
   const signal = AbortSignal.any([controller.signal, parent]);
+  setMaxListeners(0, signal);
   return { signal, clear: () => clearTimeout(timer) };
 }
 

@@ -3,6 +3,7 @@ import type { Redis } from 'ioredis';
 import { Mutex, RedlockMutex, RedlockSemaphore, Semaphore } from 'redis-semaphore';
 import Redlock from 'redlock';
 import type { ServerSet } from '../servers.js';
+import type { LockTaker } from './contention.js';
 import { connectRedis } from './floor.js';
 import type { PermitTaker } from './semaphore.js';
 
@@ -82,6 +83,55 @@ export function openPeers(set: ServerSet, key: string): { peers: Peer[]; close()
   return { peers: [], close: () => {} };
 }
 
+/** `count` clients of a Redis server set, each its own connection to every node. */
+function redisClientSets(set: ServerSet, count: number): { sets: Redis[][]; close(): void } {
+  const sets = Array.from({ length: count }, () => set.endpoints.map((url) => connectRedis(url)));
+  return {
+    sets,
+    close: () => {
+      for (const client of sets.flat()) client.disconnect();
+    },
+  };
+}
+
+/** A peer library's lock under contention: one taker per client (set of connections). */
+export interface ContentionPeer {
+  readonly name: string;
+  readonly takers: readonly LockTaker[];
+}
+
+/**
+ * The peer locks that wait, for the contention loop: redis-semaphore's `Mutex` (one node) or
+ * `RedlockMutex` (several) with its defaults, polling every 10 ms while it waits (the baseline of
+ * issue 13's contention goal). Its acquire cannot be aborted: its acquire timeout bounds a wait.
+ * etcd3's `client.lock()` is not here: it fails at once on a held lock instead of waiting; the
+ * `redlock` library is not either: it retries a fixed number of times, then fails.
+ */
+export function openContentionPeers(
+  set: ServerSet,
+  clientCount: number,
+): { peers: ContentionPeer[]; close(): void } {
+  if (set.kind !== 'redis') return { peers: [], close: () => {} };
+  const { sets, close } = redisClientSets(set, clientCount);
+  const options = { lockTimeout: PEER_TTL_MS, acquireTimeout: PEER_ACQUIRE_TIMEOUT_MS, refreshInterval: 0 };
+  const single = set.endpoints.length === 1;
+  const takers = sets.map(
+    (clients): LockTaker =>
+      async (key) => {
+        const mutex =
+          single && clients[0]
+            ? new Mutex(clients[0], key, options)
+            : new RedlockMutex(clients, key, options);
+        await mutex.acquire();
+        return () => mutex.release();
+      },
+  );
+  return {
+    peers: [{ name: single ? 'redis-semaphore Mutex' : 'redis-semaphore RedlockMutex', takers }],
+    close,
+  };
+}
+
 /** A peer library's semaphore on the lab's servers. */
 export interface SemaphorePeer {
   readonly name: string;
@@ -103,7 +153,7 @@ export function openSemaphorePeers(
   clientCount: number,
 ): { peers: SemaphorePeer[]; close(): void } {
   if (set.kind !== 'redis') return { peers: [], close: () => {} };
-  const sets = Array.from({ length: clientCount }, () => set.endpoints.map((url) => connectRedis(url)));
+  const { sets, close } = redisClientSets(set, clientCount);
   const options = { lockTimeout: PEER_TTL_MS, acquireTimeout: PEER_ACQUIRE_TIMEOUT_MS, refreshInterval: 0 };
   const single = set.endpoints.length === 1;
   const takersFor = (key: string) =>
@@ -120,8 +170,6 @@ export function openSemaphorePeers(
     );
   return {
     peers: [{ name: single ? 'redis-semaphore Semaphore' : 'redis-semaphore RedlockSemaphore', takersFor }],
-    close: () => {
-      for (const client of sets.flat()) client.disconnect();
-    },
+    close,
   };
 }

@@ -1,7 +1,8 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import { runContenders } from './contention.js';
+import { timedAcquire } from './contention.js';
 import { LatencyRecorder } from './histogram.js';
-import { type PermitTaker, timedAcquire } from './semaphore.js';
+import type { PermitTaker } from './semaphore.js';
 
 /** A read-write lock as the mix sees it: its two sides, each taking a lease and giving it back. */
 export interface ReadWriteTaker {

@@ -1,5 +1,5 @@
 import { setTimeout as sleep } from 'node:timers/promises';
-import { runContenders } from './contention.js';
+import { runContenders, timedAcquire } from './contention.js';
 import { LatencyRecorder } from './histogram.js';
 
 /** Takes one permit (waiting until `signal` aborts, where the library can be aborted) and answers how to give it back. */
@@ -14,27 +14,6 @@ export interface PermitContentionBlock {
   readonly waits: LatencyRecorder;
   readonly mostInside: number;
   readonly errors: number;
-}
-
-/**
- * Times one acquire into `waits` when it began after the warm-up: until it resolved, or — when the
- * end of the block aborted it — until then, a lower bound, so a contender starved for the whole block
- * still shows in the tail rather than vanishing from it.
- */
-export async function timedAcquire<T>(
-  acquire: () => Promise<T>,
-  waits: LatencyRecorder,
-  counts: boolean,
-): Promise<T> {
-  const startedAt = performance.now();
-  try {
-    const granted = await acquire();
-    if (counts) waits.recordMs(performance.now() - startedAt);
-    return granted;
-  } catch (error) {
-    if (counts) waits.recordMs(performance.now() - startedAt);
-    throw error;
-  }
 }
 
 /**

@@ -14,11 +14,18 @@ import type {
 import type { ServerSet } from '../servers.js';
 import { contentionLevel, serversLabel } from '../words.js';
 import { MIN_BLOCKS, figureOf, interleave } from './blocks.js';
-import { type ContentionBlock, MAX_PROVIDERS, MIN_BLOCK_MS, measureContention } from './contention.js';
+import {
+  type ContentionBlock,
+  type LockTaker,
+  MAX_PROVIDERS,
+  MIN_BLOCK_MS,
+  measureContention,
+  providerTaker,
+} from './contention.js';
 import { measureFailover } from './failover.js';
 import { type Floor, openFloor } from './floor.js';
 import { measureHandoff } from './handoff.js';
-import { type Peer, openPeers } from './peers.js';
+import { type ContentionPeer, type Peer, openContentionPeers, openPeers } from './peers.js';
 import { benchmarkPrimitives } from './primitives.js';
 import { errorText, guarded, latencySummary, perContenderTotals } from './records.js';
 import { type LatencySubject, acquireAndRelease, timeInterleaved } from './uncontended.js';
@@ -77,8 +84,18 @@ function contentionRecord(
       blocks.map((block) => block.perContender.reduce((sum, count) => sum + count, 0) / block.seconds),
     ),
     busiestShare: operations === 0 ? 0 : Math.round((Math.max(...perContender) / operations) * 1000) / 1000,
+    slowestShare: operations === 0 ? 0 : Math.round((Math.min(...perContender) / operations) * 1000) / 1000,
+    waitMs: latencySummary(blocks.map((block) => block.waits)),
   };
 }
+
+/** Who runs a contention block: a backend (its providers) or a peer library (its clients). */
+type ContentionSubject =
+  | { readonly kind: 'backend'; readonly member: Member; readonly takers: readonly LockTaker[] }
+  | { readonly kind: 'peer'; readonly peer: ContentionPeer; readonly takers: readonly LockTaker[] };
+
+const subjectName = (subject: ContentionSubject) =>
+  subject.kind === 'backend' ? subject.member.backend.name : subject.peer.name;
 
 /**
  * Every benchmark for the backends sharing one server set (or the in-process memory provider), on
@@ -104,9 +121,11 @@ export async function benchmarkGroup(
   const members: Member[] = [];
   let floor: Floor | undefined;
   let peers: { peers: Peer[]; close(): void } = { peers: [], close: () => {} };
+  let contentionPeers: { peers: ContentionPeer[]; close(): void } = { peers: [], close: () => {} };
   const budget = plan.durationMs;
   // Progress: blocks planned and done across the whole group.
-  const plannedBlocks = plan.rounds * (backends.length * (2 + levels.length) + 1 + 2) + backends.length * 3;
+  const plannedBlocks =
+    plan.rounds * (backends.length * (2 + levels.length) + 1 + 2 + 1) + backends.length * 3;
   let doneBlocks = 0;
   const progress = (subject: string, detail: string) =>
     step(subject, detail, Math.min(1, doneBlocks / plannedBlocks));
@@ -123,6 +142,7 @@ export async function benchmarkGroup(
         notes.push(`${label}: floor measurement failed: ${errorText(error)}`);
       }
       peers = openPeers(set, `${prefix}:peer`);
+      contentionPeers = openContentionPeers(set, Math.min(MAX_PROVIDERS, maxContenders));
     }
     for (const backend of backends) {
       const member: Member = { backend, providers: [], errors: [] };
@@ -194,6 +214,68 @@ export async function benchmarkGroup(
     });
     const floorRecord = latency.floor;
 
+    // Contention: per level, the backends interleaved round by round; at the busiest one-key level
+    // the peer libraries' waiting locks too, in the same rounds.
+    const contention = new Map<Member, ContentionRecord[]>(ready.map((member) => [member, []]));
+    const peerContention = new Map<string, ContentionRecord>();
+    for (const level of levels) {
+      const withPeers = level.keys === 1 && level.contenders === maxContenders;
+      const subjects: ContentionSubject[] = [
+        ...ready.map((member) => ({
+          kind: 'backend' as const,
+          member,
+          takers: member.providers.map(providerTaker),
+        })),
+        ...(withPeers
+          ? contentionPeers.peers.map((peer) => ({ kind: 'peer' as const, peer, takers: peer.takers }))
+          : []),
+      ];
+      const where = contentionLevel(level.contenders, level.keys);
+      const blocks = await interleave(
+        subjects,
+        plan.rounds,
+        async (subject, round) => {
+          const name = subjectName(subject);
+          progress(
+            subject.kind === 'backend' ? name : label,
+            `contention: ${subject.kind === 'peer' ? `${name}, ` : ''}${where} (round ${round + 1}/${plan.rounds})`,
+          );
+          const block = await measureContention(
+            subject.takers,
+            level.contenders,
+            level.keys,
+            // A fresh key per block: waiters a previous block gave up on cannot be in this one's way.
+            `${prefix}:${name.replace(/\s+/g, '-')}:c${level.contenders}k${level.keys}r${round}`,
+            Math.max(MIN_BLOCK_MS.contention, (budget * SHARE.contention) / levels.length / plan.rounds),
+            signal,
+          );
+          doneBlocks++;
+          if (block.errors > 0) {
+            const text = `contention ${where}: ${block.errors} failed acquires`;
+            if (subject.kind === 'backend') subject.member.errors.push(text);
+            else notes.push(`${label} peer ${name}: ${text}`);
+          }
+          return block;
+        },
+        signal,
+      );
+      for (const subject of subjects) {
+        const errors = subject.kind === 'backend' ? subject.member.errors : notes;
+        const what =
+          subject.kind === 'backend'
+            ? `contention ${where}`
+            : `${label} peer ${subject.peer.name}: contention ${where}`;
+        const failure = blocks.failures.get(subject);
+        if (failure) errors.push(`${what}: ${errorText(failure)}`);
+        const record = guarded(what, errors, () =>
+          contentionRecord(level.contenders, level.keys, blocks.results.get(subject) ?? []),
+        );
+        if (!record) continue;
+        if (subject.kind === 'backend') contention.get(subject.member)?.push(record);
+        else peerContention.set(subject.peer.name, record);
+      }
+    }
+
     const peerRecords: PeerRecord[] = [];
     for (const peer of peers.peers) {
       const record = latency.latency('peer', peer.name, notes);
@@ -207,51 +289,8 @@ export async function benchmarkGroup(
         ...summary,
         floorP50Ms: floorRecord?.p50Ms.median ?? null,
         ratioToFloorP50: latency.ratio('peer', peer.name, notes),
+        contention: peerContention.get(peer.name) ?? null,
       });
-    }
-
-    // Contention: per level, the backends interleaved round by round.
-    const contention = new Map<Member, ContentionRecord[]>(ready.map((member) => [member, []]));
-    for (const level of levels) {
-      const blocks = await interleave(
-        ready,
-        plan.rounds,
-        async (member, round) => {
-          progress(
-            member.backend.name,
-            `contention: ${contentionLevel(level.contenders, level.keys)} (round ${round + 1}/${plan.rounds})`,
-          );
-          const block = await measureContention(
-            member.providers,
-            level.contenders,
-            level.keys,
-            // A fresh key per block: waiters a previous block gave up on cannot be in this one's way.
-            `${prefix}:${member.backend.name}:c${level.contenders}k${level.keys}r${round}`,
-            Math.max(MIN_BLOCK_MS.contention, (budget * SHARE.contention) / levels.length / plan.rounds),
-            signal,
-          );
-          doneBlocks++;
-          if (block.errors > 0)
-            member.errors.push(
-              `contention ${contentionLevel(level.contenders, level.keys)}: ${block.errors} failed acquires`,
-            );
-          return block;
-        },
-        signal,
-      );
-      for (const member of ready) {
-        const failure = blocks.failures.get(member);
-        if (failure)
-          member.errors.push(
-            `contention ${contentionLevel(level.contenders, level.keys)}: ${errorText(failure)}`,
-          );
-        const record = guarded(
-          `contention ${contentionLevel(level.contenders, level.keys)}`,
-          member.errors,
-          () => contentionRecord(level.contenders, level.keys, blocks.results.get(member) ?? []),
-        );
-        if (record) contention.get(member)?.push(record);
-      }
     }
 
     // Hand-off: the backends interleaved round by round.
@@ -349,5 +388,6 @@ export async function benchmarkGroup(
     );
     await floor?.close().catch(() => {});
     peers.close();
+    contentionPeers.close();
   }
 }

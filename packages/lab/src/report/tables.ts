@@ -1,6 +1,7 @@
 import type { Capabilities } from '@dlock/core';
 import {
   type BenchmarkRecord,
+  type ContentionRecord,
   FAULT_VERDICTS,
   type FaultRecord,
   type Figure,
@@ -217,24 +218,51 @@ export function contentionLevels(
 export function contentionTable(results: Results): Table {
   const levels = contentionLevels(results.benchmarks);
   const busiest = Math.max(0, ...levels.filter((level) => level.keys === 1).map((level) => level.contenders));
+  const busiestLevel = contentionLevel(busiest, 1);
+  /** The per-contender and wait columns of the busiest one-key level. */
+  const busiestColumns = (record: ContentionRecord | undefined) => {
+    // With fewer operations than two per contender, a contender's share says nothing.
+    const counted = record && record.operations >= 2 * busiest;
+    const even = `(even: ${Math.round(100 / busiest)}%)`;
+    return [
+      counted ? `${percent(record.busiestShare)} ${even}` : '—',
+      counted && record.slowestShare !== undefined ? `${percent(record.slowestShare)} ${even}` : '—',
+      formatFigure(record?.waitMs?.p50Ms),
+      formatMs(record?.waitMs?.p99Ms),
+      formatMs(record?.waitMs?.maxMs),
+    ];
+  };
+  const rows = results.benchmarks.map((bench) => {
+    const at = (contenders: number, keys: number) =>
+      bench.contention.find((entry) => entry.contenders === contenders && entry.keys === keys);
+    return [
+      bench.backend,
+      ...levels.map((level) => formatRateFigure(at(level.contenders, level.keys)?.opsPerSecond)),
+      ...busiestColumns(at(busiest, 1)),
+    ];
+  });
+  for (const peer of results.peers) {
+    const record = peer.contention;
+    if (!record || record.contenders !== busiest || record.keys !== 1) continue;
+    rows.push([
+      `peer: ${peer.label}`,
+      ...levels.map((level) =>
+        level.contenders === busiest && level.keys === 1 ? formatRateFigure(record.opsPerSecond) : '—',
+      ),
+      ...busiestColumns(record),
+    ]);
+  }
   return {
     header: [
       'backend',
       ...levels.map((level) => contentionLevel(level.contenders, level.keys)),
-      `busiest contender's share, ${contentionLevel(busiest, 1)}`,
+      `busiest contender's share, ${busiestLevel}`,
+      `slowest contender's share, ${busiestLevel}`,
+      `wait p50 (spread), ${busiestLevel}`,
+      'wait p99',
+      'wait max',
     ],
-    rows: results.benchmarks.map((bench) => {
-      const at = (contenders: number, keys: number) =>
-        bench.contention.find((entry) => entry.contenders === contenders && entry.keys === keys);
-      const record = at(busiest, 1);
-      // With fewer operations than two per contender, the busiest one's share says nothing.
-      const share = record && record.operations >= 2 * busiest ? record.busiestShare : undefined;
-      return [
-        bench.backend,
-        ...levels.map((level) => formatRateFigure(at(level.contenders, level.keys)?.opsPerSecond)),
-        share === undefined ? '—' : `${Math.round(share * 100)}% (even: ${Math.round(100 / busiest)}%)`,
-      ];
-    }),
+    rows,
   };
 }
 

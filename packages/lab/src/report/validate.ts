@@ -75,12 +75,15 @@ export function checkConsistency(results: Results): string[] {
     figure(`${bench.backend} failover`, bench.failover?.takeoverMs);
     for (const level of bench.contention) {
       figure(`${bench.backend} contention ${level.contenders}/${level.keys}`, level.opsPerSecond);
+      latency(`${bench.backend} contention ${level.contenders}/${level.keys} wait`, level.waitMs);
     }
   }
   const labels = new Set<string>();
   for (const peer of results.peers) {
     latency(`peer ${peer.label}`, peer);
     figure(`peer ${peer.label} ratio to the floor`, peer.ratioToFloorP50);
+    figure(`peer ${peer.label} contention`, peer.contention?.opsPerSecond);
+    latency(`peer ${peer.label} contention wait`, peer.contention?.waitMs);
     if (labels.has(peer.label)) problems.push(`peer ${peer.label}: label used twice`);
     labels.add(peer.label);
   }
