@@ -185,6 +185,7 @@ export function latencyTable(results: Results): Table {
     serversOf(results, bench.backend),
     formatFigure(bench.uncontended?.p50Ms),
     formatMs(bench.uncontended?.p99Ms),
+    formatMs(bench.uncontended?.maxMs),
     bench.floor ? `${bench.floor.protocol}: ${formatFigure(bench.floor.p50Ms)}` : '—',
     formatRatioFigure(bench.ratioToFloorP50),
   ]);
@@ -194,12 +195,13 @@ export function latencyTable(results: Results): Table {
       serversLabel(peer.placement, peer.serverCount),
       formatFigure(peer.p50Ms),
       formatMs(peer.p99Ms),
+      formatMs(peer.maxMs),
       formatMs(peer.floorP50Ms),
       formatRatioFigure(peer.ratioToFloorP50),
     ]);
   }
   return {
-    header: ['backend', 'servers', 'p50 (spread)', 'p99', 'floor p50 (same run)', 'p50 ÷ floor (spread)'],
+    header: ['backend', 'servers', 'p50 (spread)', 'p99', 'max', 'floor p50 (same run)', 'p50 ÷ floor (spread)'],
     rows,
   };
 }
