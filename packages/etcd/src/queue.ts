@@ -116,7 +116,7 @@ export class RevisionQueueDriver implements LockDriver<QueueEntry, QueueTicket> 
   }
 
   async release(_key: string, grant: Grant<QueueEntry>): Promise<void> {
-    await this.#keys.remove(grant.handle, 'release the lock');
+    await this.#keys.release(grant, 'release the lock');
   }
 
   async holder(key: string): Promise<HolderInfo | null> {
