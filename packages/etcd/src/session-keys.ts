@@ -322,9 +322,9 @@ export class SessionKeys {
   }
 
   /** Releases a grant: deletes its key (see `remove`); its session stops tracking its loss. */
-  async release(grant: Grant<QueueEntry>, what: string): Promise<void> {
+  release(grant: Grant<QueueEntry>, what: string): Promise<void> {
     grant.handle.session.forget(grant.lost);
-    await this.remove(grant.handle, what);
+    return this.remove(grant.handle, what);
   }
 
   /**
@@ -416,8 +416,8 @@ export abstract class SessionKeyDriver<Request extends LockRequest, Ticket exten
     return this.keys.confirmHeld(key, grant.handle);
   }
 
-  async release(_key: string, grant: Grant<QueueEntry>): Promise<void> {
-    await this.keys.release(grant, `release the ${this.leaseName}`);
+  release(_key: string, grant: Grant<QueueEntry>): Promise<void> {
+    return this.keys.release(grant, `release the ${this.leaseName}`);
   }
 
   async close(): Promise<void> {
