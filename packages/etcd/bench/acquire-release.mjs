@@ -117,14 +117,16 @@ function spyOnKvCalls() {
     const ended = performance.now();
     const replies = marks;
     marks = undefined;
-    let clientMs = 0;
+    // Client time before the first request, between each reply and the next request, after the last.
+    const gaps = [];
     let last = started;
     for (const [sent, replied] of replies) {
-      clientMs += Math.max(0, sent - last);
+      gaps.push(Math.max(0, sent - last));
       last = replied;
     }
-    clientMs += ended - last;
-    return { calls: replies.length, clientMs, totalMs: ended - started };
+    gaps.push(ended - last);
+    const clientMs = gaps.reduce((sum, gap) => sum + gap, 0);
+    return { calls: replies.length, gaps, clientMs, totalMs: ended - started };
   };
 }
 
@@ -262,6 +264,7 @@ try {
       samples.push(await spy(byId[id].run));
     clientTime[id] = {
       calls: median(samples.map((s) => s.calls)),
+      gaps: samples[0].gaps.map((_, g) => median(samples.map((s) => s.gaps[g] ?? 0))),
       clientMs: median(samples.map((s) => s.clientMs)),
       totalMs: median(samples.map((s) => s.totalMs)),
     };
@@ -315,12 +318,14 @@ try {
   console.log('gRPC calls per acquire+release, counted by etcd (grpc_server_handled_total):');
   for (const [id, text] of Object.entries(counts)) console.log(`  ${id}: ${text}`);
   console.log('');
-  console.log('client time per cycle (medians; outside KV calls = before the first request, between a reply');
-  console.log('and the next request, after the last reply):');
+  console.log(
+    'client time per cycle, outside KV calls (medians, µs): before the first request | from a reply',
+  );
+  console.log('to the next request | after the last reply = total, of the whole cycle');
+  const us = (msValue) => (msValue * 1000).toFixed(0);
   for (const [id, t] of Object.entries(clientTime)) {
     console.log(
-      `  ${id}: ${t.calls} KV calls, ${(t.clientMs * 1000).toFixed(0)} µs outside KV calls of ` +
-        `${(t.totalMs * 1000).toFixed(0)} µs`,
+      `  ${id}: ${t.calls} KV calls; ${t.gaps.map(us).join(' | ')} = ${us(t.clientMs)} of ${us(t.totalMs)}`,
     );
   }
 } finally {
