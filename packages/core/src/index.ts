@@ -87,7 +87,7 @@ export {
   type MemoryProviderOptions,
   type MemoryTicket,
 } from './memory.js';
-export { defaultIdentity, pause, raceAbort, now } from './timing.js';
+export { type Deadline, defaultIdentity, pause, raceAbort, now, SharedDeadlines } from './timing.js';
 export { validateDuration, validateKey, validateOptionalDuration } from './validation.js';
 export {
   LeaderElector,

@@ -84,11 +84,8 @@ export class RevisionQueueDriver implements LockDriver<QueueEntry, QueueTicket> 
     this.#ownsConnection = options.ownsConnection;
   }
 
-  async attempt(
-    request: LockRequest,
-    ticket: QueueTicket | undefined,
-  ): Promise<Attempt<QueueEntry, QueueTicket>> {
-    if (this.#closed) throw new ProviderClosedError(BACKEND);
+  attempt(request: LockRequest, ticket: QueueTicket | undefined): Promise<Attempt<QueueEntry, QueueTicket>> {
+    if (this.#closed) return Promise.reject(new ProviderClosedError(BACKEND));
     const prefix = queuePrefix(this.#namespace, request.key);
     return this.#keys.enqueue(
       ticket,
@@ -115,8 +112,8 @@ export class RevisionQueueDriver implements LockDriver<QueueEntry, QueueTicket> 
     return this.#keys.confirmHeld(key, grant.handle);
   }
 
-  async release(_key: string, grant: Grant<QueueEntry>): Promise<void> {
-    await this.#keys.remove(grant.handle, 'release the lock');
+  release(_key: string, grant: Grant<QueueEntry>): Promise<void> {
+    return this.#keys.release(grant, 'release the lock');
   }
 
   async holder(key: string): Promise<HolderInfo | null> {

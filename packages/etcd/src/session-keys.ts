@@ -89,7 +89,7 @@ export function sessionGrant(entry: QueueEntry): Grant<QueueEntry> {
   return {
     token: entry.revision,
     validUntil: Number.POSITIVE_INFINITY,
-    lost: entry.session.signal,
+    lost: entry.session.grantLoss(),
     handle: entry,
   };
 }
@@ -142,7 +142,7 @@ export class SessionKeys {
     let renewedSession = false;
     for (let names = 1; ; names++) {
       // A failed grant applied nothing that matters: a lease without keys expires by itself.
-      const session = place?.session ?? (await this.#sessions.obtain());
+      const session = place?.session ?? this.#sessions.usable ?? (await this.#sessions.obtain());
       const key = place?.key ?? claim(session);
       let sent: Enqueued<Ticket> | undefined;
       try {
@@ -321,6 +321,12 @@ export class SessionKeys {
     return Number.POSITIVE_INFINITY;
   }
 
+  /** Releases a grant: deletes its key (see `remove`); its session stops tracking its loss. */
+  release(grant: Grant<QueueEntry>, what: string): Promise<void> {
+    grant.handle.session.forget(grant.lost);
+    return this.remove(grant.handle, what);
+  }
+
   /**
    * Deletes a key by what was sent: its name (claimed by this request within its session) and, when
    * known, its create revision, so that a late or repeated delete can never remove a later key of the
@@ -410,8 +416,8 @@ export abstract class SessionKeyDriver<Request extends LockRequest, Ticket exten
     return this.keys.confirmHeld(key, grant.handle);
   }
 
-  async release(_key: string, grant: Grant<QueueEntry>): Promise<void> {
-    await this.keys.remove(grant.handle, `release the ${this.leaseName}`);
+  release(_key: string, grant: Grant<QueueEntry>): Promise<void> {
+    return this.keys.release(grant, `release the ${this.leaseName}`);
   }
 
   async close(): Promise<void> {
