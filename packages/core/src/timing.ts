@@ -67,7 +67,11 @@ export function ignore(): void {}
 
 /** Something with a deadline in `SharedDeadlines`: `deadlinePassed()` runs once `dueAt` has passed. */
 export interface Deadline {
-  /** When, in `now()` milliseconds. May move while registered (see `SharedDeadlines.moved`). */
+  /**
+   * When, in `now()` milliseconds (core's monotonic clock). It may move while registered: a later
+   * deadline needs nothing (the timer fires, finds the item not yet due and re-arms for it); an earlier
+   * one must be passed to `SharedDeadlines.schedule()` again.
+   */
   readonly dueAt: number;
   deadlinePassed(): void;
 }
