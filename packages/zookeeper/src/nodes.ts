@@ -308,6 +308,11 @@ export abstract class Contender {
   held = false;
   /** Released or withdrawn: nothing of it is sent any more. */
   released = false;
+  /**
+   * A release is deleting the grant's nodes: the deletion its own-node watch then reports (before the
+   * delete's reply: the server notifies first) is that release's, not a loss.
+   */
+  releasing = false;
   readonly lost = new AbortController();
   readonly #watches = new Map<string, WatchSubscription>();
 
@@ -338,7 +343,13 @@ export abstract class Contender {
     const subscription = this.session.calls.watch(kind, path, (event) => {
       if (this.#watches.get(slot) === subscription) this.#watches.delete(slot);
       this.report(event, purpose);
-      if (purpose === 'own-node' && event.getType() === Event.NODE_DELETED && this.held && !this.released) {
+      if (
+        purpose === 'own-node' &&
+        event.getType() === Event.NODE_DELETED &&
+        this.held &&
+        !this.released &&
+        !this.releasing
+      ) {
         this.markLost(`its node ${path} was deleted (by an operator, or with its session)`);
       }
       this.changed = true;
@@ -676,6 +687,7 @@ export abstract class RecipeDriver<T extends Contender> {
           `session ${session.name} is reconnecting: the nodes of "${ticket.key}" are deleted once it is back`,
         );
       }
+      ticket.releasing = ticket.held;
       await ticket.removeFrom(session.calls);
       deleted = true;
     }
