@@ -83,28 +83,24 @@ async function floorRow(connectString) {
 
 /**
  * dlock's requests in dlock's batches from a bare client, without dlock's layers: what the request
- * pattern itself costs at the server and in node-zookeeper-client (the attribution's middle row).
+ * pattern itself costs at the server and in node-zookeeper-client (the attribution's middle row). One
+ * batch: the parent's create, the protected node's create, a getData with a watch of the name it gets
+ * as the parent's first child, getChildren; then the node's and the parent's deletes.
  */
 async function bareDlockRequestsRow(connectString) {
   const { client, call } = await bareClient(connectString);
   const parent = `${ROOT}/bare-requests`;
   const settled = (start) => call(start).catch(() => undefined);
+  const name = `${parent}/_c_00000000-0000-0000-0000-000000000000-lock-`;
   return {
     name: "bare: dlock's requests in dlock's batches, no dlock",
     async once() {
       const [, path] = await Promise.all([
         settled((done) => client.create(parent, zookeeper.CreateMode.PERSISTENT, done)),
         call((done) =>
-          client.create(
-            `${parent}/_c_0-lock-`,
-            Buffer.from('x'),
-            zookeeper.CreateMode.EPHEMERAL_SEQUENTIAL,
-            done,
-          ),
+          client.create(name, Buffer.from('x'), zookeeper.CreateMode.EPHEMERAL_SEQUENTIAL, done),
         ),
-      ]);
-      await Promise.all([
-        call((done) => client.getData(path, () => {}, done)),
+        call((done) => client.getData(`${name}0000000000`, () => {}, done)),
         call((done) => client.getChildren(parent, done)),
       ]);
       await Promise.all([
