@@ -8,7 +8,8 @@
 //    create an EPHEMERAL_SEQUENTIAL node under the lock's path, getChildren of the path (it is the
 //    lowest, so it holds), delete it, each awaited in turn (3 round trips) — what the lab's
 //    `dlock compare` measures as its ZooKeeper floor too.
-// 2. Attribution: the requests per acquire + release by type, counted on the client's request path
+// 2. Attribution: two more rows in the same blocks (dlock's requests from a bare client; dlock's driver
+//    without core), and the requests per acquire + release by type, counted on the client's request path
 //    (node-zookeeper-client's ConnectionManager.queue) and at the server (`mntr` zk_packets_received),
 //    and the sequential waits (a request sent while none of ours is in flight starts one).
 // 3. Hand-off: time from release() by the holder to acquire() resolving for the one waiter.
@@ -17,6 +18,7 @@ import { createRequire } from 'node:module';
 import { startZooKeeper, stopAll } from '@dlock/testkit';
 import zookeeper from 'node-zookeeper-client';
 import { createZooKeeperProvider } from '../dist/index.js';
+import { openZooKeeperProvider } from '../dist/provider.js';
 import { handoffs, histogram, ms, packetsReceived, since, sleep } from './support.mjs';
 
 const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 200);
@@ -109,6 +111,26 @@ async function bareDlockRequestsRow(connectString) {
       ]);
     },
     close: async () => client.close(),
+  };
+}
+
+/**
+ * dlock's driver alone (packages/zookeeper: the recipe and its promise layer over the library), called
+ * as core calls it for an uncontended acquire + release, without core's lifecycle: the attribution's
+ * split between the driver and core.
+ */
+async function driverRow(connectString) {
+  const { provider, driver } = openZooKeeperProvider({ connectString, root: ROOT });
+  const signal = new AbortController().signal;
+  const request = { key: `${KEY}-driver`, identity: 'bench', ttlMs: 30_000, signal, willWait: true };
+  return {
+    name: 'dlock driver alone: attempt + release, no core',
+    async once() {
+      const attempt = await driver.attempt(request, undefined);
+      if (attempt.outcome !== 'granted') throw new Error(`driver attempt: ${attempt.outcome}`);
+      await driver.release(request.key, attempt.grant);
+    },
+    close: () => provider.close(),
   };
 }
 
@@ -209,6 +231,7 @@ try {
   const rows = [
     await floorRow(server.connectString),
     await bareDlockRequestsRow(server.connectString),
+    await driverRow(server.connectString),
     await dlockRow(server.connectString),
   ];
   const results = await interleaved(rows);

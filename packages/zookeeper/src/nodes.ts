@@ -322,7 +322,15 @@ export abstract class Contender {
    * delete's reply: the server notifies first) is that release's, not a loss.
    */
   releasing = false;
-  readonly lost = new AbortController();
+  /**
+   * The grant's loss as core reads it: a GrantLoss of its own rather than an AbortController per
+   * request (an EventTarget with its listener list: issue 13).
+   */
+  readonly lost: { aborted: boolean; reason: unknown; onLost: ((reason: unknown) => void) | undefined } = {
+    aborted: false,
+    reason: undefined,
+    onLost: undefined,
+  };
   readonly #watches = new Map<string, WatchSubscription>();
 
   constructor(
@@ -397,7 +405,7 @@ export abstract class Contender {
     } else {
       SessionContenders.of(session).held.add(this);
     }
-    return { token, validUntil: Number.POSITIVE_INFINITY, lost: this.lost.signal, handle: this };
+    return { token, validUntil: Number.POSITIVE_INFINITY, lost: this.lost, handle: this };
   }
 
   /** Deletes whatever the request may have at the server through `calls`, then its empty parents. */
@@ -417,7 +425,11 @@ export abstract class Contender {
   }
 
   markLost(why: string): void {
-    if (!this.lost.signal.aborted) this.lost.abort(new LockLostError(this.key, why));
+    const { lost } = this;
+    if (lost.aborted) return;
+    lost.aborted = true;
+    lost.reason = new LockLostError(this.key, why);
+    lost.onLost?.(lost.reason);
   }
 
   /**
@@ -425,7 +437,7 @@ export abstract class Contender {
    * the grant lost and throws LockLostError.
    */
   async confirmHeld(): Promise<number> {
-    if (this.lost.signal.aborted) throw this.lost.signal.reason;
+    if (this.lost.aborted) throw this.lost.reason;
     const paths = this.ownPaths();
     const stats = await Promise.all(paths.map((path) => this.session.calls.exists(path)));
     const gone = paths.find(
