@@ -14,6 +14,7 @@
 //    and the sequential waits (a request sent while none of ours is in flight starts one).
 // 3. Hand-off: time from release() by the holder to acquire() resolving for the one waiter.
 // 4. Watch notifications per release with 1, 8 and 32 queued waiters.
+// BENCH_ONLY=floor|bare|driver|dlock runs one row alone instead, with its CPU per operation (see only()).
 import { createRequire } from 'node:module';
 import { startZooKeeper, stopAll } from '@dlock/testkit';
 import zookeeper from 'node-zookeeper-client';
@@ -225,9 +226,35 @@ async function notifications(connectString, waiters) {
   return { releasesWithWaiters: waiters, ...counts, drainMs };
 }
 
-const counter = requestCounter();
-const server = await startZooKeeper();
-try {
+/**
+ * BENCH_ONLY=floor|bare|driver|dlock: that row alone, BENCH_ROUNDS × BENCH_BLOCKS operations after the
+ * warm-up, with the process's CPU per operation (all threads), for a profile of one layer:
+ * `BENCH_ONLY=driver node --cpu-prof --cpu-prof-interval 50 bench/zookeeper.bench.mjs`.
+ */
+async function only(rowName, connectString) {
+  const open = { floor: floorRow, bare: bareDlockRequestsRow, driver: driverRow, dlock: dlockRow }[rowName];
+  if (!open) throw new Error(`BENCH_ONLY must be floor, bare, driver or dlock, not ${rowName}`);
+  const row = await open(connectString);
+  for (let i = 0; i < WARMUP; i++) await row.once();
+  const operations = ROUNDS * BLOCKS;
+  const h = histogram();
+  const cpuBefore = process.cpuUsage();
+  for (let i = 0; i < operations; i++) {
+    const start = performance.now();
+    await row.once();
+    h.recordValue(since(start));
+  }
+  const cpu = process.cpuUsage(cpuBefore);
+  await row.close();
+  const perOperation = (micros) => (micros / operations / 1000).toFixed(3);
+  console.log(
+    `${row.name}: ${operations} operations, p50 ${ms(h, 50)} ms, p99 ${ms(h, 99)} ms, ` +
+      `CPU ${perOperation(cpu.user + cpu.system)} ms per operation (user ${perOperation(cpu.user)})`,
+  );
+}
+
+/** The interleaved rows, the request counts, the hand-off and the notifications, printed as tables. */
+async function full(counter, server) {
   const rows = [
     await floorRow(server.connectString),
     await bareDlockRequestsRow(server.connectString),
@@ -284,6 +311,13 @@ try {
       `| ${waiters} | ${releasesWithWaiters} | ${predecessor} | ${(predecessor / releasesWithWaiters).toFixed(2)} | ${herdTotal} (${(herdTotal / releasesWithWaiters).toFixed(1)} per release) | ${drainMs.toFixed(0)} |`,
     );
   }
+}
+
+const counter = requestCounter();
+const server = await startZooKeeper();
+try {
+  if (process.env.BENCH_ONLY) await only(process.env.BENCH_ONLY, server.connectString);
+  else await full(counter, server);
 } finally {
   await server.stop();
   await stopAll();
