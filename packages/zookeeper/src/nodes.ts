@@ -61,6 +61,8 @@ const MAX_KEY_BYTES = 1024;
  * own race, not a retry of a failure (failures go back to core's retry policy).
  */
 export const MAX_CREATE_ROUNDS = 8;
+/** ZooKeeper's `%010d` sequence of the first child of a new parent (its cversion, 0). */
+const FIRST_SEQUENCE = '0000000000';
 
 function zxid(stat: Stat): bigint {
   return stat.czxid.readBigInt64BE();
@@ -130,6 +132,11 @@ export class ProtectedNodes {
    * later (ZOOKEEPER-1262): clean-up then looks for more nodes with our protected id.
    */
   resent = false;
+  /**
+   * No create has been sent under this protected id, in any session: no node of ours can exist, so a
+   * read of the name our node would get is conclusive (see QueueDriver's first-node read).
+   */
+  pristine = true;
 
   constructor(
     readonly parent: string,
@@ -140,7 +147,9 @@ export class ProtectedNodes {
 
   /** The same request's nodes for a new session: nothing confirmed yet, the same protected id. */
   again(): ProtectedNodes {
-    return new ProtectedNodes(this.parent, this.name, this.wanted, this.protectedId);
+    const nodes = new ProtectedNodes(this.parent, this.name, this.wanted, this.protectedId);
+    nodes.pristine = false;
+    return nodes;
   }
 
   get missing(): number {
@@ -308,7 +317,20 @@ export abstract class Contender {
   held = false;
   /** Released or withdrawn: nothing of it is sent any more. */
   released = false;
-  readonly lost = new AbortController();
+  /**
+   * A release is deleting the grant's nodes: the deletion its own-node watch then reports (before the
+   * delete's reply: the server notifies first) is that release's, not a loss.
+   */
+  releasing = false;
+  /**
+   * The grant's loss as core reads it: a GrantLoss of its own rather than an AbortController per
+   * request (an EventTarget with its listener list: issue 13).
+   */
+  readonly lost: { aborted: boolean; reason: unknown; onLost: ((reason: unknown) => void) | undefined } = {
+    aborted: false,
+    reason: undefined,
+    onLost: undefined,
+  };
   readonly #watches = new Map<string, WatchSubscription>();
 
   constructor(
@@ -338,7 +360,13 @@ export abstract class Contender {
     const subscription = this.session.calls.watch(kind, path, (event) => {
       if (this.#watches.get(slot) === subscription) this.#watches.delete(slot);
       this.report(event, purpose);
-      if (purpose === 'own-node' && event.getType() === Event.NODE_DELETED && this.held && !this.released) {
+      if (
+        purpose === 'own-node' &&
+        event.getType() === Event.NODE_DELETED &&
+        this.held &&
+        !this.released &&
+        !this.releasing
+      ) {
         this.markLost(`its node ${path} was deleted (by an operator, or with its session)`);
       }
       this.changed = true;
@@ -377,7 +405,7 @@ export abstract class Contender {
     } else {
       SessionContenders.of(session).held.add(this);
     }
-    return { token, validUntil: Number.POSITIVE_INFINITY, lost: this.lost.signal, handle: this };
+    return { token, validUntil: Number.POSITIVE_INFINITY, lost: this.lost, handle: this };
   }
 
   /** Deletes whatever the request may have at the server through `calls`, then its empty parents. */
@@ -397,7 +425,11 @@ export abstract class Contender {
   }
 
   markLost(why: string): void {
-    if (!this.lost.signal.aborted) this.lost.abort(new LockLostError(this.key, why));
+    const { lost } = this;
+    if (lost.aborted) return;
+    lost.aborted = true;
+    lost.reason = new LockLostError(this.key, why);
+    lost.onLost?.(lost.reason);
   }
 
   /**
@@ -405,7 +437,7 @@ export abstract class Contender {
    * the grant lost and throws LockLostError.
    */
   async confirmHeld(): Promise<number> {
-    if (this.lost.signal.aborted) throw this.lost.signal.reason;
+    if (this.lost.aborted) throw this.lost.reason;
     const paths = this.ownPaths();
     const stats = await Promise.all(paths.map((path) => this.session.calls.exists(path)));
     const gone = paths.find(
@@ -626,6 +658,7 @@ export abstract class RecipeDriver<T extends Contender> {
         ),
       )[0];
       nodes.unconfirmed = true;
+      nodes.pristine = false;
       ticket.sending();
       const created = Promise.allSettled(
         Array.from({ length: nodes.missing }, () =>
@@ -676,6 +709,7 @@ export abstract class RecipeDriver<T extends Contender> {
           `session ${session.name} is reconnecting: the nodes of "${ticket.key}" are deleted once it is back`,
         );
       }
+      ticket.releasing = ticket.held;
       await ticket.removeFrom(session.calls);
       deleted = true;
     }
@@ -747,22 +781,43 @@ export abstract class QueueDriver extends RecipeDriver<QueueNode> {
     const { calls } = session;
     for (let round = 0; round < MAX_CREATE_ROUNDS; round++) {
       await confirmNodes(calls, node);
+      // The name our node gets when its create is the first child of a parent created just before it,
+      // as when the key is free (sequence 0, the parent's cversion). It is read, with the watch, in
+      // the create's batch: uncontended, the create, our node's czxid and watch, and the queue cost one
+      // round trip. Only while no create was ever sent under our protected id: then no other node of
+      // ours can have that name, and a read of a name that is not ours finds nothing and leaves no watch.
+      const guess = node.pristine
+        ? `${protectedNodePrefix(parent, node.protectedId, node.name)}${FIRST_SEQUENCE}`
+        : undefined;
+      let sent: { own: Promise<HolderInfo | undefined> | undefined; children: Promise<string[]> } | undefined;
       if (node.missing > 0) {
         // A request given up on must not queue any more: core withdraws what the ticket holds.
         if (request.signal.aborted) return { outcome: 'busy', ticket };
-        await this.createNodes(
+        sent = await this.createNodes(
           ticket,
           [{ path: parent }],
           node,
           Buffer.from(request.identity, 'utf8'),
-          () => {},
+          () => ({
+            own:
+              guess === undefined
+                ? undefined
+                : quiet(describeNode(calls, guess, ticket.watch('own-node', 'data', guess))),
+            children: quiet(childrenOf(calls, parent)),
+          }),
         );
         ticket.czxid = 0n;
       }
       const path = node.paths[0] as string;
+      if (guess !== undefined && path !== guess) ticket.unwatch('own-node', guess);
+      // Replies come in order: reads sent with the create see our node.
       const [own, children] = await Promise.all([
-        ticket.czxid === 0n ? describeNode(calls, path, ticket.watch('own-node', 'data', path)) : undefined,
-        childrenOf(calls, parent),
+        ticket.czxid !== 0n
+          ? undefined
+          : path === guess && sent?.own
+            ? sent.own
+            : describeNode(calls, path, ticket.watch('own-node', 'data', path)),
+        sent?.children ?? childrenOf(calls, parent),
       ]);
       if (own) ticket.czxid = own.token;
       // Withdrawn while this attempt ran (core gave up on it): nothing more to do.

@@ -1,4 +1,5 @@
 import { type HolderInfo, type Lease, LockLostError, type LockProvider } from '@dlock/core';
+import { CreateMode } from 'node-zookeeper-client';
 import { describe, expect, it } from 'vitest';
 import type { ZooKeeperWatchEvent } from '../src/index.js';
 import { lockPath } from '../src/layout.js';
@@ -226,6 +227,49 @@ describe('session loss', () => {
     expect((lease.signal.reason as Error).message).toMatch(/was deleted/);
     await lease.release();
   });
+});
+
+describe("the node's first read", () => {
+  // Issue 13: on a free key the read of the node (its czxid, the token, and the watch that tells a
+  // holder its node was deleted) goes out with the create, under the name the node gets as its new
+  // parent's first child; when the parent is already there (here kept by a foreign child), the node
+  // gets another sequence and is read once its create has answered. Both ways give the same lease.
+  for (const parentThere of [false, true]) {
+    it(parentThere
+      ? 'reads the node after its create when the parent already has children'
+      : 'reads the node with its create on a free key', async () => {
+      const key = freshKey(parentThere ? 'first-read-parent-there' : 'first-read-free');
+      const parent = lockPath(ROOT, key);
+      const { calls } = zk.inspector.session;
+      if (parentThere) {
+        await calls.create(parent, Buffer.alloc(0), CreateMode.PERSISTENT);
+        await calls.create(`${parent}/.config`, Buffer.alloc(0), CreateMode.PERSISTENT);
+      }
+      const events: ZooKeeperWatchEvent[] = [];
+      const provider = providers.open({ onWatchEvent: (event) => events.push(event) });
+      const lease = await provider.acquire(key);
+      const [name] = await zk.inspector.queue(ROOT, key);
+      expect(name?.endsWith('-lock-0000000000')).toBe(!parentThere);
+      const { stat } = await calls.getData(`${parent}/${name}`);
+      expect(stat.czxid.readBigInt64BE()).toBe(lease.token);
+      await lease.release();
+      // The watch was set: the release's own deletion is reported, and is no loss.
+      await until(() => events.some((event) => event.purpose === 'own-node'), 1_000, 'own-node event');
+      expect(events).toEqual([{ path: `${parent}/${name}`, type: 'deleted', purpose: 'own-node' }]);
+      expect(lease.signal.aborted).toBe(false);
+
+      const next = await provider.acquire(key);
+      await zk.inspector.forceRelease(ROOT, key);
+      await until(() => next.signal.aborted, 1_000, 'the lease aborted');
+      expect((next.signal.reason as Error).message).toMatch(/was deleted/);
+      await next.release();
+      if (parentThere) {
+        await calls.remove(`${parent}/.config`);
+        await calls.remove(parent);
+      }
+      expect(await zk.inspector.residue(ROOT, key)).toEqual([]);
+    });
+  }
 });
 
 describe('watchHolder', () => {

@@ -129,12 +129,15 @@ async function zooKeeperFloor(endpoints: readonly string[], key: string): Promis
   const { zookeeper, client } = connected;
   const parent = `/dlock-lab-floor/${key}`;
   await callback((done) => client.mkdirp(parent, done));
+  // The Curator lock recipe uncontended, as @dlock/zookeeper's package bench measures its floor
+  // (packages/zookeeper/bench/zookeeper.bench.mjs): create, getChildren (lowest, so held), delete.
   return {
-    protocol: 'create ephemeral-sequential + delete',
+    protocol: 'create ephemeral-sequential + getChildren + delete',
     async operation() {
       const path = await callback<string>((done) =>
         client.create(`${parent}/lock-`, null, zookeeper.CreateMode.EPHEMERAL_SEQUENTIAL, done),
       );
+      await callback<string[]>((done) => client.getChildren(parent, done));
       await callback((done) => client.remove(path, -1, done));
     },
     async close() {

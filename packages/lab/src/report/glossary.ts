@@ -71,7 +71,7 @@ export const glossary: readonly GlossaryEntry[] = [
     id: 'floor',
     term: 'floor',
     definition:
-      'The round trips a lock on these servers needs at least, sent by the lab’s own minimal client of the same protocol (Redis: SET NX PX, then a compare-and-delete script; ZooKeeper: create and delete an ephemeral-sequential node; etcd: put and delete), on the same servers, interleaved with the backends. “× floor” is a backend’s p50 divided by the floor’s p50 of the same round: the cost of the lock library on top of the protocol. It is a reference, not a physical limit: a library that sends fewer or cheaper commands can come in below it.',
+      'The round trips a lock on these servers needs at least, sent by the lab’s own minimal client of the same protocol (Redis: SET NX PX, then a compare-and-delete script; ZooKeeper: the Curator lock recipe uncontended, create an ephemeral-sequential node, list the children, delete it; etcd: put and delete), on the same servers, interleaved with the backends. “× floor” is a backend’s p50 divided by the floor’s p50 of the same round: the cost of the lock library on top of the protocol. It is a reference, not a physical limit: a library that sends fewer or cheaper commands can come in below it.',
     shownBy: [figure('uncontended', 'uncontended latency')],
   },
   {
