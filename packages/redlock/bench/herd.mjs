@@ -104,7 +104,7 @@ try {
           .loadavg()
           .map((load) => load.toFixed(1))
           .join(' ')}`,
-      `wait = one acquire call, in ms; scripts, and all commands (sent or called by scripts): over all five nodes, per acquire call`,
+      'wait = one acquire call, in ms; scripts, and all commands (sent or called by scripts): over all five nodes, per acquire call',
       `  ${''.padEnd(30)} throughput      p50      p99      max   slowest share       scripts   all`,
       ...rows,
     ].join('\n'),
