@@ -9,11 +9,13 @@ import {
   now,
   pause,
 } from '@dlock/core';
+import { PLACE_REFRESH_MS } from '@dlock/redis/primitives';
 import { redlockCapabilities } from './capabilities.js';
 import type { NodeAnswer, NodeFailure, RedisNode } from './node.js';
 import { type Ballot, castBallot, majorityOf, unavailableError, unknownOutcomes } from './quorum.js';
 import {
   ABSENT,
+  ACQUIRE_SCRIPT,
   CLAIM_SCRIPT,
   CREATE,
   NOT_A_LOCK,
@@ -21,8 +23,8 @@ import {
   READ_SCRIPT,
   RELEASE_SCRIPT,
   identityOf,
+  lineKeys,
   newOwnerValue,
-  releaseChannel,
 } from './scripts.js';
 import type { ReleaseNotices, ReleaseSubscription } from './wakeups.js';
 
@@ -58,11 +60,18 @@ export interface RedlockTicket {
   readonly mayHold: Set<RedisNode>;
   /** Claims sent and not answered yet, by node. */
   readonly inFlight: Map<RedisNode, Promise<unknown>>;
+  /**
+   * The request's place in every node's waiting line: the client clock (ms since 1970) of its first
+   * attempt, the same on every node (ties go by owner value), so the lines agree on their order.
+   */
+  readonly place: string;
+  /** Nodes where the request may be waiting in line: sent a waiting attempt, and not seen leaving. */
+  readonly inLine: Set<RedisNode>;
   /** How many withdrawals have run (the first one does not wait for hung nodes). */
   withdrawals: number;
-  /** The waiter's release-notice subscription. */
+  /** The waiter's subscription to admit notices on the provider's inbox. */
   subscription: ReleaseSubscription | undefined;
-  /** A release notice arrived and no wait has consumed it yet. */
+  /** An admit notice arrived (this request heads a node's line) and no wait has consumed it yet. */
   released: boolean;
   /** The last attempt lost a split vote, or won too late: retry after a short random delay. */
   collided: boolean;
@@ -134,13 +143,12 @@ export class RedlockDriver implements LockDriver<RedlockHandle, RedlockTicket> {
     const notLocks: NotALock[] = [];
     const startedAt = now();
     const lockKey = this.#lockKey(request.key);
-    const ballot = await this.#claim(
-      lockKey,
-      current.ownerValue,
-      durationMs,
-      () => current.withdrawals === 0,
-      current,
-      (node) => notLocks.push({ address: node.address, what: 'data without expiry or of another type' }),
+    const waiting = request.willWait !== false;
+    // Once the inbox is confirmed, listen before the attempt joins a line: no admit can be missed.
+    if (waiting && !current.subscription && this.#config.notices.inboxConfirmed)
+      this.#listen(request, current);
+    const ballot = await this.#claim(lockKey, current, durationMs, waiting ? current.place : '', (node) =>
+      notLocks.push({ address: node.address, what: 'data without expiry or of another type' }),
     );
     this.#noteAnswers(ballot);
     if (notLocks.length > this.#nodes.length - this.#quorum) {
@@ -150,6 +158,7 @@ export class RedlockDriver implements LockDriver<RedlockHandle, RedlockTicket> {
     if (ballot.granted >= this.#quorum) {
       const validUntil = this.#validUntil(startedAt, durationMs);
       if (validUntil > now()) {
+        closeSubscription(current);
         return {
           outcome: 'granted',
           grant: {
@@ -190,21 +199,27 @@ export class RedlockDriver implements LockDriver<RedlockHandle, RedlockTicket> {
     if (request.signal.aborted) return;
     if (!ticket) return pause(maxWaitMs, request.signal);
     if (!ticket.subscription) {
-      // A release between the failed attempt and this subscription would go unnoticed, so once it is
+      // An admit between the failed attempt and this subscription would go unnoticed, so once it is
       // in place the caller attempts again straight away.
-      ticket.subscription = this.#config.notices.subscribe(releaseChannel(this.#lockKey(request.key)), () => {
-        ticket.released = true;
-        ticket.wake?.();
-      });
-      // Core withdraws only a request that was not granted; the signal ends every request.
-      request.signal.addEventListener('abort', () => closeSubscription(ticket), { once: true });
-      return settleWithin(ticket.subscription.ready, maxWaitMs, request.signal);
+      this.#listen(request, ticket);
+      return settleWithin(ticket.subscription!.ready, maxWaitMs, request.signal);
     }
     if (ticket.collided) {
       ticket.collided = false;
       return pause(Math.min(maxWaitMs, 1 + Math.random() * COLLISION_BACKOFF_MS), request.signal);
     }
-    return this.#sleepUntilReleaseOrExpiry(request, ticket, maxWaitMs);
+    // Attempting again at least every PLACE_REFRESH_MS keeps the request's places in line.
+    return this.#sleepUntilReleaseOrExpiry(request, ticket, Math.min(maxWaitMs, PLACE_REFRESH_MS));
+  }
+
+  /** Listens for admit notices naming the ticket's owner value, until the request ends. */
+  #listen(request: LockRequest, ticket: RedlockTicket): void {
+    ticket.subscription = this.#config.notices.listenForAdmit(ticket.ownerValue, () => {
+      ticket.released = true;
+      ticket.wake?.();
+    });
+    // Core withdraws only a request that was not granted; the signal ends every request.
+    request.signal.addEventListener('abort', () => closeSubscription(ticket), { once: true });
   }
 
   /**
@@ -218,7 +233,12 @@ export class RedlockDriver implements LockDriver<RedlockHandle, RedlockTicket> {
     closeSubscription(ticket);
     // From here on, claims of this request still waiting for a connection are not sent.
     ticket.withdrawals++;
-    const ballot = await this.#deleteOwnerValue(this.#lockKey(request.key), ticket, ticket.withdrawals > 1);
+    const ballot = await this.#deleteOwnerValue(
+      this.#lockKey(request.key),
+      ticket,
+      ticket.withdrawals > 1,
+      true,
+    );
     if (ballot && ticket.mayHold.size > 0) {
       throw unavailableError(ballot, `withdrawing the attempt on "${request.key}"`);
     }
@@ -305,7 +325,7 @@ export class RedlockDriver implements LockDriver<RedlockHandle, RedlockTicket> {
     const ballot = await castBallot(
       this.#nodes,
       this.#quorum,
-      (node) => node.evaluate(RELEASE_SCRIPT, this.#lockKey(key), [grant.handle.ownerValue]),
+      (node) => node.evaluate(RELEASE_SCRIPT, lineKeys(this.#lockKey(key)), [grant.handle.ownerValue]),
       () => 'for',
       { decided: (votes) => votes.granted >= this.#quorum && onlyHungPending(votes) },
     );
@@ -356,33 +376,38 @@ export class RedlockDriver implements LockDriver<RedlockHandle, RedlockTicket> {
   }
 
   /**
-   * Sends the claim script to every node (to each only while `wanted` says so: see RedisNode.evaluate).
-   * With a ticket, keeps track of where its owner value may be: a node is added when asked and dropped
-   * when it refuses, or when the request certainly did not reach it and the value was not there before.
+   * Sends the acquire script to every node (to each only while the request has not been withdrawn: see
+   * RedisNode.evaluate), joining each node's waiting line at `place` unless it is '' (a single try).
+   * Keeps track of where the owner value may be: a node is added when asked and dropped when it
+   * refuses, or when the request certainly did not reach it and the value was not there before; and of
+   * the lines the request may be in: a node is added when asked to join and dropped once it grants.
    */
   #claim(
     lockKey: string,
-    ownerValue: string,
+    ticket: RedlockTicket,
     durationMs: number,
-    wanted: () => boolean,
-    ticket?: RedlockTicket,
-    onNotALock?: (node: RedisNode) => void,
+    place: string,
+    onNotALock: (node: RedisNode) => void,
   ): Promise<Ballot> {
+    const keys = lineKeys(lockKey);
+    const args = [ticket.ownerValue, durationMs, place, this.#config.notices.inbox];
+    const wanted = () => ticket.withdrawals === 0;
     return castBallot(
       this.#nodes,
       this.#quorum,
       (node) => {
-        const heldBefore = ticket?.mayHold.has(node) ?? false;
-        ticket?.mayHold.add(node);
-        const claim = node
-          .evaluate(CLAIM_SCRIPT, lockKey, [ownerValue, durationMs, CREATE], wanted)
-          .then((answer) => {
-            if (ticket?.inFlight.get(node) === claim) ticket.inFlight.delete(node);
-            if (ticket && refusedOrUnsent(answer) && (answer.ok || !heldBefore)) ticket.mayHold.delete(node);
-            if (answer.ok && answer.value === NOT_A_LOCK) onNotALock?.(node);
-            return answer;
-          });
-        ticket?.inFlight.set(node, claim);
+        const heldBefore = ticket.mayHold.has(node);
+        ticket.mayHold.add(node);
+        if (place !== '') ticket.inLine.add(node);
+        const claim = node.evaluate(ACQUIRE_SCRIPT, keys, args, wanted).then((answer) => {
+          if (ticket.inFlight.get(node) === claim) ticket.inFlight.delete(node);
+          if (refusedOrUnsent(answer) && (answer.ok || !heldBefore)) ticket.mayHold.delete(node);
+          // A grant (or a refusal before the line, for data that is not a lock) leaves no place in line.
+          if (answer.ok && (answer.value > 0 || answer.value === NOT_A_LOCK)) ticket.inLine.delete(node);
+          if (answer.ok && answer.value === NOT_A_LOCK) onNotALock(node);
+          return answer;
+        });
+        ticket.inFlight.set(node, claim);
         return claim;
       },
       (result) => (result > 0 ? 'for' : 'against'),
@@ -401,7 +426,7 @@ export class RedlockDriver implements LockDriver<RedlockHandle, RedlockTicket> {
     ticket: RedlockTicket,
     collided: boolean,
   ): Promise<Attempt<RedlockHandle, RedlockTicket>> {
-    await this.#deleteOwnerValue(lockKey, ticket, false);
+    await this.#deleteOwnerValue(lockKey, ticket, false, false);
     ticket.collided = collided;
     return { outcome: 'busy', ticket };
   }
@@ -409,23 +434,30 @@ export class RedlockDriver implements LockDriver<RedlockHandle, RedlockTicket> {
   /**
    * Compare-owner delete of the ticket's value on every node that may hold it, once the claims still
    * on their way to nodes that are not hung have answered (where they were refused, there is nothing to
-   * delete). Unless `patient`, hung nodes are sent the delete but not waited for. Resolves with the
-   * ballot, or undefined when no node may hold the value.
+   * delete). With `leaveLine`, also the nodes whose line the request may be in, where the same script
+   * takes it out (a give-back after a split vote keeps the request's places). Unless `patient`, hung
+   * nodes are sent the delete but not waited for. Resolves with the ballot, or undefined when no node
+   * may hold the value.
    */
   async #deleteOwnerValue(
     lockKey: string,
     ticket: RedlockTicket,
     patient: boolean,
+    leaveLine: boolean,
   ): Promise<Ballot | undefined> {
     await Promise.all([...ticket.inFlight].filter(([node]) => !node.hung).map(([, claim]) => claim));
-    const targets = [...ticket.mayHold];
+    const targets = leaveLine ? [...new Set([...ticket.mayHold, ...ticket.inLine])] : [...ticket.mayHold];
     if (targets.length === 0) return undefined;
+    const keys = lineKeys(lockKey);
     return castBallot(
       targets,
       this.#quorum,
       (node) =>
-        node.evaluate(RELEASE_SCRIPT, lockKey, [ticket.ownerValue]).then((answer) => {
-          if (answer.ok) ticket.mayHold.delete(node);
+        node.evaluate(RELEASE_SCRIPT, keys, [ticket.ownerValue]).then((answer) => {
+          if (answer.ok) {
+            ticket.mayHold.delete(node);
+            ticket.inLine.delete(node);
+          }
           return answer;
         }),
       () => 'for',
@@ -520,6 +552,8 @@ export class RedlockDriver implements LockDriver<RedlockHandle, RedlockTicket> {
 function newTicket(identity: string): RedlockTicket {
   return {
     ownerValue: newOwnerValue(identity),
+    place: String(Date.now()),
+    inLine: new Set(),
     mayHold: new Set(),
     inFlight: new Map(),
     withdrawals: 0,
