@@ -126,13 +126,15 @@ describe('waiting', () => {
     await operator[2]!.set(key, 'owner-y', 'PX', 10_000);
     const waiter = open({ identity: 'waiter', fallbackRecheckMs: 5_000 });
     const waiting = waiter.acquire(key, { waitMs: 3_000 }).catch((error: unknown) => error);
-    // Its first attempt wins nodes 4 and 5, fails, and then it subscribes to release notices. From then
-    // on, between attempts, while it still waits, nodes 4 and 5 must be free again.
-    const subscribed = await eventually(async () => {
-      const counts = await Promise.all(operator.map((client) => client.pubsub('NUMSUB', `${key}:released`)));
-      return counts.some((count) => Number(count[1]) > 0);
+    // Its first attempt wins nodes 4 and 5, fails, and waits in line on nodes 1 to 3. From then on,
+    // between attempts, while it still waits, nodes 4 and 5 must be free again.
+    const queued = await eventually(async () => {
+      const lengths = await Promise.all(
+        operator.slice(0, 3).map((client) => client.zcard(`${key}:lock-queue:queue`)),
+      );
+      return lengths.every((length) => length === 1);
     }, 2_000);
-    expect(subscribed).toBe(true);
+    expect(queued).toBe(true);
     const freeWhileWaiting = await eventually(async () => {
       const values = await Promise.all(operator.slice(3).map((client) => client.get(key)));
       return values.every((value) => value === null) && (await storedValues(operator, key)).length === 3;
@@ -143,21 +145,75 @@ describe('waiting', () => {
     await Promise.all(operator.map((client) => client.del(key)));
   });
 
-  it('drops its release-notice subscriptions once the waiters are done', async () => {
-    const key = freshKey('unsubscribe');
+  it('waits in line on every node, listening on its inbox, and leaves no line behind once done', async () => {
+    const key = freshKey('line');
     const [holder, waiter] = [open(), open()];
     const lease = await holder.acquire(key, { ttlMs: 10_000 });
     const waiting = waiter.acquire(key, { ttlMs: 10_000, waitMs: 5_000 });
-    const subscribers = async () => {
+    const lineLengths = () => Promise.all(operator.map((client) => client.zcard(`${key}:lock-queue:queue`)));
+    const lineKeys = async () => {
       const counts = await Promise.all(
-        operator.map(async (client) => Number((await client.pubsub('NUMSUB', `${key}:released`))[1])),
+        operator.map((client) =>
+          client.exists(`${key}:lock-queue`, `${key}:lock-queue:expiry`, `${key}:lock-queue:queue`),
+        ),
       );
       return counts.reduce((sum, count) => sum + count, 0);
     };
-    expect(await eventually(async () => (await subscribers()) === 5, 2_000)).toBe(true);
+    expect(await eventually(async () => (await lineLengths()).every((length) => length === 1), 2_000)).toBe(
+      true,
+    );
+    // The waiter's provider listens on one inbox channel on every node (the holder's never waited).
+    const inboxes = await Promise.all(
+      operator.map((client) => client.pubsub('CHANNELS', 'dlock-redlock-inbox:*')),
+    );
+    expect(inboxes.map((channels) => (channels as string[]).length)).toEqual([1, 1, 1, 1, 1]);
     await lease.release();
     await (await waiting).release();
-    expect(await eventually(async () => (await subscribers()) === 0, 2_000)).toBe(true);
+    expect(await lineKeys()).toBe(0);
+  });
+
+  it('hands the lock to waiters in the order they first tried, waking only the head on each release', async () => {
+    const key = freshKey('fifo');
+    const holder = open({ identity: 'holder' });
+    const lease = await holder.acquire(key, { ttlMs: 10_000 });
+    // Admit notices published on one node, whoever they are for.
+    const observer = operator[0]!.duplicate();
+    const admits: string[] = [];
+    observer.on('pmessage', (_pattern: string, _channel: string, message: string) => admits.push(message));
+    await observer.psubscribe('dlock-redlock-inbox:*');
+    try {
+      const order: string[] = [];
+      const waiters: Array<Promise<void>> = [];
+      for (const name of ['first', 'second', 'third']) {
+        const provider = open({ identity: name });
+        waiters.push(
+          provider.acquire(key, { ttlMs: 10_000, waitMs: 20_000 }).then(async (next) => {
+            order.push(name);
+            await next.release();
+          }),
+        );
+        // Each is in line on every node before the next one first tries.
+        expect(
+          await eventually(
+            async () =>
+              (await Promise.all(operator.map((client) => client.zcard(`${key}:lock-queue:queue`)))).every(
+                (length) => length === waiters.length,
+              ),
+            5_000,
+          ),
+        ).toBe(true);
+      }
+      await lease.release();
+      await Promise.all(waiters);
+      expect(order).toEqual(['first', 'second', 'third']);
+      // One admit per release on this node (the holder's, then the first's and the second's), each
+      // for the waiter then at the head; the third's release finds nobody in line.
+      expect(await eventually(async () => admits.length >= 3, 2_000)).toBe(true);
+      expect(admits).toHaveLength(3);
+      expect(admits.map((message) => message.split(':').at(-1))).toEqual(['first', 'second', 'third']);
+    } finally {
+      observer.disconnect();
+    }
   });
 });
 
