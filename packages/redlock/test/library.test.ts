@@ -62,6 +62,50 @@ describe('layout shared with the redlock library', () => {
     expect(await noResidueWithin(operator, key, 2_000)).toBe(true);
   });
 
+  it('a redlock client that ignores the waiting line is still excluded while dlock waiters queue', async () => {
+    const key = freshKey('line-interop');
+    const dlock = Array.from({ length: 4 }, () => open());
+    // The library with retries (its own 200 ms delay): it takes the key whenever it finds it free.
+    const peers = [0, 1].map(() => {
+      const clients = cluster.urls.map(
+        (url) => new Redis(url, { commandTimeout: 2_000, maxRetriesPerRequest: 0 }),
+      );
+      libraryClients.push(...clients);
+      return new Redlock(clients, { retryCount: -1 });
+    });
+    let inside = 0;
+    let mostInside = 0;
+    const byDlock = dlock.map(() => 0);
+    let byPeers = 0;
+    const deadline = performance.now() + 1_500;
+    const hold = async (release: () => Promise<unknown>) => {
+      inside++;
+      mostInside = Math.max(mostInside, inside);
+      await sleep(1);
+      inside--;
+      await release();
+    };
+    await Promise.all([
+      ...dlock.map(async (provider, index) => {
+        for (let round = 0; round < 500 && performance.now() < deadline; round++) {
+          const lease = await provider.acquire(key, { ttlMs: 10_000, waitMs: 10_000 });
+          byDlock[index]!++;
+          await hold(() => lease.release());
+        }
+      }),
+      ...peers.map(async (redlock) => {
+        for (let round = 0; round < 500 && performance.now() < deadline; round++) {
+          const lock = await redlock.acquire([key], 10_000);
+          byPeers++;
+          await hold(() => lock.release());
+        }
+      }),
+    ]);
+    console.log(`[redlock] line interop: dlock contenders ${byDlock.join(', ')}; redlock library ${byPeers}`);
+    expect(mostInside).toBe(1);
+    expect(byDlock.every((count) => count > 0)).toBe(true);
+  });
+
   it('stores "<32 random hex digits>:<identity>" at keyPrefix + key on every node', async () => {
     const key = freshKey('layout');
     const provider = open({ keyPrefix: 'app:', identity: 'worker-7' });
