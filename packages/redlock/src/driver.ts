@@ -15,12 +15,15 @@ import type { NodeAnswer, NodeFailure, RedisNode } from './node.js';
 import { type Ballot, castBallot, majorityOf, unavailableError, unknownOutcomes } from './quorum.js';
 import {
   ABSENT,
+  ACQUIRE_FAST_SCRIPT,
   ACQUIRE_SCRIPT,
   CLAIM_SCRIPT,
   CREATE,
+  NEEDS_LINE,
   NOT_A_LOCK,
   ONLY_REFRESH,
   READ_SCRIPT,
+  RELEASE_FAST_SCRIPT,
   RELEASE_SCRIPT,
   identityOf,
   lineKeys,
@@ -147,8 +150,15 @@ export class RedlockDriver implements LockDriver<RedlockHandle, RedlockTicket> {
     // Once the inbox is confirmed, listen before the attempt joins a line: no admit can be missed.
     if (waiting && !current.subscription && this.#config.notices.inboxConfirmed)
       this.#listen(request, current);
-    const ballot = await this.#claim(lockKey, current, durationMs, waiting ? current.place : '', (node) =>
-      notLocks.push({ address: node.address, what: 'data without expiry or of another type' }),
+    // A request's first attempt sends the short script first; a waiter's next ones, the line's at once.
+    const full = ticket !== undefined && waiting;
+    const ballot = await this.#claim(
+      lockKey,
+      current,
+      durationMs,
+      waiting ? current.place : '',
+      full,
+      (node) => notLocks.push({ address: node.address, what: 'data without expiry or of another type' }),
     );
     this.#noteAnswers(ballot);
     if (notLocks.length > this.#nodes.length - this.#quorum) {
@@ -325,7 +335,7 @@ export class RedlockDriver implements LockDriver<RedlockHandle, RedlockTicket> {
     const ballot = await castBallot(
       this.#nodes,
       this.#quorum,
-      (node) => node.evaluate(RELEASE_SCRIPT, lineKeys(this.#lockKey(key)), [grant.handle.ownerValue]),
+      (node) => releaseOn(node, lineKeys(this.#lockKey(key)), grant.handle.ownerValue),
       () => 'for',
       { decided: (votes) => votes.granted >= this.#quorum && onlyHungPending(votes) },
     );
@@ -381,12 +391,14 @@ export class RedlockDriver implements LockDriver<RedlockHandle, RedlockTicket> {
    * Keeps track of where the owner value may be: a node is added when asked and dropped when it
    * refuses, or when the request certainly did not reach it and the value was not there before; and of
    * the lines the request may be in: a node is added when asked to join and dropped once it grants.
+   * Unless `full`, the short script goes first, and the line's script only to nodes that need it.
    */
   #claim(
     lockKey: string,
     ticket: RedlockTicket,
     durationMs: number,
     place: string,
+    full: boolean,
     onNotALock: (node: RedisNode) => void,
   ): Promise<Ballot> {
     const keys = lineKeys(lockKey);
@@ -399,7 +411,12 @@ export class RedlockDriver implements LockDriver<RedlockHandle, RedlockTicket> {
         const heldBefore = ticket.mayHold.has(node);
         ticket.mayHold.add(node);
         if (place !== '') ticket.inLine.add(node);
-        const claim = node.evaluate(ACQUIRE_SCRIPT, keys, args, wanted).then((answer) => {
+        const sent = full
+          ? node.evaluate(ACQUIRE_SCRIPT, keys, args, wanted)
+          : withLine(node.evaluate(ACQUIRE_FAST_SCRIPT, keys, args, wanted), () =>
+              node.evaluate(ACQUIRE_SCRIPT, keys, args, wanted),
+            );
+        const claim = sent.then((answer) => {
           if (ticket.inFlight.get(node) === claim) ticket.inFlight.delete(node);
           if (refusedOrUnsent(answer) && (answer.ok || !heldBefore)) ticket.mayHold.delete(node);
           // A grant (or a refusal before the line, for data that is not a lock) leaves no place in line.
@@ -453,7 +470,7 @@ export class RedlockDriver implements LockDriver<RedlockHandle, RedlockTicket> {
       targets,
       this.#quorum,
       (node) =>
-        node.evaluate(RELEASE_SCRIPT, keys, [ticket.ownerValue]).then((answer) => {
+        releaseOn(node, keys, ticket.ownerValue).then((answer) => {
           if (answer.ok) {
             ticket.mayHold.delete(node);
             ticket.inLine.delete(node);
@@ -562,6 +579,29 @@ function newTicket(identity: string): RedlockTicket {
     collided: false,
     wake: undefined,
   };
+}
+
+/**
+ * The short script's answer, or when it answered NEEDS_LINE (having written nothing), the answer of
+ * the full script sent next to the same node (scripts.ts: ACQUIRE_FAST_SCRIPT).
+ */
+async function withLine(
+  fast: Promise<NodeAnswer<number>>,
+  full: () => Promise<NodeAnswer<number>>,
+): Promise<NodeAnswer<number>> {
+  const answer = await fast;
+  return answer.ok && answer.value === NEEDS_LINE ? full() : answer;
+}
+
+/** Compare-owner delete of `ownerValue` on one node, leaving the line and admitting its head there. */
+function releaseOn(
+  node: RedisNode,
+  keys: readonly string[],
+  ownerValue: string,
+): Promise<NodeAnswer<number>> {
+  return withLine(node.evaluate(RELEASE_FAST_SCRIPT, keys, [ownerValue]), () =>
+    node.evaluate(RELEASE_SCRIPT, keys, [ownerValue]),
+  );
 }
 
 /** The node's script refused, or the request certainly never reached it. */
