@@ -9,7 +9,7 @@ import {
   now,
   pause,
 } from '@dlock/core';
-import { PLACE_REFRESH_MS } from '@dlock/redis/primitives';
+import { PLACE_MS, PLACE_REFRESH_MS } from '@dlock/redis/primitives';
 import { redlockCapabilities } from './capabilities.js';
 import type { NodeAnswer, NodeFailure, RedisNode } from './node.js';
 import { type Ballot, castBallot, majorityOf, unavailableError, unknownOutcomes } from './quorum.js';
@@ -40,6 +40,9 @@ export const EXPIRY_PRECISION_MS = 2;
 /** After a split vote, the RedLock algorithm retries after a random delay so contenders fall out of step. */
 export const COLLISION_BACKOFF_MS = 20;
 
+/** How many keys' line hints (RedlockDriver's `#linesSeen`) a provider keeps at most. */
+const LINE_HINTS = 1_000;
+
 /** A grant: the owner value every node stores, and how long the last acquire or extension vouches for it. */
 export interface RedlockHandle {
   readonly ownerValue: string;
@@ -50,6 +53,11 @@ export interface RedlockHandle {
    * there, so it cannot re-create the key behind the release.
    */
   released: boolean;
+  /**
+   * The request met a waiting line (it waited, or a node had a line for the key): its release sends
+   * the line's script at once, which admits the next waiter in one round trip instead of two.
+   */
+  readonly contended: boolean;
 }
 
 /**
@@ -70,6 +78,8 @@ export interface RedlockTicket {
   readonly place: string;
   /** Nodes where the request may be waiting in line: sent a waiting attempt, and not seen leaving. */
   readonly inLine: Set<RedisNode>;
+  /** A node answered that it has a waiting line for the key (or the request waited in one). */
+  metLine: boolean;
   /** How many withdrawals have run (the first one does not wait for hung nodes). */
   withdrawals: number;
   /** The waiter's subscription to admit notices on the provider's inbox. */
@@ -117,6 +127,13 @@ export class RedlockDriver implements LockDriver<RedlockHandle, RedlockTicket> {
    * reach a majority fails at once, like a backend that is down at start, instead of riding it out.
    */
   #reachedMajority = false;
+  /**
+   * Keys on which this provider met a waiting line lately (lock key → local time, ms): a waiting
+   * request's first attempt there sends the line's script at once instead of the short one first. A
+   * hint only (either script is correct on any node); forgotten after PLACE_MS, on an uncontended
+   * grant, and all at once past LINE_HINTS keys.
+   */
+  readonly #linesSeen = new Map<string, number>();
 
   constructor(config: RedlockDriverConfig) {
     this.#config = config;
@@ -150,8 +167,9 @@ export class RedlockDriver implements LockDriver<RedlockHandle, RedlockTicket> {
     // Once the inbox is confirmed, listen before the attempt joins a line: no admit can be missed.
     if (waiting && !current.subscription && this.#config.notices.inboxConfirmed)
       this.#listen(request, current);
-    // A request's first attempt sends the short script first; a waiter's next ones, the line's at once.
-    const full = ticket !== undefined && waiting;
+    // A request's first attempt sends the short script first, unless this provider met a line on the
+    // key lately; a waiter's next attempts send the line's at once.
+    const full = waiting && (ticket !== undefined || this.#metLineLately(lockKey));
     const ballot = await this.#claim(
       lockKey,
       current,
@@ -161,6 +179,7 @@ export class RedlockDriver implements LockDriver<RedlockHandle, RedlockTicket> {
       (node) => notLocks.push({ address: node.address, what: 'data without expiry or of another type' }),
     );
     this.#noteAnswers(ballot);
+    this.#noteLine(lockKey, current.metLine || ticket !== undefined);
     if (notLocks.length > this.#nodes.length - this.#quorum) {
       // Waiting would be forever: no RedLock client wrote it, so nobody will release it (issue 12 #9).
       return this.#fail(request, current, this.#keyConflict(request.key, notLocks));
@@ -174,7 +193,12 @@ export class RedlockDriver implements LockDriver<RedlockHandle, RedlockTicket> {
           grant: {
             token: 0n,
             validUntil,
-            handle: { ownerValue: current.ownerValue, validUntil, released: false },
+            handle: {
+              ownerValue: current.ownerValue,
+              validUntil,
+              released: false,
+              contended: ticket !== undefined || current.metLine,
+            },
           },
         };
       }
@@ -335,7 +359,8 @@ export class RedlockDriver implements LockDriver<RedlockHandle, RedlockTicket> {
     const ballot = await castBallot(
       this.#nodes,
       this.#quorum,
-      (node) => releaseOn(node, lineKeys(this.#lockKey(key)), grant.handle.ownerValue),
+      (node) =>
+        releaseOn(node, lineKeys(this.#lockKey(key)), grant.handle.ownerValue, grant.handle.contended),
       () => 'for',
       { decided: (votes) => votes.granted >= this.#quorum && onlyHungPending(votes) },
     );
@@ -413,9 +438,10 @@ export class RedlockDriver implements LockDriver<RedlockHandle, RedlockTicket> {
         if (place !== '') ticket.inLine.add(node);
         const sent = full
           ? node.evaluate(ACQUIRE_SCRIPT, keys, args, wanted)
-          : withLine(node.evaluate(ACQUIRE_FAST_SCRIPT, keys, args, wanted), () =>
-              node.evaluate(ACQUIRE_SCRIPT, keys, args, wanted),
-            );
+          : withLine(node.evaluate(ACQUIRE_FAST_SCRIPT, keys, args, wanted), () => {
+              ticket.metLine = true;
+              return node.evaluate(ACQUIRE_SCRIPT, keys, args, wanted);
+            });
         const claim = sent.then((answer) => {
           if (ticket.inFlight.get(node) === claim) ticket.inFlight.delete(node);
           if (refusedOrUnsent(answer) && (answer.ok || !heldBefore)) ticket.mayHold.delete(node);
@@ -470,7 +496,7 @@ export class RedlockDriver implements LockDriver<RedlockHandle, RedlockTicket> {
       targets,
       this.#quorum,
       (node) =>
-        releaseOn(node, keys, ticket.ownerValue).then((answer) => {
+        releaseOn(node, keys, ticket.ownerValue, true).then((answer) => {
           if (answer.ok) {
             ticket.mayHold.delete(node);
             ticket.inLine.delete(node);
@@ -505,6 +531,20 @@ export class RedlockDriver implements LockDriver<RedlockHandle, RedlockTicket> {
       `the key holds data that is not a lock (${where}), which no RedLock client writes; a lock key must be ` +
         'absent or hold a lock value with an expiry: use a keyPrefix so locks never share keys with application data',
     );
+  }
+
+  #metLineLately(lockKey: string): boolean {
+    const seenAt = this.#linesSeen.get(lockKey);
+    return seenAt !== undefined && now() - seenAt < PLACE_MS;
+  }
+
+  #noteLine(lockKey: string, met: boolean): void {
+    if (!met) {
+      this.#linesSeen.delete(lockKey);
+      return;
+    }
+    if (this.#linesSeen.size >= LINE_HINTS) this.#linesSeen.clear();
+    this.#linesSeen.set(lockKey, now());
   }
 
   #noteAnswers(ballot: Ballot): void {
@@ -570,6 +610,7 @@ function newTicket(identity: string): RedlockTicket {
   return {
     ownerValue: newOwnerValue(identity),
     place: String(Date.now()),
+    metLine: false,
     inLine: new Set(),
     mayHold: new Set(),
     inFlight: new Map(),
@@ -593,15 +634,19 @@ async function withLine(
   return answer.ok && answer.value === NEEDS_LINE ? full() : answer;
 }
 
-/** Compare-owner delete of `ownerValue` on one node, leaving the line and admitting its head there. */
+/**
+ * Compare-owner delete of `ownerValue` on one node, leaving the line and admitting its head there:
+ * the line's script at once when `lineLikely` (a waiter's withdrawal or give-back, the release of a
+ * lease that met a line), otherwise the short script first.
+ */
 function releaseOn(
   node: RedisNode,
   keys: readonly string[],
   ownerValue: string,
+  lineLikely: boolean,
 ): Promise<NodeAnswer<number>> {
-  return withLine(node.evaluate(RELEASE_FAST_SCRIPT, keys, [ownerValue]), () =>
-    node.evaluate(RELEASE_SCRIPT, keys, [ownerValue]),
-  );
+  const full = () => node.evaluate(RELEASE_SCRIPT, keys, [ownerValue]);
+  return lineLikely ? full() : withLine(node.evaluate(RELEASE_FAST_SCRIPT, keys, [ownerValue]), full);
 }
 
 /** The node's script refused, or the request certainly never reached it. */
