@@ -80,6 +80,11 @@ export interface RedlockTicket {
   readonly inLine: Set<RedisNode>;
   /** A node answered that it has a waiting line for the key (or the request waited in one). */
   metLine: boolean;
+  /**
+   * The request was granted: a line's script that a short script's answer still calls for is then not
+   * sent, since the lease's release may already be on its way and must not be overtaken.
+   */
+  granted: boolean;
   /** How many withdrawals have run (the first one does not wait for hung nodes). */
   withdrawals: number;
   /** The waiter's subscription to admit notices on the provider's inbox. */
@@ -187,6 +192,7 @@ export class RedlockDriver implements LockDriver<RedlockHandle, RedlockTicket> {
     if (ballot.granted >= this.#quorum) {
       const validUntil = this.#validUntil(startedAt, durationMs);
       if (validUntil > now()) {
+        current.granted = true;
         closeSubscription(current);
         return {
           outcome: 'granted',
@@ -440,7 +446,9 @@ export class RedlockDriver implements LockDriver<RedlockHandle, RedlockTicket> {
           ? node.evaluate(ACQUIRE_SCRIPT, keys, args, wanted)
           : withLine(node.evaluate(ACQUIRE_FAST_SCRIPT, keys, args, wanted), () => {
               ticket.metLine = true;
-              return node.evaluate(ACQUIRE_SCRIPT, keys, args, wanted);
+              // Sent after the short script answered, so possibly after the majority granted the lease
+              // and its release was sent: it would land behind the release and re-create the key.
+              return node.evaluate(ACQUIRE_SCRIPT, keys, args, () => wanted() && !ticket.granted);
             });
         const claim = sent.then((answer) => {
           if (ticket.inFlight.get(node) === claim) ticket.inFlight.delete(node);
@@ -611,6 +619,7 @@ function newTicket(identity: string): RedlockTicket {
     ownerValue: newOwnerValue(identity),
     place: String(Date.now()),
     metLine: false,
+    granted: false,
     inLine: new Set(),
     mayHold: new Set(),
     inFlight: new Map(),
