@@ -6,11 +6,12 @@ import { PLACE_MS, QUEUE_PRELUDE } from '@dlock/redis/primitives';
  * value format are those of the `redlock` library (redlock 5.0.0-beta.2: one string key per lock, a
  * random value, a `PX` ttl), so dlock and plain `redlock` clients exclude each other on the same key.
  *
- * Both are sent with EVAL, never EVALSHA: after a NOSCRIPT reply (a restart, a failover or `SCRIPT
+ * All are sent with EVAL, never EVALSHA: after a NOSCRIPT reply (a restart, a failover or `SCRIPT
  * FLUSH` emptied the script cache) a client re-sends the script's text behind whatever was queued on
  * that connection in the meantime, so an extension's re-send could land after the release that
  * followed it and re-create a released lock. EVAL keeps every node's commands in the order they were
- * sent; the scripts are a few hundred bytes.
+ * sent. The scripts without the line are a few hundred bytes; the line's (about 3 KB with
+ * QUEUE_PRELUDE) are sent only to a node that has a line for the key (issue 13).
  */
 
 /**
