@@ -2,6 +2,7 @@ import {
   type Attempt,
   type Grant,
   type HolderInfo,
+  InvalidArgumentError,
   KeyConflictError,
   type LockDriver,
   LockLostError,
@@ -39,6 +40,9 @@ export const EXPIRY_PRECISION_MS = 2;
 
 /** After a split vote, the RedLock algorithm retries after a random delay so contenders fall out of step. */
 export const COLLISION_BACKOFF_MS = 20;
+
+/** The endings of a waiting line's keys (scripts.ts, lineKeys), which no lock's key may have. */
+const LINE_SUFFIX = /:lock-queue(:expiry|:queue)?$/;
 
 /** How many keys' line hints (RedlockDriver's `#linesSeen`) a provider keeps at most. */
 const LINE_HINTS = 1_000;
@@ -145,6 +149,21 @@ export class RedlockDriver implements LockDriver<RedlockHandle, RedlockTicket> {
     this.#nodes = config.nodes;
     this.#quorum = majorityOf(config.nodes.length);
     this.address = config.nodes.map((node) => node.address).join(',');
+  }
+
+  /**
+   * Refuses lock names whose key (keyPrefix + key) ends like a waiting line's keys (`:lock-queue`,
+   * optionally followed by `:expiry` or `:queue`): InvalidArgumentError naming the key. Such a lock
+   * would share its key with another lock's line.
+   */
+  validateKey(key: string): void {
+    if (LINE_SUFFIX.test(this.#lockKey(key))) {
+      throw new InvalidArgumentError(
+        'key',
+        key,
+        "a key whose Redis key (keyPrefix + key) does not end with ':lock-queue', ':lock-queue:expiry' or ':lock-queue:queue' (reserved for waiting lines)",
+      );
+    }
   }
 
   /**
