@@ -213,6 +213,7 @@ export class RedlockDriver implements LockDriver<RedlockHandle, RedlockTicket> {
       if (validUntil > now()) {
         current.granted = true;
         closeSubscription(current);
+        this.#leaveLines(lockKey, current);
         return {
           outcome: 'granted',
           grant: {
@@ -269,6 +270,21 @@ export class RedlockDriver implements LockDriver<RedlockHandle, RedlockTicket> {
     }
     // Attempting again at least every PLACE_REFRESH_MS keeps the request's places in line.
     return this.#sleepUntilReleaseOrExpiry(request, ticket, Math.min(maxWaitMs, PLACE_REFRESH_MS));
+  }
+
+  /**
+   * A granted request leaves the lines of the nodes that refused it (their key was still taken when
+   * its claim arrived, by a holder whose release had not reached them yet), so that its place there
+   * does not hold up the next waiters until it lapses. Not waited for: the release script (nothing of
+   * this owner's is there to delete) is sent and its answer ignored; a place not removed lapses in
+   * PLACE_MS. Nodes whose claim is still on its way are left to the lease's release.
+   */
+  #leaveLines(lockKey: string, ticket: RedlockTicket): void {
+    const keys = lineKeys(lockKey);
+    for (const node of ticket.inLine) {
+      if (!ticket.inFlight.has(node)) void node.evaluate(RELEASE_SCRIPT, keys, [ticket.ownerValue]);
+    }
+    ticket.inLine.clear();
   }
 
   /** Listens for admit notices naming the ticket's owner value, until the request ends. */
@@ -505,7 +521,8 @@ export class RedlockDriver implements LockDriver<RedlockHandle, RedlockTicket> {
    * Compare-owner delete of the ticket's value on every node that may hold it, once the claims still
    * on their way to nodes that are not hung have answered (where they were refused, there is nothing to
    * delete). With `leaveLine`, also the nodes whose line the request may be in, where the same script
-   * takes it out (a give-back after a split vote keeps the request's places). Unless `patient`, hung
+   * takes it out; without, the script keeps its places (a give-back after a split vote: the request
+   * tries again, and other waiters are not admitted ahead of it). Unless `patient`, hung
    * nodes are sent the delete but not waited for. Resolves with the ballot, or undefined when no node
    * may hold the value.
    */
@@ -523,10 +540,10 @@ export class RedlockDriver implements LockDriver<RedlockHandle, RedlockTicket> {
       targets,
       this.#quorum,
       (node) =>
-        releaseOn(node, keys, ticket.ownerValue, true).then((answer) => {
+        releaseOn(node, keys, ticket.ownerValue, true, !leaveLine).then((answer) => {
           if (answer.ok) {
             ticket.mayHold.delete(node);
-            ticket.inLine.delete(node);
+            if (leaveLine) ticket.inLine.delete(node);
           }
           return answer;
         }),
@@ -663,17 +680,18 @@ async function withLine(
 }
 
 /**
- * Compare-owner delete of `ownerValue` on one node, leaving the line and admitting its head there:
- * the line's script at once when `lineLikely` (a waiter's withdrawal or give-back, the release of a
- * lease that met a line), otherwise the short script first.
+ * Compare-owner delete of `ownerValue` on one node, leaving the line (unless `keepPlace`: a
+ * give-back) and admitting its head there: the line's script at once when `lineLikely` (a waiter's
+ * withdrawal or give-back, the release of a lease that met a line), otherwise the short script first.
  */
 function releaseOn(
   node: RedisNode,
   keys: readonly string[],
   ownerValue: string,
   lineLikely: boolean,
+  keepPlace = false,
 ): Promise<NodeAnswer<number>> {
-  const full = () => node.evaluate(RELEASE_SCRIPT, keys, [ownerValue]);
+  const full = () => node.evaluate(RELEASE_SCRIPT, keys, keepPlace ? [ownerValue, '1'] : [ownerValue]);
   return lineLikely ? full() : withLine(node.evaluate(RELEASE_FAST_SCRIPT, keys, [ownerValue]), full);
 }
 

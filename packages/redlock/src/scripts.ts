@@ -170,12 +170,14 @@ return 2
 `;
 
 /**
- * Compare-owner delete, and leaving the line. KEYS: `lineKeys(lockKey)`. ARGV: owner value. Deletes
- * the key if it holds the owner value and takes the owner out of this node's line; then, if the key
- * is free and somebody waits, publishes `admit:<owner value>` on the head waiter's inbox only (the
- * others sleep on), and otherwise, when it deleted the key, a notice on the key's release channel.
- * Returns 1 when it deleted the key, 0 when the key held something else (already gone, expired,
- * taken over). A release, a withdrawal and the give-back after a split vote all run it; idempotent.
+ * Compare-owner delete, and leaving the line. KEYS: `lineKeys(lockKey)`. ARGV: 1 owner value, 2 '1'
+ * to keep the owner's place in line (the give-back after a split vote: the request tries again), or
+ * absent. Deletes the key if it holds the owner value and, unless keeping its place, takes the owner
+ * out of this node's line; then, if the key is free and somebody else heads the line, publishes
+ * `admit:<owner value>` on the head waiter's inbox only (the others sleep on), and otherwise, when
+ * it deleted the key and nobody waits, a notice on the key's release channel. Returns 1 when it
+ * deleted the key, 0 when the key held something else (already gone, expired, taken over). A
+ * release, a withdrawal and the give-back all run it; idempotent.
  */
 export const RELEASE_SCRIPT = `${QUEUE_PRELUDE}
 local current = redis.pcall('GET', KEYS[4])
@@ -184,12 +186,12 @@ if deleted then redis.call('DEL', KEYS[4]) end
 if redis.call('EXISTS', KEYS[3]) == 1 then
   local now = math.floor(server_time_us() / 1000)
   reclaim(now)
-  dequeue(ARGV[1])
+  if ARGV[2] ~= '1' then dequeue(ARGV[1]) end
   settle(now)
   local head = redis.call('ZRANGE', KEYS[3], 0, 0)[1]
   if head and (deleted or not current) then
     local entry = redis.call('HGET', KEYS[1], head)
-    if entry then redis.call('PUBLISH', string.sub(entry, 5), 'admit:' .. head) end
+    if entry and head ~= ARGV[1] then redis.call('PUBLISH', string.sub(entry, 5), 'admit:' .. head) end
     if deleted then return 1 end
     return 0
   end

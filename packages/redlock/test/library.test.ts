@@ -194,10 +194,17 @@ describe('waiting', () => {
 
   it('waits in line on every node, listening on its inbox, and leaves no line behind once done', async () => {
     const key = freshKey('line');
-    const [holder, waiter] = [open(), open()];
+    const [holder, waiter] = [open(), open({ identity: 'waiter' })];
     const lease = await holder.acquire(key, { ttlMs: 10_000 });
     const waiting = waiter.acquire(key, { ttlMs: 10_000, waitMs: 5_000 });
-    const lineLengths = () => Promise.all(operator.map((client) => client.zcard(`${key}:lock-queue:queue`)));
+    // Whether the waiter is in each node's line (the holder may be too, on a node its attempt reached
+    // after the waiter's, until its release).
+    const inLine = () =>
+      Promise.all(
+        operator.map(async (client) =>
+          (await client.zrange(`${key}:lock-queue:queue`, 0, -1)).some((owner) => owner.endsWith(':waiter')),
+        ),
+      );
     const lineKeys = async () => {
       const counts = await Promise.all(
         operator.map((client) =>
@@ -206,9 +213,7 @@ describe('waiting', () => {
       );
       return counts.reduce((sum, count) => sum + count, 0);
     };
-    expect(await eventually(async () => (await lineLengths()).every((length) => length === 1), 2_000)).toBe(
-      true,
-    );
+    expect(await eventually(async () => (await inLine()).every(Boolean), 2_000)).toBe(true);
     // The waiter's provider listens on one inbox channel on every node (the holder's never waited).
     const inboxes = await Promise.all(
       operator.map((client) => client.pubsub('CHANNELS', 'dlock-redlock-inbox:*')),
@@ -253,11 +258,12 @@ describe('waiting', () => {
       await lease.release();
       await Promise.all(waiters);
       expect(order).toEqual(['first', 'second', 'third']);
-      // One admit per release on this node (the holder's, then the first's and the second's), each
-      // for the waiter then at the head; the third's release finds nobody in line.
+      // Admits on this node go to the waiter then at the head only, in turn (the holder's release
+      // admits the first, the first's the second, the second's the third; the third's release finds
+      // nobody in line). A head admitted before the release reached every node may be admitted again.
       expect(await eventually(async () => admits.length >= 3, 2_000)).toBe(true);
-      expect(admits).toHaveLength(3);
-      expect(admits.map((message) => message.split(':').at(-1))).toEqual(['first', 'second', 'third']);
+      const admitted = admits.map((message) => message.split(':').at(-1));
+      expect(admitted.filter((name, i) => name !== admitted[i - 1])).toEqual(['first', 'second', 'third']);
     } finally {
       observer.disconnect();
     }
