@@ -127,7 +127,13 @@ export interface Lease extends AsyncDisposable {
   readonly token: bigint;
   /** The lifetime requested for this lease (ms); renewals default to it. */
   readonly ttlMs: number;
-  /** Aborted (reason: LockLostError) as soon as ownership can no longer be guaranteed. Never after release(). */
+  /**
+   * Aborted (reason: LockLostError) as soon as ownership can no longer be guaranteed. Never after
+   * release(). It aborts from a timer (or a backend's event), so a process resumed after a pause (a
+   * GC pause, SIGSTOP, a VM migration) can run its own code before that timer has fired and read
+   * `aborted === false` for a moment after the lease ended: hand `token` to the resource, which can
+   * reject a stale holder whatever its clock says (Kleppmann, "How to do distributed locking", 2016).
+   */
   readonly signal: AbortSignal;
   /**
    * Extends the lease to `ttlMs` from now. Rejects LockLostError if ownership is gone, NotHeldError
