@@ -20,6 +20,7 @@ import {
   ACQUIRE_SCRIPT,
   CLAIM_SCRIPT,
   CREATE,
+  FOREIGN_HOLDER,
   NEEDS_LINE,
   NOT_A_LOCK,
   ONLY_REFRESH,
@@ -40,6 +41,14 @@ export const EXPIRY_PRECISION_MS = 2;
 
 /** After a split vote, the RedLock algorithm retries after a random delay so contenders fall out of step. */
 export const COLLISION_BACKOFF_MS = 20;
+
+/**
+ * How long at most the head of a line sleeps while a client that ignores the line holds the key: such
+ * a client's release admits nobody, and it retries every few hundred ms (the `redlock` library's
+ * retryDelay is 200 ms plus jitter), so waiting for the next place refresh (PLACE_REFRESH_MS) would let
+ * it win nearly every time and starve dlock's waiters to LockTimeoutError (issue 13). Jittered.
+ */
+export const FOREIGN_POLL_MS = 50;
 
 /** The endings of a waiting line's keys (scripts.ts, lineKeys), which no lock's key may have. */
 const LINE_SUFFIX = /:lock-queue(:expiry|:queue)?$/;
@@ -97,6 +106,11 @@ export interface RedlockTicket {
   released: boolean;
   /** The last attempt lost a split vote, or won too late: retry after a short random delay. */
   collided: boolean;
+  /**
+   * In the last attempt, a node answered that this request heads its line while the key is held by a
+   * client that ignores the line (scripts.ts, FOREIGN_HOLDER): retry within FOREIGN_POLL_MS.
+   */
+  foreignHolder: boolean;
   wake: (() => void) | undefined;
 }
 
@@ -267,6 +281,11 @@ export class RedlockDriver implements LockDriver<RedlockHandle, RedlockTicket> {
     if (ticket.collided) {
       ticket.collided = false;
       return pause(Math.min(maxWaitMs, 1 + Math.random() * COLLISION_BACKOFF_MS), request.signal);
+    }
+    if (ticket.foreignHolder) {
+      ticket.foreignHolder = false;
+      const pollMs = FOREIGN_POLL_MS / 2 + (Math.random() * FOREIGN_POLL_MS) / 2;
+      return this.#sleepUntilReleaseOrExpiry(request, ticket, Math.min(maxWaitMs, pollMs));
     }
     // Attempting again at least every PLACE_REFRESH_MS keeps the request's places in line.
     return this.#sleepUntilReleaseOrExpiry(request, ticket, Math.min(maxWaitMs, PLACE_REFRESH_MS));
@@ -470,6 +489,7 @@ export class RedlockDriver implements LockDriver<RedlockHandle, RedlockTicket> {
     const keys = lineKeys(lockKey);
     const args = [ticket.ownerValue, durationMs, place, this.#config.notices.inbox];
     const wanted = () => ticket.withdrawals === 0;
+    ticket.foreignHolder = false;
     return castBallot(
       this.#nodes,
       this.#quorum,
@@ -491,6 +511,7 @@ export class RedlockDriver implements LockDriver<RedlockHandle, RedlockTicket> {
           // A grant (or a refusal before the line, for data that is not a lock) leaves no place in line.
           if (answer.ok && (answer.value > 0 || answer.value === NOT_A_LOCK)) ticket.inLine.delete(node);
           if (answer.ok && answer.value === NOT_A_LOCK) onNotALock(node);
+          if (answer.ok && answer.value === FOREIGN_HOLDER) ticket.foreignHolder = true;
           return answer;
         });
         ticket.inFlight.set(node, claim);
@@ -540,10 +561,18 @@ export class RedlockDriver implements LockDriver<RedlockHandle, RedlockTicket> {
       targets,
       this.#quorum,
       (node) =>
-        releaseOn(node, keys, ticket.ownerValue, true, !leaveLine).then((answer) => {
+        releaseOn(
+          node,
+          keys,
+          ticket.ownerValue,
+          true,
+          leaveLine ? undefined : [ticket.place, this.#config.notices.inbox],
+        ).then((answer) => {
           if (answer.ok) {
             ticket.mayHold.delete(node);
+            // A give-back keeps (or restores) the request's place there; a withdrawal ends it.
             if (leaveLine) ticket.inLine.delete(node);
+            else ticket.inLine.add(node);
           }
           return answer;
         }),
@@ -663,6 +692,7 @@ function newTicket(identity: string): RedlockTicket {
     subscription: undefined,
     released: false,
     collided: false,
+    foreignHolder: false,
     wake: undefined,
   };
 }
@@ -680,18 +710,21 @@ async function withLine(
 }
 
 /**
- * Compare-owner delete of `ownerValue` on one node, leaving the line (unless `keepPlace`: a
- * give-back) and admitting its head there: the line's script at once when `lineLikely` (a waiter's
- * withdrawal or give-back, the release of a lease that met a line), otherwise the short script first.
+ * Compare-owner delete of `ownerValue` on one node, leaving the line and admitting its head there —
+ * or, given `keepPlace` ([place, admit inbox]: a give-back after a split vote), keeping or restoring
+ * the request's place in that node's line, since a grant there took it out. The line's script at once
+ * when `lineLikely` (a waiter's withdrawal or give-back, the release of a lease that met a line),
+ * otherwise the short script first.
  */
 function releaseOn(
   node: RedisNode,
   keys: readonly string[],
   ownerValue: string,
   lineLikely: boolean,
-  keepPlace = false,
+  keepPlace?: readonly [place: string, inbox: string],
 ): Promise<NodeAnswer<number>> {
-  const full = () => node.evaluate(RELEASE_SCRIPT, keys, keepPlace ? [ownerValue, '1'] : [ownerValue]);
+  const full = () =>
+    node.evaluate(RELEASE_SCRIPT, keys, keepPlace ? [ownerValue, '1', ...keepPlace] : [ownerValue]);
   return lineLikely ? full() : withLine(node.evaluate(RELEASE_FAST_SCRIPT, keys, [ownerValue]), full);
 }
 
