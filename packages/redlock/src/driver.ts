@@ -243,9 +243,9 @@ export class RedlockDriver implements LockDriver<RedlockHandle, RedlockTicket> {
         };
       }
       // The majority arrived after the lock's validity was spent: RedLock counts that as a failure.
-      return this.#busy(lockKey, current, true);
+      return this.#busy(lockKey, current, true, waiting);
     }
-    if (this.#majorityImpossible(ballot)) return this.#busy(lockKey, current, ballot.granted > 0);
+    if (this.#majorityImpossible(ballot)) return this.#busy(lockKey, current, ballot.granted > 0, waiting);
     if (ballot.granted + unknownOutcomes(ballot) >= this.#quorum) {
       return {
         outcome: 'unknown',
@@ -256,7 +256,7 @@ export class RedlockDriver implements LockDriver<RedlockHandle, RedlockTicket> {
         ),
       };
     }
-    if (ballot.granted + ballot.refused >= this.#quorum) return this.#busy(lockKey, current, true);
+    if (ballot.granted + ballot.refused >= this.#quorum) return this.#busy(lockKey, current, true, waiting);
     const cause = unavailableError(ballot, `acquiring "${request.key}"`);
     // Nothing of this request's is left on any node (or core already keeps the ticket): a plain failure.
     if (ticket || current.mayHold.size === 0) throw cause;
@@ -331,7 +331,7 @@ export class RedlockDriver implements LockDriver<RedlockHandle, RedlockTicket> {
       this.#lockKey(request.key),
       ticket,
       ticket.withdrawals > 1,
-      true,
+      'leave',
     );
     if (ballot && ticket.mayHold.size > 0) {
       throw unavailableError(ballot, `withdrawing the attempt on "${request.key}"`);
@@ -526,14 +526,16 @@ export class RedlockDriver implements LockDriver<RedlockHandle, RedlockTicket> {
    * A failed attempt gives back what it took before it reports busy, so that contenders who split the
    * vote do not keep each other out until their keys expire (the RedLock algorithm unlocks every
    * instance after a failed attempt). Bounded like a withdrawal: hung nodes are not waited for, and
-   * what is left there stays in the ticket for the final withdrawal.
+   * what is left there stays in the ticket for the final withdrawal. A waiting request keeps its place
+   * in every line; a single try was never in one.
    */
   async #busy(
     lockKey: string,
     ticket: RedlockTicket,
     collided: boolean,
+    waiting: boolean,
   ): Promise<Attempt<RedlockHandle, RedlockTicket>> {
-    await this.#deleteOwnerValue(lockKey, ticket, false, false);
+    await this.#deleteOwnerValue(lockKey, ticket, false, waiting ? 'keep' : 'none');
     ticket.collided = collided;
     return { outcome: 'busy', ticket };
   }
@@ -541,9 +543,11 @@ export class RedlockDriver implements LockDriver<RedlockHandle, RedlockTicket> {
   /**
    * Compare-owner delete of the ticket's value on every node that may hold it, once the claims still
    * on their way to nodes that are not hung have answered (where they were refused, there is nothing to
-   * delete). With `leaveLine`, also the nodes whose line the request may be in, where the same script
-   * takes it out; without, the script keeps its places (a give-back after a split vote: the request
-   * tries again, and other waiters are not admitted ahead of it). Unless `patient`, hung
+   * delete). `line`: 'leave' (a withdrawal) also targets the nodes whose line the request may be in,
+   * where the same script takes it out; 'keep' (a waiting request's give-back after a split vote: it
+   * tries again, and other waiters are not admitted ahead of it) keeps its place on every node it
+   * targets, restoring it where a grant took it out; 'none' (a single try's give-back) touches no
+   * place. Unless `patient`, hung
    * nodes are sent the delete but not waited for. Resolves with the ballot, or undefined when no node
    * may hold the value.
    */
@@ -551,8 +555,9 @@ export class RedlockDriver implements LockDriver<RedlockHandle, RedlockTicket> {
     lockKey: string,
     ticket: RedlockTicket,
     patient: boolean,
-    leaveLine: boolean,
+    line: 'leave' | 'keep' | 'none',
   ): Promise<Ballot | undefined> {
+    const leaveLine = line === 'leave';
     await Promise.all([...ticket.inFlight].filter(([node]) => !node.hung).map(([, claim]) => claim));
     const targets = leaveLine ? [...new Set([...ticket.mayHold, ...ticket.inLine])] : [...ticket.mayHold];
     if (targets.length === 0) return undefined;
@@ -566,13 +571,12 @@ export class RedlockDriver implements LockDriver<RedlockHandle, RedlockTicket> {
           keys,
           ticket.ownerValue,
           true,
-          leaveLine ? undefined : [ticket.place, this.#config.notices.inbox],
+          line === 'keep' ? [ticket.place, this.#config.notices.inbox] : undefined,
         ).then((answer) => {
           if (answer.ok) {
             ticket.mayHold.delete(node);
-            // A give-back keeps (or restores) the request's place there; a withdrawal ends it.
             if (leaveLine) ticket.inLine.delete(node);
-            else ticket.inLine.add(node);
+            else if (line === 'keep') ticket.inLine.add(node);
           }
           return answer;
         }),

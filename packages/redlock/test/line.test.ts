@@ -89,6 +89,23 @@ describe("one node's line scripts (issue 13)", () => {
   });
 });
 
+describe('redlock waiting line: give-backs', () => {
+  it("a single try's give-back after a failed vote leaves no place in any line (tryAcquire never joins)", async () => {
+    cluster = await startRedisNodes(3);
+    operator = rawClients(cluster.urls);
+    const key = `try-give-back-${process.pid}`;
+    // Two nodes hold other owners' values: a single try wins only the third, then gives it back.
+    await operator[0]!.set(key, newOwnerValue('x'), 'PX', 10_000);
+    await operator[1]!.set(key, newOwnerValue('y'), 'PX', 10_000);
+    const provider = createRedlockProvider({ urls: cluster.urls });
+    providers.push(provider);
+    expect(await provider.tryAcquire(key, { ttlMs: 10_000 })).toBeNull();
+    expect(await operator[2]!.exists(key)).toBe(0);
+    const lines = await Promise.all(operator.map((client) => client.exists(...lineKeys(key).slice(0, 3))));
+    expect(lines).toEqual([0, 0, 0]);
+  });
+});
+
 describe('redlock waiting line with a dead node', () => {
   it('keeps handing the lock over when one node of three is killed while waiters queue', async () => {
     cluster = await startRedisNodes(3);
