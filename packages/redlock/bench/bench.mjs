@@ -28,7 +28,7 @@ const record = (h, startedAt) =>
   h.recordValue(Math.max(1, Math.round((performance.now() - startedAt) * 1000)));
 const ms = (micros) => (micros / 1000).toFixed(2).padStart(8);
 const row = (label, h) =>
-  `  ${label.padEnd(32)}${ms(h.mean)} ${ms(h.getValueAtPercentile(50))} ${ms(h.getValueAtPercentile(99))}`;
+  `  ${label.padEnd(32)}${ms(h.mean)} ${ms(h.getValueAtPercentile(50))} ${ms(h.getValueAtPercentile(99))} ${ms(h.maxValue)}`;
 const ratio = (a, b) =>
   `mean ${(a.mean / b.mean).toFixed(2)}×, p50 ${(a.getValueAtPercentile(50) / b.getValueAtPercentile(50)).toFixed(2)}×`;
 
@@ -122,13 +122,17 @@ try {
   await Promise.all([dlock.close(), dlockWaiter.close(), driver.close()]);
 
   console.log(`redlock bench: 5 local redis-server nodes, node ${process.version}`);
-  console.log(`acquire+release, free key (${rounds} × ${OPS_PER_ROUND} each)  mean ms   p50 ms   p99 ms`);
+  console.log(
+    `acquire+release, free key (${rounds} × ${OPS_PER_ROUND} each)  mean ms   p50 ms   p99 ms   max ms`,
+  );
   console.log(row('dlock createRedlockProvider', cycles.dlock));
   console.log(row('redlock 5.0.0-beta.2, raw', cycles.raw));
   console.log(row('dlock driver without core', cycles.driver));
   console.log(`  ratio dlock / raw:  ${ratio(cycles.dlock, cycles.raw)} (goal ≤ 1.15×)`);
   console.log(`  ratio driver / raw: ${ratio(cycles.driver, cycles.raw)}`);
-  console.log(`hand-off after release (${handoff.dlock.totalCount} each)        mean ms   p50 ms   p99 ms`);
+  console.log(
+    `hand-off after release (${handoff.dlock.totalCount} each)        mean ms   p50 ms   p99 ms   max ms`,
+  );
   console.log(row('dlock, release notice', handoff.dlock));
   console.log(row('redlock retries, 200±100 ms', handoff.raw));
 } finally {

@@ -20,6 +20,7 @@ import {
   ACQUIRE_SCRIPT,
   CLAIM_SCRIPT,
   CREATE,
+  FOREIGN_HOLDER,
   NEEDS_LINE,
   NOT_A_LOCK,
   ONLY_REFRESH,
@@ -40,6 +41,14 @@ export const EXPIRY_PRECISION_MS = 2;
 
 /** After a split vote, the RedLock algorithm retries after a random delay so contenders fall out of step. */
 export const COLLISION_BACKOFF_MS = 20;
+
+/**
+ * How long at most the head of a line sleeps while a client that ignores the line holds the key: such
+ * a client's release admits nobody, and it retries every few hundred ms (the `redlock` library's
+ * retryDelay is 200 ms plus jitter), so waiting for the next place refresh (PLACE_REFRESH_MS) would let
+ * it win nearly every time and starve dlock's waiters to LockTimeoutError (issue 13). Jittered.
+ */
+export const FOREIGN_POLL_MS = 50;
 
 /** The endings of a waiting line's keys (scripts.ts, lineKeys), which no lock's key may have. */
 const LINE_SUFFIX = /:lock-queue(:expiry|:queue)?$/;
@@ -97,6 +106,11 @@ export interface RedlockTicket {
   released: boolean;
   /** The last attempt lost a split vote, or won too late: retry after a short random delay. */
   collided: boolean;
+  /**
+   * In the last attempt, a node answered that this request heads its line while the key is held by a
+   * client that ignores the line (scripts.ts, FOREIGN_HOLDER): retry within FOREIGN_POLL_MS.
+   */
+  foreignHolder: boolean;
   wake: (() => void) | undefined;
 }
 
@@ -229,9 +243,9 @@ export class RedlockDriver implements LockDriver<RedlockHandle, RedlockTicket> {
         };
       }
       // The majority arrived after the lock's validity was spent: RedLock counts that as a failure.
-      return this.#busy(lockKey, current, true);
+      return this.#busy(lockKey, current, true, waiting);
     }
-    if (this.#majorityImpossible(ballot)) return this.#busy(lockKey, current, ballot.granted > 0);
+    if (this.#majorityImpossible(ballot)) return this.#busy(lockKey, current, ballot.granted > 0, waiting);
     if (ballot.granted + unknownOutcomes(ballot) >= this.#quorum) {
       return {
         outcome: 'unknown',
@@ -242,7 +256,7 @@ export class RedlockDriver implements LockDriver<RedlockHandle, RedlockTicket> {
         ),
       };
     }
-    if (ballot.granted + ballot.refused >= this.#quorum) return this.#busy(lockKey, current, true);
+    if (ballot.granted + ballot.refused >= this.#quorum) return this.#busy(lockKey, current, true, waiting);
     const cause = unavailableError(ballot, `acquiring "${request.key}"`);
     // Nothing of this request's is left on any node (or core already keeps the ticket): a plain failure.
     if (ticket || current.mayHold.size === 0) throw cause;
@@ -267,6 +281,11 @@ export class RedlockDriver implements LockDriver<RedlockHandle, RedlockTicket> {
     if (ticket.collided) {
       ticket.collided = false;
       return pause(Math.min(maxWaitMs, 1 + Math.random() * COLLISION_BACKOFF_MS), request.signal);
+    }
+    if (ticket.foreignHolder) {
+      ticket.foreignHolder = false;
+      const pollMs = FOREIGN_POLL_MS / 2 + (Math.random() * FOREIGN_POLL_MS) / 2;
+      return this.#sleepUntilReleaseOrExpiry(request, ticket, Math.min(maxWaitMs, pollMs));
     }
     // Attempting again at least every PLACE_REFRESH_MS keeps the request's places in line.
     return this.#sleepUntilReleaseOrExpiry(request, ticket, Math.min(maxWaitMs, PLACE_REFRESH_MS));
@@ -312,7 +331,7 @@ export class RedlockDriver implements LockDriver<RedlockHandle, RedlockTicket> {
       this.#lockKey(request.key),
       ticket,
       ticket.withdrawals > 1,
-      true,
+      'leave',
     );
     if (ballot && ticket.mayHold.size > 0) {
       throw unavailableError(ballot, `withdrawing the attempt on "${request.key}"`);
@@ -470,6 +489,7 @@ export class RedlockDriver implements LockDriver<RedlockHandle, RedlockTicket> {
     const keys = lineKeys(lockKey);
     const args = [ticket.ownerValue, durationMs, place, this.#config.notices.inbox];
     const wanted = () => ticket.withdrawals === 0;
+    ticket.foreignHolder = false;
     return castBallot(
       this.#nodes,
       this.#quorum,
@@ -491,6 +511,7 @@ export class RedlockDriver implements LockDriver<RedlockHandle, RedlockTicket> {
           // A grant (or a refusal before the line, for data that is not a lock) leaves no place in line.
           if (answer.ok && (answer.value > 0 || answer.value === NOT_A_LOCK)) ticket.inLine.delete(node);
           if (answer.ok && answer.value === NOT_A_LOCK) onNotALock(node);
+          if (answer.ok && answer.value === FOREIGN_HOLDER) ticket.foreignHolder = true;
           return answer;
         });
         ticket.inFlight.set(node, claim);
@@ -505,14 +526,16 @@ export class RedlockDriver implements LockDriver<RedlockHandle, RedlockTicket> {
    * A failed attempt gives back what it took before it reports busy, so that contenders who split the
    * vote do not keep each other out until their keys expire (the RedLock algorithm unlocks every
    * instance after a failed attempt). Bounded like a withdrawal: hung nodes are not waited for, and
-   * what is left there stays in the ticket for the final withdrawal.
+   * what is left there stays in the ticket for the final withdrawal. A waiting request keeps its place
+   * in every line; a single try was never in one.
    */
   async #busy(
     lockKey: string,
     ticket: RedlockTicket,
     collided: boolean,
+    waiting: boolean,
   ): Promise<Attempt<RedlockHandle, RedlockTicket>> {
-    await this.#deleteOwnerValue(lockKey, ticket, false, false);
+    await this.#deleteOwnerValue(lockKey, ticket, false, waiting ? 'keep' : 'none');
     ticket.collided = collided;
     return { outcome: 'busy', ticket };
   }
@@ -520,9 +543,11 @@ export class RedlockDriver implements LockDriver<RedlockHandle, RedlockTicket> {
   /**
    * Compare-owner delete of the ticket's value on every node that may hold it, once the claims still
    * on their way to nodes that are not hung have answered (where they were refused, there is nothing to
-   * delete). With `leaveLine`, also the nodes whose line the request may be in, where the same script
-   * takes it out; without, the script keeps its places (a give-back after a split vote: the request
-   * tries again, and other waiters are not admitted ahead of it). Unless `patient`, hung
+   * delete). `line`: 'leave' (a withdrawal) also targets the nodes whose line the request may be in,
+   * where the same script takes it out; 'keep' (a waiting request's give-back after a split vote: it
+   * tries again, and other waiters are not admitted ahead of it) keeps its place on every node it
+   * targets, restoring it where a grant took it out; 'none' (a single try's give-back) touches no
+   * place. Unless `patient`, hung
    * nodes are sent the delete but not waited for. Resolves with the ballot, or undefined when no node
    * may hold the value.
    */
@@ -530,8 +555,9 @@ export class RedlockDriver implements LockDriver<RedlockHandle, RedlockTicket> {
     lockKey: string,
     ticket: RedlockTicket,
     patient: boolean,
-    leaveLine: boolean,
+    line: 'leave' | 'keep' | 'none',
   ): Promise<Ballot | undefined> {
+    const leaveLine = line === 'leave';
     await Promise.all([...ticket.inFlight].filter(([node]) => !node.hung).map(([, claim]) => claim));
     const targets = leaveLine ? [...new Set([...ticket.mayHold, ...ticket.inLine])] : [...ticket.mayHold];
     if (targets.length === 0) return undefined;
@@ -540,10 +566,17 @@ export class RedlockDriver implements LockDriver<RedlockHandle, RedlockTicket> {
       targets,
       this.#quorum,
       (node) =>
-        releaseOn(node, keys, ticket.ownerValue, true, !leaveLine).then((answer) => {
+        releaseOn(
+          node,
+          keys,
+          ticket.ownerValue,
+          true,
+          line === 'keep' ? [ticket.place, this.#config.notices.inbox] : undefined,
+        ).then((answer) => {
           if (answer.ok) {
             ticket.mayHold.delete(node);
             if (leaveLine) ticket.inLine.delete(node);
+            else if (line === 'keep') ticket.inLine.add(node);
           }
           return answer;
         }),
@@ -663,6 +696,7 @@ function newTicket(identity: string): RedlockTicket {
     subscription: undefined,
     released: false,
     collided: false,
+    foreignHolder: false,
     wake: undefined,
   };
 }
@@ -680,18 +714,21 @@ async function withLine(
 }
 
 /**
- * Compare-owner delete of `ownerValue` on one node, leaving the line (unless `keepPlace`: a
- * give-back) and admitting its head there: the line's script at once when `lineLikely` (a waiter's
- * withdrawal or give-back, the release of a lease that met a line), otherwise the short script first.
+ * Compare-owner delete of `ownerValue` on one node, leaving the line and admitting its head there —
+ * or, given `keepPlace` ([place, admit inbox]: a give-back after a split vote), keeping or restoring
+ * the request's place in that node's line, since a grant there took it out. The line's script at once
+ * when `lineLikely` (a waiter's withdrawal or give-back, the release of a lease that met a line),
+ * otherwise the short script first.
  */
 function releaseOn(
   node: RedisNode,
   keys: readonly string[],
   ownerValue: string,
   lineLikely: boolean,
-  keepPlace = false,
+  keepPlace?: readonly [place: string, inbox: string],
 ): Promise<NodeAnswer<number>> {
-  const full = () => node.evaluate(RELEASE_SCRIPT, keys, keepPlace ? [ownerValue, '1'] : [ownerValue]);
+  const full = () =>
+    node.evaluate(RELEASE_SCRIPT, keys, keepPlace ? [ownerValue, '1', ...keepPlace] : [ownerValue]);
   return lineLikely ? full() : withLine(node.evaluate(RELEASE_FAST_SCRIPT, keys, [ownerValue]), full);
 }
 

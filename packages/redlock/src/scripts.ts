@@ -68,6 +68,13 @@ export const lineKeys = (lockKey: string): [string, string, string, string] => {
 export const BEHIND = -3;
 
 /**
+ * ACQUIRE_SCRIPT's answer to the head of this node's line when the key is held by a value that no dlock
+ * client writes (a `redlock` library client, which ignores the line): its release admits nobody, so
+ * the head re-attempts soon instead of at its next place refresh (issue 13, starvation by such clients).
+ */
+export const FOREIGN_HOLDER = -5;
+
+/**
  * The answer of the short scripts (ACQUIRE_FAST_SCRIPT, RELEASE_FAST_SCRIPT) when the node has a
  * waiting line for the key, or a waiting request finds the key taken: they wrote nothing, and the
  * caller sends the full script (with the line's Lua) to that node.
@@ -119,12 +126,14 @@ return 1
  * client clock in ms of its first attempt, chosen once per request), or '' for a single try, which
  * never joins the line, 4 the provider's admit inbox (where the release script wakes it when it is
  * the head). Returns CLAIM_SCRIPT's answers (2 created, 1 refreshed: a re-sent attempt adopts what an
- * attempt with a lost reply took, 0 another owner's lock, -2 not a lock), or BEHIND.
+ * attempt with a lost reply took, 0 another owner's lock, -2 not a lock), BEHIND or FOREIGN_HOLDER.
  *
  * The line: a waiting request that finds the key taken, or free while another waiter is ahead of it,
- * joins this node's line at its score (ZADD NX: a request keeps its first place), and keeps its place
- * for PLACE_MS of the node's clock after each attempt. A free key goes to the head of the line (after
- * dropping places that lapsed by the server clock), or to anyone when nobody waits. Since a request
+ * joins this node's line at its score (ZADD NX: a request keeps its first place) before the head is
+ * read, so a request whose place is the earliest is the head at once, and keeps its place for PLACE_MS
+ * of the node's clock after each attempt. A free key goes to the head of the line (after dropping
+ * places that lapsed by the server clock), or to anyone when nobody waits. The head finding the key
+ * held by a value no dlock client writes gets FOREIGN_HOLDER instead of 0. Since a request
  * joins every node's line at the same score (ties broken by the owner value, the member), the lines
  * of all nodes it reached are in the same order: the head on one is the head on the others, and wins
  * their majority without a split vote. With nobody in line the script touches one line key (EXISTS).
@@ -134,6 +143,7 @@ return 1
  * whose lines disagree, cost fairness or a retry, never exclusion.
  */
 export const ACQUIRE_SCRIPT = `${QUEUE_PRELUDE}
+local DLOCK_VALUE = '^' .. string.rep('%x', 32) .. ':'
 local current = redis.pcall('GET', KEYS[4])
 if type(current) == 'table' then return -2 end
 if current == ARGV[1] then
@@ -149,18 +159,18 @@ end
 local waiting = ARGV[3] ~= ''
 if current and not waiting then return 0 end
 local now = math.floor(server_time_us() / 1000)
-local function join()
+reclaim(now)
+if waiting then
   redis.call('ZADD', KEYS[3], 'NX', ARGV[3], ARGV[1])
   keep_place(ARGV[1], 'w:1:' .. ARGV[4], now, ${PLACE_MS})
 end
+local head = redis.call('ZRANGE', KEYS[3], 0, 0)[1]
 if current then
-  join()
+  if head == ARGV[1] and not string.find(current, DLOCK_VALUE) then return ${FOREIGN_HOLDER} end
   return 0
 end
-reclaim(now)
-local head = redis.call('ZRANGE', KEYS[3], 0, 0)[1]
 if head and head ~= ARGV[1] then
-  if waiting then join() else settle(now) end
+  if not waiting then settle(now) end
   return ${BEHIND}
 end
 dequeue(ARGV[1])
@@ -172,8 +182,10 @@ return 2
 /**
  * Compare-owner delete, and leaving the line. KEYS: `lineKeys(lockKey)`. ARGV: 1 owner value, 2 '1'
  * to keep the owner's place in line (the give-back after a split vote: the request tries again), or
- * absent. Deletes the key if it holds the owner value and, unless keeping its place, takes the owner
- * out of this node's line; then, if the key is free and somebody else heads the line, publishes
+ * absent; with '1', 3 the request's place (score) and 4 its admit inbox. Deletes the key if it holds
+ * the owner value and, unless keeping its place, takes the owner out of this node's line; a give-back
+ * instead puts the owner back at its place (a grant on this node took it out of the line, and without
+ * it there the lines of the nodes disagree on their head: issue 13, a dead node locked up the line); then, if the key is free and somebody else heads the line, publishes
  * `admit:<owner value>` on the head waiter's inbox only (the others sleep on), and otherwise, when
  * it deleted the key and nobody waits, a notice on the key's release channel. Returns 1 when it
  * deleted the key, 0 when the key held something else (already gone, expired, taken over). A
@@ -183,10 +195,16 @@ export const RELEASE_SCRIPT = `${QUEUE_PRELUDE}
 local current = redis.pcall('GET', KEYS[4])
 local deleted = current == ARGV[1]
 if deleted then redis.call('DEL', KEYS[4]) end
-if redis.call('EXISTS', KEYS[3]) == 1 then
+local giveBack = ARGV[2] == '1'
+if giveBack or redis.call('EXISTS', KEYS[3]) == 1 then
   local now = math.floor(server_time_us() / 1000)
   reclaim(now)
-  if ARGV[2] ~= '1' then dequeue(ARGV[1]) end
+  if giveBack then
+    redis.call('ZADD', KEYS[3], 'NX', ARGV[3], ARGV[1])
+    keep_place(ARGV[1], 'w:1:' .. ARGV[4], now, ${PLACE_MS})
+  else
+    dequeue(ARGV[1])
+  end
   settle(now)
   local head = redis.call('ZRANGE', KEYS[3], 0, 0)[1]
   if head and (deleted or not current) then
