@@ -28,7 +28,7 @@ const record = (h, startedAt) =>
   h.recordValue(Math.max(1, Math.round((performance.now() - startedAt) * 1000)));
 const ms = (micros) => (micros / 1000).toFixed(2).padStart(8);
 const row = (label, h) =>
-  `  ${label.padEnd(32)}${ms(h.mean)} ${ms(h.getValueAtPercentile(50))} ${ms(h.getValueAtPercentile(99))} ${ms(h.maxValue)}`;
+  `  ${label.padEnd(32)}${ms(h.mean)} ${ms(h.getValueAtPercentile(50))} ${ms(Math.min(h.getValueAtPercentile(99), h.maxValue))} ${ms(h.maxValue)}`;
 const ratio = (a, b) =>
   `mean ${(a.mean / b.mean).toFixed(2)}×, p50 ${(a.getValueAtPercentile(50) / b.getValueAtPercentile(50)).toFixed(2)}×`;
 

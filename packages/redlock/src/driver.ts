@@ -2,7 +2,6 @@ import {
   type Attempt,
   type Grant,
   type HolderInfo,
-  InvalidArgumentError,
   KeyConflictError,
   type LockDriver,
   LockLostError,
@@ -10,26 +9,20 @@ import {
   now,
   pause,
 } from '@dlock/core';
-import { PLACE_MS, PLACE_REFRESH_MS } from '@dlock/redis/primitives';
 import { redlockCapabilities } from './capabilities.js';
 import type { NodeAnswer, NodeFailure, RedisNode } from './node.js';
 import { type Ballot, castBallot, majorityOf, unavailableError, unknownOutcomes } from './quorum.js';
 import {
   ABSENT,
-  ACQUIRE_FAST_SCRIPT,
-  ACQUIRE_SCRIPT,
   CLAIM_SCRIPT,
   CREATE,
-  FOREIGN_HOLDER,
-  NEEDS_LINE,
   NOT_A_LOCK,
   ONLY_REFRESH,
   READ_SCRIPT,
-  RELEASE_FAST_SCRIPT,
   RELEASE_SCRIPT,
   identityOf,
-  lineKeys,
   newOwnerValue,
+  releaseChannel,
 } from './scripts.js';
 import type { ReleaseNotices, ReleaseSubscription } from './wakeups.js';
 
@@ -42,20 +35,6 @@ export const EXPIRY_PRECISION_MS = 2;
 /** After a split vote, the RedLock algorithm retries after a random delay so contenders fall out of step. */
 export const COLLISION_BACKOFF_MS = 20;
 
-/**
- * How long at most the head of a line sleeps while a client that ignores the line holds the key: such
- * a client's release admits nobody, and it retries every few hundred ms (the `redlock` library's
- * retryDelay is 200 ms plus jitter), so waiting for the next place refresh (PLACE_REFRESH_MS) would let
- * it win nearly every time and starve dlock's waiters to LockTimeoutError (issue 13). Jittered.
- */
-export const FOREIGN_POLL_MS = 50;
-
-/** The endings of a waiting line's keys (scripts.ts, lineKeys), which no lock's key may have. */
-const LINE_SUFFIX = /:lock-queue(:expiry|:queue)?$/;
-
-/** How many keys' line hints (RedlockDriver's `#linesSeen`) a provider keeps at most. */
-const LINE_HINTS = 1_000;
-
 /** A grant: the owner value every node stores, and how long the last acquire or extension vouches for it. */
 export interface RedlockHandle {
   readonly ownerValue: string;
@@ -66,11 +45,6 @@ export interface RedlockHandle {
    * there, so it cannot re-create the key behind the release.
    */
   released: boolean;
-  /**
-   * The request met a waiting line (it waited, or a node had a line for the key): its release sends
-   * the line's script at once, which admits the next waiter in one round trip instead of two.
-   */
-  readonly contended: boolean;
 }
 
 /**
@@ -84,33 +58,14 @@ export interface RedlockTicket {
   readonly mayHold: Set<RedisNode>;
   /** Claims sent and not answered yet, by node. */
   readonly inFlight: Map<RedisNode, Promise<unknown>>;
-  /**
-   * The request's place in every node's waiting line: the client clock (ms since 1970) of its first
-   * attempt, the same on every node (ties go by owner value), so the lines agree on their order.
-   */
-  readonly place: string;
-  /** Nodes where the request may be waiting in line: sent a waiting attempt, and not seen leaving. */
-  readonly inLine: Set<RedisNode>;
-  /** A node answered that it has a waiting line for the key (or the request waited in one). */
-  metLine: boolean;
-  /**
-   * The request was granted: a line's script that a short script's answer still calls for is then not
-   * sent, since the lease's release may already be on its way and must not be overtaken.
-   */
-  granted: boolean;
   /** How many withdrawals have run (the first one does not wait for hung nodes). */
   withdrawals: number;
-  /** The waiter's subscription to admit notices on the provider's inbox. */
+  /** The waiter's release-notice subscription. */
   subscription: ReleaseSubscription | undefined;
-  /** An admit notice arrived (this request heads a node's line) and no wait has consumed it yet. */
+  /** A release notice arrived and no wait has consumed it yet. */
   released: boolean;
   /** The last attempt lost a split vote, or won too late: retry after a short random delay. */
   collided: boolean;
-  /**
-   * In the last attempt, a node answered that this request heads its line while the key is held by a
-   * client that ignores the line (scripts.ts, FOREIGN_HOLDER): retry within FOREIGN_POLL_MS.
-   */
-  foreignHolder: boolean;
   wake: (() => void) | undefined;
 }
 
@@ -150,34 +105,12 @@ export class RedlockDriver implements LockDriver<RedlockHandle, RedlockTicket> {
    * reach a majority fails at once, like a backend that is down at start, instead of riding it out.
    */
   #reachedMajority = false;
-  /**
-   * Keys on which this provider met a waiting line lately (lock key → local time, ms): a waiting
-   * request's first attempt there sends the line's script at once instead of the short one first. A
-   * hint only (either script is correct on any node); forgotten after PLACE_MS, on an uncontended
-   * grant, and all at once past LINE_HINTS keys.
-   */
-  readonly #linesSeen = new Map<string, number>();
 
   constructor(config: RedlockDriverConfig) {
     this.#config = config;
     this.#nodes = config.nodes;
     this.#quorum = majorityOf(config.nodes.length);
     this.address = config.nodes.map((node) => node.address).join(',');
-  }
-
-  /**
-   * Refuses lock names whose key (keyPrefix + key) ends like a waiting line's keys (`:lock-queue`,
-   * optionally followed by `:expiry` or `:queue`): InvalidArgumentError naming the key. Such a lock
-   * would share its key with another lock's line.
-   */
-  validateKey(key: string): void {
-    if (LINE_SUFFIX.test(this.#lockKey(key))) {
-      throw new InvalidArgumentError(
-        'key',
-        key,
-        "a key whose Redis key (keyPrefix + key) does not end with ':lock-queue', ':lock-queue:expiry' or ':lock-queue:queue' (reserved for waiting lines)",
-      );
-    }
   }
 
   /**
@@ -201,23 +134,15 @@ export class RedlockDriver implements LockDriver<RedlockHandle, RedlockTicket> {
     const notLocks: NotALock[] = [];
     const startedAt = now();
     const lockKey = this.#lockKey(request.key);
-    const waiting = request.willWait !== false;
-    // Once the inbox is confirmed, listen before the attempt joins a line: no admit can be missed.
-    if (waiting && !current.subscription && this.#config.notices.inboxConfirmed)
-      this.#listen(request, current);
-    // A request's first attempt sends the short script first, unless this provider met a line on the
-    // key lately; a waiter's next attempts send the line's at once.
-    const full = waiting && (ticket !== undefined || this.#metLineLately(lockKey));
     const ballot = await this.#claim(
       lockKey,
-      current,
+      current.ownerValue,
       durationMs,
-      waiting ? current.place : '',
-      full,
+      () => current.withdrawals === 0,
+      current,
       (node) => notLocks.push({ address: node.address, what: 'data without expiry or of another type' }),
     );
     this.#noteAnswers(ballot);
-    this.#noteLine(lockKey, current.metLine || ticket !== undefined);
     if (notLocks.length > this.#nodes.length - this.#quorum) {
       // Waiting would be forever: no RedLock client wrote it, so nobody will release it (issue 12 #9).
       return this.#fail(request, current, this.#keyConflict(request.key, notLocks));
@@ -225,27 +150,19 @@ export class RedlockDriver implements LockDriver<RedlockHandle, RedlockTicket> {
     if (ballot.granted >= this.#quorum) {
       const validUntil = this.#validUntil(startedAt, durationMs);
       if (validUntil > now()) {
-        current.granted = true;
-        closeSubscription(current);
-        this.#leaveLines(lockKey, current);
         return {
           outcome: 'granted',
           grant: {
             token: 0n,
             validUntil,
-            handle: {
-              ownerValue: current.ownerValue,
-              validUntil,
-              released: false,
-              contended: ticket !== undefined || current.metLine,
-            },
+            handle: { ownerValue: current.ownerValue, validUntil, released: false },
           },
         };
       }
       // The majority arrived after the lock's validity was spent: RedLock counts that as a failure.
-      return this.#busy(lockKey, current, true, waiting);
+      return this.#busy(lockKey, current, true);
     }
-    if (this.#majorityImpossible(ballot)) return this.#busy(lockKey, current, ballot.granted > 0, waiting);
+    if (this.#majorityImpossible(ballot)) return this.#busy(lockKey, current, ballot.granted > 0);
     if (ballot.granted + unknownOutcomes(ballot) >= this.#quorum) {
       return {
         outcome: 'unknown',
@@ -256,7 +173,7 @@ export class RedlockDriver implements LockDriver<RedlockHandle, RedlockTicket> {
         ),
       };
     }
-    if (ballot.granted + ballot.refused >= this.#quorum) return this.#busy(lockKey, current, true, waiting);
+    if (ballot.granted + ballot.refused >= this.#quorum) return this.#busy(lockKey, current, true);
     const cause = unavailableError(ballot, `acquiring "${request.key}"`);
     // Nothing of this request's is left on any node (or core already keeps the ticket): a plain failure.
     if (ticket || current.mayHold.size === 0) throw cause;
@@ -273,47 +190,21 @@ export class RedlockDriver implements LockDriver<RedlockHandle, RedlockTicket> {
     if (request.signal.aborted) return;
     if (!ticket) return pause(maxWaitMs, request.signal);
     if (!ticket.subscription) {
-      // An admit between the failed attempt and this subscription would go unnoticed, so once it is
+      // A release between the failed attempt and this subscription would go unnoticed, so once it is
       // in place the caller attempts again straight away.
-      this.#listen(request, ticket);
-      return settleWithin(ticket.subscription!.ready, maxWaitMs, request.signal);
+      ticket.subscription = this.#config.notices.subscribe(releaseChannel(this.#lockKey(request.key)), () => {
+        ticket.released = true;
+        ticket.wake?.();
+      });
+      // Core withdraws only a request that was not granted; the signal ends every request.
+      request.signal.addEventListener('abort', () => closeSubscription(ticket), { once: true });
+      return settleWithin(ticket.subscription.ready, maxWaitMs, request.signal);
     }
     if (ticket.collided) {
       ticket.collided = false;
       return pause(Math.min(maxWaitMs, 1 + Math.random() * COLLISION_BACKOFF_MS), request.signal);
     }
-    if (ticket.foreignHolder) {
-      ticket.foreignHolder = false;
-      const pollMs = FOREIGN_POLL_MS / 2 + (Math.random() * FOREIGN_POLL_MS) / 2;
-      return this.#sleepUntilReleaseOrExpiry(request, ticket, Math.min(maxWaitMs, pollMs));
-    }
-    // Attempting again at least every PLACE_REFRESH_MS keeps the request's places in line.
-    return this.#sleepUntilReleaseOrExpiry(request, ticket, Math.min(maxWaitMs, PLACE_REFRESH_MS));
-  }
-
-  /**
-   * A granted request leaves the lines of the nodes that refused it (their key was still taken when
-   * its claim arrived, by a holder whose release had not reached them yet), so that its place there
-   * does not hold up the next waiters until it lapses. Not waited for: the release script (nothing of
-   * this owner's is there to delete) is sent and its answer ignored; a place not removed lapses in
-   * PLACE_MS. Nodes whose claim is still on its way are left to the lease's release.
-   */
-  #leaveLines(lockKey: string, ticket: RedlockTicket): void {
-    const keys = lineKeys(lockKey);
-    for (const node of ticket.inLine) {
-      if (!ticket.inFlight.has(node)) void node.evaluate(RELEASE_SCRIPT, keys, [ticket.ownerValue]);
-    }
-    ticket.inLine.clear();
-  }
-
-  /** Listens for admit notices naming the ticket's owner value, until the request ends. */
-  #listen(request: LockRequest, ticket: RedlockTicket): void {
-    ticket.subscription = this.#config.notices.listenForAdmit(ticket.ownerValue, () => {
-      ticket.released = true;
-      ticket.wake?.();
-    });
-    // Core withdraws only a request that was not granted; the signal ends every request.
-    request.signal.addEventListener('abort', () => closeSubscription(ticket), { once: true });
+    return this.#sleepUntilReleaseOrExpiry(request, ticket, maxWaitMs);
   }
 
   /**
@@ -327,12 +218,7 @@ export class RedlockDriver implements LockDriver<RedlockHandle, RedlockTicket> {
     closeSubscription(ticket);
     // From here on, claims of this request still waiting for a connection are not sent.
     ticket.withdrawals++;
-    const ballot = await this.#deleteOwnerValue(
-      this.#lockKey(request.key),
-      ticket,
-      ticket.withdrawals > 1,
-      'leave',
-    );
+    const ballot = await this.#deleteOwnerValue(this.#lockKey(request.key), ticket, ticket.withdrawals > 1);
     if (ballot && ticket.mayHold.size > 0) {
       throw unavailableError(ballot, `withdrawing the attempt on "${request.key}"`);
     }
@@ -419,8 +305,7 @@ export class RedlockDriver implements LockDriver<RedlockHandle, RedlockTicket> {
     const ballot = await castBallot(
       this.#nodes,
       this.#quorum,
-      (node) =>
-        releaseOn(node, lineKeys(this.#lockKey(key)), grant.handle.ownerValue, grant.handle.contended),
+      (node) => node.evaluate(RELEASE_SCRIPT, this.#lockKey(key), [grant.handle.ownerValue]),
       () => 'for',
       { decided: (votes) => votes.granted >= this.#quorum && onlyHungPending(votes) },
     );
@@ -471,50 +356,33 @@ export class RedlockDriver implements LockDriver<RedlockHandle, RedlockTicket> {
   }
 
   /**
-   * Sends the acquire script to every node (to each only while the request has not been withdrawn: see
-   * RedisNode.evaluate), joining each node's waiting line at `place` unless it is '' (a single try).
-   * Keeps track of where the owner value may be: a node is added when asked and dropped when it
-   * refuses, or when the request certainly did not reach it and the value was not there before; and of
-   * the lines the request may be in: a node is added when asked to join and dropped once it grants.
-   * Unless `full`, the short script goes first, and the line's script only to nodes that need it.
+   * Sends the claim script to every node (to each only while `wanted` says so: see RedisNode.evaluate).
+   * With a ticket, keeps track of where its owner value may be: a node is added when asked and dropped
+   * when it refuses, or when the request certainly did not reach it and the value was not there before.
    */
   #claim(
     lockKey: string,
-    ticket: RedlockTicket,
+    ownerValue: string,
     durationMs: number,
-    place: string,
-    full: boolean,
-    onNotALock: (node: RedisNode) => void,
+    wanted: () => boolean,
+    ticket?: RedlockTicket,
+    onNotALock?: (node: RedisNode) => void,
   ): Promise<Ballot> {
-    const keys = lineKeys(lockKey);
-    const args = [ticket.ownerValue, durationMs, place, this.#config.notices.inbox];
-    const wanted = () => ticket.withdrawals === 0;
-    ticket.foreignHolder = false;
     return castBallot(
       this.#nodes,
       this.#quorum,
       (node) => {
-        const heldBefore = ticket.mayHold.has(node);
-        ticket.mayHold.add(node);
-        if (place !== '') ticket.inLine.add(node);
-        const sent = full
-          ? node.evaluate(ACQUIRE_SCRIPT, keys, args, wanted)
-          : withLine(node.evaluate(ACQUIRE_FAST_SCRIPT, keys, args, wanted), () => {
-              ticket.metLine = true;
-              // Sent after the short script answered, so possibly after the majority granted the lease
-              // and its release was sent: it would land behind the release and re-create the key.
-              return node.evaluate(ACQUIRE_SCRIPT, keys, args, () => wanted() && !ticket.granted);
-            });
-        const claim = sent.then((answer) => {
-          if (ticket.inFlight.get(node) === claim) ticket.inFlight.delete(node);
-          if (refusedOrUnsent(answer) && (answer.ok || !heldBefore)) ticket.mayHold.delete(node);
-          // A grant (or a refusal before the line, for data that is not a lock) leaves no place in line.
-          if (answer.ok && (answer.value > 0 || answer.value === NOT_A_LOCK)) ticket.inLine.delete(node);
-          if (answer.ok && answer.value === NOT_A_LOCK) onNotALock(node);
-          if (answer.ok && answer.value === FOREIGN_HOLDER) ticket.foreignHolder = true;
-          return answer;
-        });
-        ticket.inFlight.set(node, claim);
+        const heldBefore = ticket?.mayHold.has(node) ?? false;
+        ticket?.mayHold.add(node);
+        const claim = node
+          .evaluate(CLAIM_SCRIPT, lockKey, [ownerValue, durationMs, CREATE], wanted)
+          .then((answer) => {
+            if (ticket?.inFlight.get(node) === claim) ticket.inFlight.delete(node);
+            if (ticket && refusedOrUnsent(answer) && (answer.ok || !heldBefore)) ticket.mayHold.delete(node);
+            if (answer.ok && answer.value === NOT_A_LOCK) onNotALock?.(node);
+            return answer;
+          });
+        ticket?.inFlight.set(node, claim);
         return claim;
       },
       (result) => (result > 0 ? 'for' : 'against'),
@@ -526,16 +394,14 @@ export class RedlockDriver implements LockDriver<RedlockHandle, RedlockTicket> {
    * A failed attempt gives back what it took before it reports busy, so that contenders who split the
    * vote do not keep each other out until their keys expire (the RedLock algorithm unlocks every
    * instance after a failed attempt). Bounded like a withdrawal: hung nodes are not waited for, and
-   * what is left there stays in the ticket for the final withdrawal. A waiting request keeps its place
-   * in every line; a single try was never in one.
+   * what is left there stays in the ticket for the final withdrawal.
    */
   async #busy(
     lockKey: string,
     ticket: RedlockTicket,
     collided: boolean,
-    waiting: boolean,
   ): Promise<Attempt<RedlockHandle, RedlockTicket>> {
-    await this.#deleteOwnerValue(lockKey, ticket, false, waiting ? 'keep' : 'none');
+    await this.#deleteOwnerValue(lockKey, ticket, false);
     ticket.collided = collided;
     return { outcome: 'busy', ticket };
   }
@@ -543,41 +409,23 @@ export class RedlockDriver implements LockDriver<RedlockHandle, RedlockTicket> {
   /**
    * Compare-owner delete of the ticket's value on every node that may hold it, once the claims still
    * on their way to nodes that are not hung have answered (where they were refused, there is nothing to
-   * delete). `line`: 'leave' (a withdrawal) also targets the nodes whose line the request may be in,
-   * where the same script takes it out; 'keep' (a waiting request's give-back after a split vote: it
-   * tries again, and other waiters are not admitted ahead of it) keeps its place on every node it
-   * targets, restoring it where a grant took it out; 'none' (a single try's give-back) touches no
-   * place. Unless `patient`, hung
-   * nodes are sent the delete but not waited for. Resolves with the ballot, or undefined when no node
-   * may hold the value.
+   * delete). Unless `patient`, hung nodes are sent the delete but not waited for. Resolves with the
+   * ballot, or undefined when no node may hold the value.
    */
   async #deleteOwnerValue(
     lockKey: string,
     ticket: RedlockTicket,
     patient: boolean,
-    line: 'leave' | 'keep' | 'none',
   ): Promise<Ballot | undefined> {
-    const leaveLine = line === 'leave';
     await Promise.all([...ticket.inFlight].filter(([node]) => !node.hung).map(([, claim]) => claim));
-    const targets = leaveLine ? [...new Set([...ticket.mayHold, ...ticket.inLine])] : [...ticket.mayHold];
+    const targets = [...ticket.mayHold];
     if (targets.length === 0) return undefined;
-    const keys = lineKeys(lockKey);
     return castBallot(
       targets,
       this.#quorum,
       (node) =>
-        releaseOn(
-          node,
-          keys,
-          ticket.ownerValue,
-          true,
-          line === 'keep' ? [ticket.place, this.#config.notices.inbox] : undefined,
-        ).then((answer) => {
-          if (answer.ok) {
-            ticket.mayHold.delete(node);
-            if (leaveLine) ticket.inLine.delete(node);
-            else if (line === 'keep') ticket.inLine.add(node);
-          }
+        node.evaluate(RELEASE_SCRIPT, lockKey, [ticket.ownerValue]).then((answer) => {
+          if (answer.ok) ticket.mayHold.delete(node);
           return answer;
         }),
       () => 'for',
@@ -608,20 +456,6 @@ export class RedlockDriver implements LockDriver<RedlockHandle, RedlockTicket> {
       `the key holds data that is not a lock (${where}), which no RedLock client writes; a lock key must be ` +
         'absent or hold a lock value with an expiry: use a keyPrefix so locks never share keys with application data',
     );
-  }
-
-  #metLineLately(lockKey: string): boolean {
-    const seenAt = this.#linesSeen.get(lockKey);
-    return seenAt !== undefined && now() - seenAt < PLACE_MS;
-  }
-
-  #noteLine(lockKey: string, met: boolean): void {
-    if (!met) {
-      this.#linesSeen.delete(lockKey);
-      return;
-    }
-    if (this.#linesSeen.size >= LINE_HINTS) this.#linesSeen.clear();
-    this.#linesSeen.set(lockKey, now());
   }
 
   #noteAnswers(ballot: Ballot): void {
@@ -686,50 +520,14 @@ export class RedlockDriver implements LockDriver<RedlockHandle, RedlockTicket> {
 function newTicket(identity: string): RedlockTicket {
   return {
     ownerValue: newOwnerValue(identity),
-    place: String(Date.now()),
-    metLine: false,
-    granted: false,
-    inLine: new Set(),
     mayHold: new Set(),
     inFlight: new Map(),
     withdrawals: 0,
     subscription: undefined,
     released: false,
     collided: false,
-    foreignHolder: false,
     wake: undefined,
   };
-}
-
-/**
- * The short script's answer, or when it answered NEEDS_LINE (having written nothing), the answer of
- * the full script sent next to the same node (scripts.ts: ACQUIRE_FAST_SCRIPT).
- */
-async function withLine(
-  fast: Promise<NodeAnswer<number>>,
-  full: () => Promise<NodeAnswer<number>>,
-): Promise<NodeAnswer<number>> {
-  const answer = await fast;
-  return answer.ok && answer.value === NEEDS_LINE ? full() : answer;
-}
-
-/**
- * Compare-owner delete of `ownerValue` on one node, leaving the line and admitting its head there —
- * or, given `keepPlace` ([place, admit inbox]: a give-back after a split vote), keeping or restoring
- * the request's place in that node's line, since a grant there took it out. The line's script at once
- * when `lineLikely` (a waiter's withdrawal or give-back, the release of a lease that met a line),
- * otherwise the short script first.
- */
-function releaseOn(
-  node: RedisNode,
-  keys: readonly string[],
-  ownerValue: string,
-  lineLikely: boolean,
-  keepPlace?: readonly [place: string, inbox: string],
-): Promise<NodeAnswer<number>> {
-  const full = () =>
-    node.evaluate(RELEASE_SCRIPT, keys, keepPlace ? [ownerValue, '1', ...keepPlace] : [ownerValue]);
-  return lineLikely ? full() : withLine(node.evaluate(RELEASE_FAST_SCRIPT, keys, [ownerValue]), full);
 }
 
 /** The node's script refused, or the request certainly never reached it. */

@@ -120,10 +120,7 @@ export function createRedlockProvider(options: RedlockProviderOptions): LockProv
       ? commandTimeoutMs
       : Math.max(...clients!.map((client) => client.options.commandTimeout!));
   // Subscriber connections copy their node's connection settings (for a caller's client, its own).
-  const notices = new ReleaseNotices(
-    nodes.map((node) => () => openSubscriber(node, urls !== undefined)),
-    keyPrefix,
-  );
+  const notices = new ReleaseNotices(nodes.map((node) => () => openSubscriber(node, urls !== undefined)));
   const driver = new RedlockDriver({
     nodes,
     keyPrefix,

@@ -1,17 +1,15 @@
 import { randomBytes } from 'node:crypto';
-import { PLACE_MS, QUEUE_PRELUDE } from '@dlock/redis/primitives';
 
 /**
- * The scripts dlock runs on each node, and the owner value they compare. The key layout and the
+ * The two scripts dlock runs on each node, and the owner value they compare. The key layout and the
  * value format are those of the `redlock` library (redlock 5.0.0-beta.2: one string key per lock, a
  * random value, a `PX` ttl), so dlock and plain `redlock` clients exclude each other on the same key.
  *
- * All are sent with EVAL, never EVALSHA: after a NOSCRIPT reply (a restart, a failover or `SCRIPT
+ * Both are sent with EVAL, never EVALSHA: after a NOSCRIPT reply (a restart, a failover or `SCRIPT
  * FLUSH` emptied the script cache) a client re-sends the script's text behind whatever was queued on
  * that connection in the meantime, so an extension's re-send could land after the release that
  * followed it and re-create a released lock. EVAL keeps every node's commands in the order they were
- * sent. The scripts without the line are a few hundred bytes; the line's (about 3 KB with
- * QUEUE_PRELUDE) are sent only to a node that has a line for the key (issue 13).
+ * sent; the scripts are a few hundred bytes.
  */
 
 /**
@@ -55,170 +53,15 @@ export const ABSENT = -1;
 export const NOT_A_LOCK = -2;
 
 /**
- * The waiting line beside a lock key on each node (issue 13: no thundering herd): the three keys of
- * @dlock/redis's line (queue-lua.ts: a state hash, an expiry sorted set, a queue sorted set), named
- * after the lock key. Reserved: a lock whose key ends with these suffixes would collide with them.
+ * Delete the key if it holds the owner value, and tell waiters subscribed on this node. Returns 1 when
+ * it deleted the key, 0 when the key held something else (already gone, expired, taken over).
  */
-export const lineKeys = (lockKey: string): [string, string, string, string] => {
-  const line = `${lockKey}:lock-queue`;
-  return [line, `${line}:expiry`, `${line}:queue`, lockKey];
-};
-
-/** ACQUIRE_SCRIPT's answer when the key is free but another waiter is ahead in this node's line. */
-export const BEHIND = -3;
-
-/**
- * ACQUIRE_SCRIPT's answer to the head of this node's line when the key is held by a value that no dlock
- * client writes (a `redlock` library client, which ignores the line): its release admits nobody, so
- * the head re-attempts soon instead of at its next place refresh (issue 13, starvation by such clients).
- */
-export const FOREIGN_HOLDER = -5;
-
-/**
- * The answer of the short scripts (ACQUIRE_FAST_SCRIPT, RELEASE_FAST_SCRIPT) when the node has a
- * waiting line for the key, or a waiting request finds the key taken: they wrote nothing, and the
- * caller sends the full script (with the line's Lua) to that node.
- */
-export const NEEDS_LINE = -4;
-
-/**
- * The acquire script without the line, for the common case, sent first: the full scripts carry the
- * line's Lua (about 3 KB, which EVAL hashes and the client sends on every call, 1.3× the script cost
- * of an uncontended acquire+release when measured), so an uncontended request costs what it did
- * before the line. Same KEYS and ARGV as ACQUIRE_SCRIPT. Returns 2 (created), 1 (refreshed), 0
- * (another owner's lock, for a single try), -2 (not a lock), or NEEDS_LINE — before any write — when
- * the node has a line for the key or a waiting request finds the key taken.
- */
-export const ACQUIRE_FAST_SCRIPT = `
-local current = redis.pcall('GET', KEYS[4])
-if type(current) == 'table' then return -2 end
-if redis.call('EXISTS', KEYS[3]) == 1 then return ${NEEDS_LINE} end
-if current == ARGV[1] then
-  redis.call('PEXPIRE', KEYS[4], ARGV[2])
+export const RELEASE_SCRIPT = `
+  local current = redis.pcall("get", KEYS[1])
+  if current ~= ARGV[1] then return 0 end
+  redis.call("del", KEYS[1])
+  redis.call("publish", KEYS[1] .. ":released", "")
   return 1
-end
-if current then
-  if redis.call('PTTL', KEYS[4]) == -1 then return -2 end
-  if ARGV[3] ~= '' then return ${NEEDS_LINE} end
-  return 0
-end
-redis.call('SET', KEYS[4], ARGV[1], 'PX', ARGV[2])
-return 2
-`;
-
-/**
- * The release script without the line (see ACQUIRE_FAST_SCRIPT), sent first: compare-owner delete and
- * the release notice when the node has no line for the key; NEEDS_LINE, before any write, when it has
- * one (the caller then sends RELEASE_SCRIPT, which admits the head). Same KEYS and ARGV as
- * RELEASE_SCRIPT.
- */
-export const RELEASE_FAST_SCRIPT = `
-if redis.call('EXISTS', KEYS[3]) == 1 then return ${NEEDS_LINE} end
-if redis.pcall('GET', KEYS[4]) ~= ARGV[1] then return 0 end
-redis.call('DEL', KEYS[4])
-redis.call('PUBLISH', KEYS[4] .. ':released', '')
-return 1
-`;
-
-/**
- * A RedLock attempt on one node, with the waiting line. KEYS: `lineKeys(lockKey)` (state, expiry,
- * queue, lock key). ARGV: 1 owner value, 2 ttl ms, 3 the request's place in line (its score: the
- * client clock in ms of its first attempt, chosen once per request), or '' for a single try, which
- * never joins the line, 4 the provider's admit inbox (where the release script wakes it when it is
- * the head). Returns CLAIM_SCRIPT's answers (2 created, 1 refreshed: a re-sent attempt adopts what an
- * attempt with a lost reply took, 0 another owner's lock, -2 not a lock), BEHIND or FOREIGN_HOLDER.
- *
- * The line: a waiting request that finds the key taken, or free while another waiter is ahead of it,
- * joins this node's line at its score (ZADD NX: a request keeps its first place) before the head is
- * read, so a request whose place is the earliest is the head at once, and keeps its place for PLACE_MS
- * of the node's clock after each attempt. A free key goes to the head of the line (after dropping
- * places that lapsed by the server clock), or to anyone when nobody waits. The head finding the key
- * held by a value no dlock client writes gets FOREIGN_HOLDER instead of 0. Since a request
- * joins every node's line at the same score (ties broken by the owner value, the member), the lines
- * of all nodes it reached are in the same order: the head on one is the head on the others, and wins
- * their majority without a split vote. With nobody in line the script touches one line key (EXISTS).
- *
- * Safety does not rest on the line: the lock key is still taken only when absent (SET NX semantics
- * by owner value) and deleted only by its owner, so a `redlock` client that ignores the line, or nodes
- * whose lines disagree, cost fairness or a retry, never exclusion.
- */
-export const ACQUIRE_SCRIPT = `${QUEUE_PRELUDE}
-local DLOCK_VALUE = '^' .. string.rep('%x', 32) .. ':'
-local current = redis.pcall('GET', KEYS[4])
-if type(current) == 'table' then return -2 end
-if current == ARGV[1] then
-  redis.call('PEXPIRE', KEYS[4], ARGV[2])
-  if redis.call('EXISTS', KEYS[3]) == 1 and dequeue(ARGV[1]) then settle(math.floor(server_time_us() / 1000)) end
-  return 1
-end
-if current and redis.call('PTTL', KEYS[4]) == -1 then return -2 end
-if not current and redis.call('EXISTS', KEYS[3]) == 0 then
-  redis.call('SET', KEYS[4], ARGV[1], 'PX', ARGV[2])
-  return 2
-end
-local waiting = ARGV[3] ~= ''
-if current and not waiting then return 0 end
-local now = math.floor(server_time_us() / 1000)
-reclaim(now)
-if waiting then
-  redis.call('ZADD', KEYS[3], 'NX', ARGV[3], ARGV[1])
-  keep_place(ARGV[1], 'w:1:' .. ARGV[4], now, ${PLACE_MS})
-end
-local head = redis.call('ZRANGE', KEYS[3], 0, 0)[1]
-if current then
-  if head == ARGV[1] and not string.find(current, DLOCK_VALUE) then return ${FOREIGN_HOLDER} end
-  return 0
-end
-if head and head ~= ARGV[1] then
-  if not waiting then settle(now) end
-  return ${BEHIND}
-end
-dequeue(ARGV[1])
-settle(now)
-redis.call('SET', KEYS[4], ARGV[1], 'PX', ARGV[2])
-return 2
-`;
-
-/**
- * Compare-owner delete, and leaving the line. KEYS: `lineKeys(lockKey)`. ARGV: 1 owner value, 2 '1'
- * to keep the owner's place in line (the give-back after a split vote: the request tries again), or
- * absent; with '1', 3 the request's place (score) and 4 its admit inbox. Deletes the key if it holds
- * the owner value and, unless keeping its place, takes the owner out of this node's line; a give-back
- * instead puts the owner back at its place (a grant on this node took it out of the line, and without
- * it there the lines of the nodes disagree on their head: issue 13, a dead node locked up the line); then, if the key is free and somebody else heads the line, publishes
- * `admit:<owner value>` on the head waiter's inbox only (the others sleep on), and otherwise, when
- * it deleted the key and nobody waits, a notice on the key's release channel. Returns 1 when it
- * deleted the key, 0 when the key held something else (already gone, expired, taken over). A
- * release, a withdrawal and the give-back all run it; idempotent.
- */
-export const RELEASE_SCRIPT = `${QUEUE_PRELUDE}
-local current = redis.pcall('GET', KEYS[4])
-local deleted = current == ARGV[1]
-if deleted then redis.call('DEL', KEYS[4]) end
-local giveBack = ARGV[2] == '1'
-if giveBack or redis.call('EXISTS', KEYS[3]) == 1 then
-  local now = math.floor(server_time_us() / 1000)
-  reclaim(now)
-  if giveBack then
-    redis.call('ZADD', KEYS[3], 'NX', ARGV[3], ARGV[1])
-    keep_place(ARGV[1], 'w:1:' .. ARGV[4], now, ${PLACE_MS})
-  else
-    dequeue(ARGV[1])
-  end
-  settle(now)
-  local head = redis.call('ZRANGE', KEYS[3], 0, 0)[1]
-  if head and (deleted or not current) then
-    local entry = redis.call('HGET', KEYS[1], head)
-    if entry and head ~= ARGV[1] then redis.call('PUBLISH', string.sub(entry, 5), 'admit:' .. head) end
-    if deleted then return 1 end
-    return 0
-  end
-end
-if deleted then
-  redis.call('PUBLISH', KEYS[4] .. ':released', '')
-  return 1
-end
-return 0
 `;
 
 /**
@@ -232,6 +75,9 @@ export const READ_SCRIPT = `
   if redis.call("pttl", KEYS[1]) == -1 then return {-2, "a string without expiry"} end
   return {1, redis.call("get", KEYS[1])}
 `;
+
+/** Where the release script announces a release: the lock key plus this suffix, on each node. */
+export const releaseChannel = (lockKey: string): string => `${lockKey}:released`;
 
 const OWNER_VALUE = /^[0-9a-f]{32}:/;
 
