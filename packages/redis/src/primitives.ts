@@ -1,7 +1,8 @@
 /**
  * The semaphore and read-write building blocks shared with @dlock/redlock, which runs the same scripts
- * on each of its nodes (one copy of each script). Exported as `@dlock/redis/primitives`; not part of
- * the provider API, and it may change with @dlock/redis.
+ * on each of its nodes (one copy of each script), and the waiting line's Lua (QUEUE_PRELUDE), which
+ * @dlock/redlock's lock scripts put before their own on each node (issue 13). Exported as
+ * `@dlock/redis/primitives`; not part of the provider API, and it may change with @dlock/redis.
  */
 export {
   type PermitEntry,
@@ -28,5 +29,6 @@ export {
   newPermitOwner,
   permitAcquireArgs,
 } from './permits.js';
+export { PLACE_MS, QUEUE_PRELUDE } from './queue-lua.js';
 export { readWriteAsk, readWriteMode } from './read-write.js';
 export { type LuaScript, runScript } from './scripts.js';

@@ -133,7 +133,7 @@ try {
   console.log(
     `hand-off after release (${handoff.dlock.totalCount} each)        mean ms   p50 ms   p99 ms   max ms`,
   );
-  console.log(row('dlock, release notice', handoff.dlock));
+  console.log(row('dlock, admit notice', handoff.dlock));
   console.log(row('redlock retries, 200±100 ms', handoff.raw));
 } finally {
   await Promise.allSettled(plainClients.map((client) => client.quit()));

@@ -94,17 +94,21 @@ export class RedisNode {
   }
 
   /**
-   * Runs a script (EVAL, see scripts.ts) and answers its integer result. `wanted` is asked right
+   * Runs a script (EVAL, see scripts.ts) on one key or several and answers its integer result. `wanted` is asked right
    * before the request is written: when it says no (the lease was released, the request withdrawn while
    * this one waited for the connection), nothing is sent and the answer is a failure that was not applied.
    */
   evaluate(
     script: string,
-    key: string,
+    keys: string | readonly string[],
     args: readonly (string | number)[],
     wanted?: () => boolean,
   ): Promise<NodeAnswer<number>> {
-    return this.#request((client) => client.eval(script, 1, key, ...args) as Promise<number>, wanted);
+    const keyList = typeof keys === 'string' ? [keys] : keys;
+    return this.#request(
+      (client) => client.eval(script, keyList.length, ...keyList, ...args) as Promise<number>,
+      wanted,
+    );
   }
 
   /** Any other request, with the same readiness wait, `wanted` check and classification of failures. */

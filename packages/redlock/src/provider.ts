@@ -120,7 +120,10 @@ export function createRedlockProvider(options: RedlockProviderOptions): LockProv
       ? commandTimeoutMs
       : Math.max(...clients!.map((client) => client.options.commandTimeout!));
   // Subscriber connections copy their node's connection settings (for a caller's client, its own).
-  const notices = new ReleaseNotices(nodes.map((node) => () => openSubscriber(node, urls !== undefined)));
+  const notices = new ReleaseNotices(
+    nodes.map((node) => () => openSubscriber(node, urls !== undefined)),
+    keyPrefix,
+  );
   const driver = new RedlockDriver({
     nodes,
     keyPrefix,

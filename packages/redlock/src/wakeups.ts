@@ -1,3 +1,4 @@
+import { randomBytes } from 'node:crypto';
 import type { Redis } from 'ioredis';
 import { closeClients } from './node.js';
 
@@ -12,23 +13,67 @@ interface Channel {
   readonly ready: Promise<void>;
 }
 
+/** An admit notice on an inbox: `admit:` and the owner value of the waiter at the head of a line. */
+const ADMIT = 'admit:';
+
 /**
  * Release notices from every node, for waiters. One subscriber connection per node, opened on the first
  * wait and shared by all keys; a channel is subscribed while at least one waiter listens to it. A
  * notice from any node is enough: a release publishes on every node where it deleted the lock. Notices
  * are a shortcut, never needed for correctness: a notice lost to a disconnect costs a waiter at most
- * the fallback re-check (core's fallbackRecheckMs).
+ * the fallback re-check (core's fallbackRecheckMs), or for a lock waiter its next place refresh.
+ *
+ * Lock waiters listen on the provider's inbox instead (issue 13): a lock's release wakes only the head
+ * of the key's waiting line, by publishing `admit:<its owner value>` on the inbox its entry names
+ * (scripts.ts, RELEASE_SCRIPT). The inbox is subscribed on the first lock wait and stays subscribed
+ * until close (one channel per provider, as in @dlock/redis).
  */
 export class ReleaseNotices {
+  /** The provider's admit inbox: a channel name of its own on every node. */
+  readonly inbox: string;
   readonly #openers: ReadonlyArray<() => Redis>;
   readonly #channels = new Map<string, Channel>();
+  /** Lock waiters listening on the inbox, by owner value. */
+  readonly #admits = new Map<string, () => void>();
+  #inboxReady: Promise<void> | undefined;
+  #inboxConfirmed = false;
   /** Per subscriber connection that is not ready: channels to unsubscribe once it is. */
   readonly #unsubscribeWhenReady = new Map<Redis, Set<string>>();
   #subscribers: Redis[] | undefined;
 
-  /** `openers`: one per node, each opening that node's subscriber connection. */
-  constructor(openers: ReadonlyArray<() => Redis>) {
+  /**
+   * `openers`: one per node, each opening that node's subscriber connection. `keyPrefix` is put before
+   * the inbox's name (`<keyPrefix>dlock-redlock-inbox:<16 random hex digits>`), so an ACL that scopes
+   * this provider's channels by prefix covers it.
+   */
+  constructor(openers: ReadonlyArray<() => Redis>, keyPrefix = '') {
     this.#openers = openers;
+    this.inbox = `${keyPrefix}dlock-redlock-inbox:${randomBytes(8).toString('hex')}`;
+  }
+
+  /** Whether every node has answered the inbox's SUBSCRIBE: from then on no admit notice is missed. */
+  get inboxConfirmed(): boolean {
+    return this.#inboxConfirmed;
+  }
+
+  /**
+   * Calls `listener` when an admit notice names `owner` (a lock request's owner value). `ready`
+   * settles once every node has answered the inbox's subscription (or failed it).
+   */
+  listenForAdmit(owner: string, listener: () => void): ReleaseSubscription {
+    if (!this.#inboxReady) {
+      const subscribed = this.#connections().map((subscriber) => subscriber.subscribe(this.inbox));
+      this.#inboxReady = Promise.allSettled(subscribed).then(() => {
+        this.#inboxConfirmed = true;
+      });
+    }
+    this.#admits.set(owner, listener);
+    return {
+      ready: this.#inboxReady,
+      close: () => {
+        if (this.#admits.get(owner) === listener) this.#admits.delete(owner);
+      },
+    };
   }
 
   subscribe(channelName: string, listener: () => void): ReleaseSubscription {
@@ -68,6 +113,7 @@ export class ReleaseNotices {
 
   async close(): Promise<void> {
     this.#channels.clear();
+    this.#admits.clear();
     this.#unsubscribeWhenReady.clear();
     const subscribers = this.#subscribers ?? [];
     this.#subscribers = [];
@@ -79,7 +125,11 @@ export class ReleaseNotices {
       this.#subscribers = this.#openers.map((open) => {
         const subscriber = open();
         subscriber.on('error', () => {});
-        subscriber.on('message', (channelName: string) => {
+        subscriber.on('message', (channelName: string, message: string) => {
+          if (channelName === this.inbox) {
+            if (message.startsWith(ADMIT)) this.#admits.get(message.slice(ADMIT.length))?.();
+            return;
+          }
           for (const listener of this.#channels.get(channelName)?.listeners ?? []) listener();
         });
         const waiting = new Set<string>();

@@ -48,6 +48,17 @@ describe('timed-out waiters leave nothing behind (issue 12 #6)', () => {
           numsub: numsub.reduce((sum, count) => sum + count, 0),
           channels: (await Promise.all(operator.map((client) => client.pubsub('CHANNELS', `${key}*`)))).flat()
             .length,
+          // The waiting line's keys on every node: withdrawn waiters leave it (and it lapses by itself).
+          inLine: (
+            await Promise.all(operator.map((client) => client.zcard(`${key}:lock-queue:queue`)))
+          ).reduce((sum, count) => sum + count, 0),
+          lineKeys: (
+            await Promise.all(
+              operator.map((client) =>
+                client.exists(`${key}:lock-queue`, `${key}:lock-queue:expiry`, `${key}:lock-queue:queue`),
+              ),
+            )
+          ).reduce((sum, count) => sum + count, 0),
           commandListeners: clients.reduce((sum, client) => sum + listenersOn(client), 0),
           subscriberListeners: subscribers.reduce((sum, client) => sum + listenersOn(client), 0),
           timers: process.getActiveResourcesInfo().filter((kind) => kind === 'Timeout').length,
@@ -64,7 +75,7 @@ describe('timed-out waiters leave nothing behind (issue 12 #6)', () => {
       let done = 0;
       let timedOut = 0;
       let unavailable = 0;
-      let peakNumsub = 0;
+      let peakInLine = 0;
       while (done < ACQUIRES && performance.now() - started < TIME_BUDGET_MS) {
         const batch = Array.from({ length: AT_ONCE }, () =>
           waiter.acquire(key, { waitMs: 10 }).then(
@@ -79,10 +90,10 @@ describe('timed-out waiters leave nothing behind (issue 12 #6)', () => {
             },
           ),
         );
-        // Sampled while a batch waits, for the report (test/library.test.ts shows waiters subscribe).
+        // Sampled while a batch waits, for the report (test/library.test.ts shows waiters wait in line).
         if (done % 200 === 0) {
           await sleep(3);
-          peakNumsub = Math.max(peakNumsub, (await measure()).numsub);
+          peakInLine = Math.max(peakInLine, (await measure()).inLine);
         }
         await Promise.all(batch);
         done += AT_ONCE;
@@ -94,10 +105,12 @@ describe('timed-out waiters leave nothing behind (issue 12 #6)', () => {
       expect(await eventually(async () => (await measure()).numsub === 0, 10_000)).toBe(true);
       const after = await measure();
       console.log(
-        `[redlock] ${ACQUIRES} acquires gave up in ${Math.round(churnMs)} ms (${timedOut} timed out, ${unavailable} unavailable; PUBSUB NUMSUB summed over the nodes ` +
-          `peaked at ${peakNumsub}): before ${JSON.stringify(before)}, after ${JSON.stringify(after)}`,
+        `[redlock] ${ACQUIRES} acquires gave up in ${Math.round(churnMs)} ms (${timedOut} timed out, ${unavailable} unavailable; places in line summed over the nodes ` +
+          `peaked at ${peakInLine}): before ${JSON.stringify(before)}, after ${JSON.stringify(after)}`,
       );
       expect(after.numsub).toBe(before.numsub);
+      expect(before.lineKeys).toBe(0);
+      expect(after.lineKeys).toBe(0);
       expect(after.channels).toBe(before.channels);
       expect(after.commandListeners).toBe(before.commandListeners);
       expect(after.subscriberListeners).toBe(before.subscriberListeners);

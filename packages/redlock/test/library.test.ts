@@ -62,6 +62,53 @@ describe('layout shared with the redlock library', () => {
     expect(await noResidueWithin(operator, key, 2_000)).toBe(true);
   });
 
+  it('a redlock client that ignores the waiting line is still excluded while dlock waiters queue', async () => {
+    const key = freshKey('line-interop');
+    const dlock = Array.from({ length: 4 }, () => open());
+    // The library with retries (its own 200 ms delay): it takes the key whenever it finds it free.
+    const peers = [0, 1].map(() => {
+      const clients = cluster.urls.map(
+        (url) => new Redis(url, { commandTimeout: 2_000, maxRetriesPerRequest: 0 }),
+      );
+      libraryClients.push(...clients);
+      return new Redlock(clients, { retryCount: -1 });
+    });
+    let inside = 0;
+    let mostInside = 0;
+    const byDlock = dlock.map(() => 0);
+    let byPeers = 0;
+    const deadline = performance.now() + 1_500;
+    const hold = async (release: () => Promise<unknown>) => {
+      inside++;
+      mostInside = Math.max(mostInside, inside);
+      await sleep(1);
+      inside--;
+      await release();
+    };
+    await Promise.all([
+      ...dlock.map(async (provider, index) => {
+        for (let round = 0; round < 500 && performance.now() < deadline; round++) {
+          const lease = await provider.acquire(key, { ttlMs: 10_000, waitMs: 20_000 });
+          byDlock[index]!++;
+          await hold(() => lease.release());
+        }
+      }),
+      ...peers.map(async (redlock) => {
+        for (let round = 0; round < 500 && performance.now() < deadline; round++) {
+          const lock = await redlock.acquire([key], 10_000);
+          byPeers++;
+          await hold(() => redlock.release(lock));
+          // Some work between locks: back to back, the library's retries can starve the line for long
+          // (its release admits nobody, so dlock's head notices at its 1 s place refresh).
+          await sleep(5);
+        }
+      }),
+    ]);
+    console.log(`[redlock] line interop: dlock contenders ${byDlock.join(', ')}; redlock library ${byPeers}`);
+    expect(mostInside).toBe(1);
+    expect(byDlock.every((count) => count > 0)).toBe(true);
+  }, 30_000);
+
   it('stores "<32 random hex digits>:<identity>" at keyPrefix + key on every node', async () => {
     const key = freshKey('layout');
     const provider = open({ keyPrefix: 'app:', identity: 'worker-7' });
@@ -126,13 +173,15 @@ describe('waiting', () => {
     await operator[2]!.set(key, 'owner-y', 'PX', 10_000);
     const waiter = open({ identity: 'waiter', fallbackRecheckMs: 5_000 });
     const waiting = waiter.acquire(key, { waitMs: 3_000 }).catch((error: unknown) => error);
-    // Its first attempt wins nodes 4 and 5, fails, and then it subscribes to release notices. From then
-    // on, between attempts, while it still waits, nodes 4 and 5 must be free again.
-    const subscribed = await eventually(async () => {
-      const counts = await Promise.all(operator.map((client) => client.pubsub('NUMSUB', `${key}:released`)));
-      return counts.some((count) => Number(count[1]) > 0);
+    // Its first attempt wins nodes 4 and 5, fails, and waits in line on nodes 1 to 3. From then on,
+    // between attempts, while it still waits, nodes 4 and 5 must be free again.
+    const queued = await eventually(async () => {
+      const lengths = await Promise.all(
+        operator.slice(0, 3).map((client) => client.zcard(`${key}:lock-queue:queue`)),
+      );
+      return lengths.every((length) => length === 1);
     }, 2_000);
-    expect(subscribed).toBe(true);
+    expect(queued).toBe(true);
     const freeWhileWaiting = await eventually(async () => {
       const values = await Promise.all(operator.slice(3).map((client) => client.get(key)));
       return values.every((value) => value === null) && (await storedValues(operator, key)).length === 3;
@@ -143,21 +192,99 @@ describe('waiting', () => {
     await Promise.all(operator.map((client) => client.del(key)));
   });
 
-  it('drops its release-notice subscriptions once the waiters are done', async () => {
-    const key = freshKey('unsubscribe');
-    const [holder, waiter] = [open(), open()];
+  it('waits in line on every node, listening on its inbox, and leaves no line behind once done', async () => {
+    const key = freshKey('line');
+    const [holder, waiter] = [open(), open({ identity: 'waiter' })];
     const lease = await holder.acquire(key, { ttlMs: 10_000 });
-    const waiting = waiter.acquire(key, { ttlMs: 10_000, waitMs: 5_000 });
-    const subscribers = async () => {
+    const waiting = waiter.acquire(key, { ttlMs: 10_000, waitMs: 60_000 });
+    // Awaited below; should an expectation fail first, closing the provider must not leave it unhandled.
+    waiting.catch(() => {});
+    // Whether the waiter is in each node's line (the holder may be too, on a node its attempt reached
+    // after the waiter's, until its release).
+    const inLine = () =>
+      Promise.all(
+        operator.map(async (client) =>
+          (await client.zrange(`${key}:lock-queue:queue`, 0, -1)).some((owner) => owner.endsWith(':waiter')),
+        ),
+      );
+    const lineKeys = async () => {
       const counts = await Promise.all(
-        operator.map(async (client) => Number((await client.pubsub('NUMSUB', `${key}:released`))[1])),
+        operator.map((client) =>
+          client.exists(`${key}:lock-queue`, `${key}:lock-queue:expiry`, `${key}:lock-queue:queue`),
+        ),
       );
       return counts.reduce((sum, count) => sum + count, 0);
     };
-    expect(await eventually(async () => (await subscribers()) === 5, 2_000)).toBe(true);
+    // The guarantee: a waiter held up by a lease is in every node's line (it joins on its first attempt
+    // with the line's script, and keeps its place until it leaves); how soon depends on the machine, so
+    // the bound is generous (a place is refreshed at least every second).
+    const everywhere = await eventually(async () => (await inLine()).every(Boolean), 15_000);
+    // On failure, what each node holds: the key's value and its line.
+    const nodes = await Promise.all(
+      operator.map(async (client) => [
+        await client.get(key),
+        await client.zrange(`${key}:lock-queue:queue`, 0, -1),
+      ]),
+    );
+    expect(everywhere, JSON.stringify(nodes)).toBe(true);
+    // The waiter's provider listens on one inbox channel on every node (the holder's never waited). Its
+    // subscriber connections are opened on its first wait, and on a busy machine a node's SUBSCRIBE may
+    // still be on its way when the waiter's places are taken (the places are refreshed every second,
+    // so an admit missed meanwhile costs at most that): every node has it soon after.
+    const inboxes = async () =>
+      (await Promise.all(operator.map((client) => client.pubsub('CHANNELS', 'dlock-redlock-inbox:*')))).map(
+        (channels) => (channels as string[]).length,
+      );
+    expect(await eventually(async () => (await inboxes()).every((count) => count === 1), 10_000)).toBe(true);
+    expect(await inboxes()).toEqual([1, 1, 1, 1, 1]);
     await lease.release();
     await (await waiting).release();
-    expect(await eventually(async () => (await subscribers()) === 0, 2_000)).toBe(true);
+    expect(await lineKeys()).toBe(0);
+  }, 60_000);
+
+  it('hands the lock to waiters in the order they first tried, waking only the head on each release', async () => {
+    const key = freshKey('fifo');
+    const holder = open({ identity: 'holder' });
+    const lease = await holder.acquire(key, { ttlMs: 10_000 });
+    // Admit notices published on one node, whoever they are for.
+    const observer = operator[0]!.duplicate();
+    const admits: string[] = [];
+    observer.on('pmessage', (_pattern: string, _channel: string, message: string) => admits.push(message));
+    await observer.psubscribe('dlock-redlock-inbox:*');
+    try {
+      const order: string[] = [];
+      const waiters: Array<Promise<void>> = [];
+      for (const name of ['first', 'second', 'third']) {
+        const provider = open({ identity: name });
+        waiters.push(
+          provider.acquire(key, { ttlMs: 10_000, waitMs: 20_000 }).then(async (next) => {
+            order.push(name);
+            await next.release();
+          }),
+        );
+        // Each is in line on every node before the next one first tries.
+        expect(
+          await eventually(
+            async () =>
+              (await Promise.all(operator.map((client) => client.zcard(`${key}:lock-queue:queue`)))).every(
+                (length) => length === waiters.length,
+              ),
+            5_000,
+          ),
+        ).toBe(true);
+      }
+      await lease.release();
+      await Promise.all(waiters);
+      expect(order).toEqual(['first', 'second', 'third']);
+      // Admits on this node go to the waiter then at the head only, in turn (the holder's release
+      // admits the first, the first's the second, the second's the third; the third's release finds
+      // nobody in line). A head admitted before the release reached every node may be admitted again.
+      expect(await eventually(async () => admits.length >= 3, 2_000)).toBe(true);
+      const admitted = admits.map((message) => message.split(':').at(-1));
+      expect(admitted.filter((name, i) => name !== admitted[i - 1])).toEqual(['first', 'second', 'third']);
+    } finally {
+      observer.disconnect();
+    }
   });
 });
 

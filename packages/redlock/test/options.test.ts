@@ -57,6 +57,25 @@ describe('createRedlockProvider options', () => {
     );
   });
 
+  it('refuses lock names whose key ends like a waiting line key (keyPrefix included)', async () => {
+    const provider = createRedlockProvider({ urls: threeUrls, keyPrefix: 'app:', connectTimeoutMs: 100 });
+    try {
+      for (const key of [
+        'a:lock-queue',
+        'a:lock-queue:expiry',
+        'a:lock-queue:queue',
+        'a:lock-queue:handoff',
+      ]) {
+        const error = await provider.acquire(key, { ttlMs: 1_000 }).catch((caught: unknown) => caught);
+        expect(error).toBeInstanceOf(InvalidArgumentError);
+        expect((error as InvalidArgumentError).field).toBe('key');
+        expect((error as Error).message).toContain(':lock-queue');
+      }
+    } finally {
+      await provider.close();
+    }
+  });
+
   it('fits the retry defaults to the timeouts: an outage of a few connect-and-command rounds is ridden out', () => {
     expect(redlockRetryDefaults({ connectTimeoutMs: 2_000, commandTimeoutMs: 2_000 })).toEqual({
       outageMs: 15_000,
