@@ -19,7 +19,7 @@ export const PLACE_REFRESH_MS = PLACE_MS / 2;
  * Entries: `h:<permits>:<token>:<identity>` for a permit holder, `w:<permits>` for a permit waiter,
  * `w:<permits>:<wake-up channel>` for a lock waiter (the channel its admit notice goes to).
  */
-export const QUEUE_PRELUDE = `
+export const QUEUE_PRELUDE: string = `
 local function server_time_us()
   local t = redis.call('TIME')
   return tonumber(t[1]) * 1000000 + tonumber(t[2])

@@ -249,7 +249,7 @@ export function lockGuarantees(kit: KitContext): Guarantee[] {
       skipReason: () =>
         kit.first.capabilities.fairness === 'fifo'
           ? undefined
-          : "the backend declares fairness 'none': waiters race for the lock when it frees up",
+          : "the backend declares fairness 'none': the order in which waiters get the lock is not promised (its README says why)",
       run: async () => {
         const key = freshKey('fifo');
         const waiters = await Promise.all(Array.from({ length: 5 }, open));
