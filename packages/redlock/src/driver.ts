@@ -238,7 +238,7 @@ export class RedlockDriver implements LockDriver<RedlockHandle, RedlockTicket> {
               ownerValue: current.ownerValue,
               validUntil,
               released: false,
-              contended: ticket !== undefined || current.metLine,
+              contended: full || ticket !== undefined || current.metLine,
             },
           },
         };
