@@ -179,30 +179,18 @@ describe('redlock waiting line with a dead node', () => {
       );
     }
     await Promise.all(providers.map((provider) => connected(provider)));
-    const holds: Array<{ enter: number; exit: number }> = [];
-    let inside = 0;
-    let mostInside = 0;
     const startedAt = performance.now();
-    const contend = async (provider: LockProvider) => {
-      for (let round = 0; round < 2_000 && performance.now() - startedAt < RUN_MS; round++) {
-        const lease = await provider.acquire(key, { ttlMs: 1_000, waitMs: 20_000 });
-        const enter = performance.now();
-        inside++;
-        mostInside = Math.max(mostInside, inside);
-        await sleep(2);
-        inside--;
-        holds.push({ enter, exit: performance.now() });
-        await lease.release();
-      }
-    };
-    const killing = sleep(KILL_AFTER_MS).then(() => cluster!.nodes[1]!.kill());
-    await Promise.all([...providers.map(contend), killing]);
-    holds.sort((a, b) => a.enter - b.enter);
+    const { holds, mostInside } = await contendFor(
+      key,
+      RUN_MS,
+      async () => {
+        await sleep(KILL_AFTER_MS);
+        await cluster!.nodes[1]!.kill();
+      },
+      1_000,
+    );
     const afterKill = holds.filter((hold) => hold.enter > startedAt + KILL_AFTER_MS);
-    let longestGapMs = 0;
-    for (let i = 1; i < holds.length; i++) {
-      longestGapMs = Math.max(longestGapMs, holds[i]!.enter - holds[i - 1]!.exit);
-    }
+    const longestGapMs = longestGap(holds);
     console.log(
       `[redlock] dead node: ${holds.length} holds (${afterKill.length} after the kill), longest gap with no holder ${longestGapMs.toFixed(0)} ms`,
     );
@@ -321,11 +309,15 @@ interface Hold {
   exit: number;
 }
 
-/** CONTENDERS providers loop acquire → 2 ms → release on `key` for `runMs` while `fault` runs. */
+/**
+ * The providers loop acquire (lease of `ttlMs`) → 2 ms → release on `key` for `runMs` while `fault`
+ * runs: every hold, sorted by start, and the most holders inside at once.
+ */
 async function contendFor(
   key: string,
   runMs: number,
   fault: () => Promise<void>,
+  ttlMs = 2_000,
 ): Promise<{ holds: Hold[]; mostInside: number }> {
   const holds: Hold[] = [];
   let inside = 0;
@@ -333,7 +325,7 @@ async function contendFor(
   const startedAt = performance.now();
   const contend = async (provider: LockProvider) => {
     for (let round = 0; round < 5_000 && performance.now() - startedAt < runMs; round++) {
-      const lease = await provider.acquire(key, { ttlMs: 2_000, waitMs: 30_000 });
+      const lease = await provider.acquire(key, { ttlMs, waitMs: 30_000 });
       const enter = performance.now();
       inside++;
       mostInside = Math.max(mostInside, inside);
