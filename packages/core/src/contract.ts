@@ -96,8 +96,12 @@ export interface LockProvider extends AsyncDisposable {
    */
   close(): Promise<void>;
   /**
-   * Push stream of holder changes for `key`: yields the current holder first, then every change,
-   * until `signal` aborts. Present only where the backend can push (watches, keyspace events).
+   * Push stream of holder changes for `key`: yields the current holder first, then each change the
+   * backend reports, until `signal` aborts. Each value is read after a watch fires, so changes closer
+   * together than one read coalesce: a holder that came and went in between can be skipped, and the
+   * same holder is never yielded twice in a row. The last value yielded always catches up with the
+   * current holder (Go's concurrency.Election.Observe and ZooKeeper's one-shot watches behave the
+   * same). Present only where the backend can push (watches, keyspace events).
    */
   watchHolder?(key: string, signal: AbortSignal): AsyncIterable<HolderInfo | null>;
   /**

@@ -59,7 +59,10 @@ export interface EtcdProviderOptions extends Omit<ProviderOptions, 'election'> {
 
 /** `provider.election`: Go's concurrency.Election on the same session. */
 export interface EtcdElectionProvider extends LockProvider {
-  /** Go's Election.Observe: the current leader first, then every change (a watch on the election's prefix). */
+  /**
+   * Go's Election.Observe: the current leader first, then each change (a watch on the election's
+   * prefix; coalesced, see LockProvider.watchHolder).
+   */
   watchHolder(name: string, signal: AbortSignal): AsyncIterable<HolderInfo | null>;
   /**
    * Go's Election.Proclaim: while `leadership` (a lease from this provider's `acquire`, i.e. a won
@@ -79,7 +82,10 @@ export interface EtcdFaults {
 
 export interface EtcdLockProvider extends LockProvider {
   readonly election: EtcdElectionProvider;
-  /** The current holder first, then every change (a watch on the lock's prefix). */
+  /**
+   * The current holder first, then each change (a watch on the lock's prefix; coalesced, see
+   * LockProvider.watchHolder).
+   */
   watchHolder(key: string, signal: AbortSignal): AsyncIterable<HolderInfo | null>;
   /** The current session's lease id in hex (as `etcdctl lease list` prints it), if a session is live. */
   readonly sessionLeaseId: string | undefined;

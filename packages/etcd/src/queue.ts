@@ -166,7 +166,8 @@ export class RevisionQueueDriver implements LockDriver<QueueEntry, QueueTicket> 
   }
 
   /**
-   * Go's Election.Observe: the current holder, then every change, from a watch on the prefix. The
+   * Go's Election.Observe: the current holder, then each change (coalesced, see
+   * LockProvider.watchHolder), from a watch on the prefix. The
    * first read fails fast (BackendUnavailableError) when etcd cannot be read. After that, an outage is
    * ridden out: the watch stays registered, the watch stream is reopened as soon as etcd is reachable
    * again, and the holder is read again right then, so a change during the outage (a holder that

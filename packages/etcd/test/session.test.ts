@@ -2,7 +2,7 @@ import { LockLostError } from '@dlock/core';
 import { type EtcdServer, startEtcd } from '@dlock/testkit';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { EtcdLockProvider } from '../src/index.js';
-import { RawEtcd, openProvider, sleep } from './etcd.js';
+import { RawEtcd, openProvider, sleep, within } from './etcd.js';
 
 let server: EtcdServer;
 let raw: RawEtcd;
@@ -118,24 +118,30 @@ describe('key layout and the session lease', () => {
 });
 
 describe('watchHolder and the native election (Go concurrency.Election)', () => {
-  it('watchHolder yields the current holder first, then every change', async () => {
+  it('watchHolder yields the current holder first, then each change it observes', async () => {
     const [a, b] = [open('holder-a'), open('holder-b')];
     const name = freshName('watch');
     const first = await a.acquire(name);
     const seen: Array<string | null> = [];
     const stop = new AbortController();
     const watching = (async () => {
-      for await (const holder of a.watchHolder(name, stop.signal)) {
-        seen.push(holder?.identity ?? null);
-        if (seen.length === 3) stop.abort();
-      }
+      for await (const holder of a.watchHolder(name, stop.signal)) seen.push(holder?.identity ?? null);
     })();
-    await sleep(200);
-    const second = b.acquire(name, { waitMs: 5_000 });
-    await sleep(100);
-    await first.release();
-    await (await second).release();
-    await watching;
+    try {
+      await within('the current holder is reported', 5_000, async () => seen.length === 1);
+      const second = b.acquire(name, { waitMs: 5_000 });
+      await within('b is in line', 5_000, async () => (await raw.keys(`dlock/${name}/`)).length === 2);
+      await first.release();
+      const next = await second;
+      // Changes closer together than one read may coalesce (the contract), so each state is awaited
+      // before the next change is made.
+      await within('the hand-off is reported', 5_000, async () => seen.length === 2);
+      await next.release();
+      await within('the release is reported', 5_000, async () => seen.length === 3);
+    } finally {
+      stop.abort();
+      await watching;
+    }
     expect(seen).toEqual(['holder-a', 'holder-b', null]);
   });
 

@@ -141,7 +141,7 @@ export class ZooKeeperLockDriver extends QueueDriver implements LockDriver<Queue
   }
 
   /**
-   * The holder now, then every change, until `signal` aborts. Every await (opening a session, which
+   * The holder now, then each change (coalesced, see LockProvider.watchHolder), until `signal` aborts. Every await (opening a session, which
    * can take connectTimeoutMs; a read while reconnecting) ends as soon as the signal aborts, and no
    * listener is added to a signal that has already aborted (dlock issue 12).
    */

@@ -241,7 +241,8 @@ export class LeaderElector {
   }
 
   /**
-   * Leader changes as the backend reports them: the current leader (or null) first, then every change,
+   * Leader changes as the backend reports them: the current leader (or null) first, then each change
+   * observed (changes closer together than one read or poll coalesce, see LockProvider.watchHolder),
    * until `signal` aborts or the loop breaks. Independent of run(): observers need not campaign.
    */
   observe(signal?: AbortSignal): AsyncGenerator<HolderInfo | null, void, undefined> {
