@@ -35,8 +35,9 @@ export async function main(log: (line: string) => void = console.log): Promise<L
     const elector = new LeaderElector(provider, {
       key: 'orders-service/leader',
       identity,
-      leaseDurationMs: 900,
-      renewDeadlineMs: 600,
+      // Short for a demo, with room for a busy machine: a term survives a stall of up to 2 s.
+      leaseDurationMs: 3_000,
+      renewDeadlineMs: 2_000,
       retryPeriodMs: 200,
       releaseOnCancel: true,
       onNewLeader: (leader) => {
@@ -45,16 +46,17 @@ export async function main(log: (line: string) => void = console.log): Promise<L
       },
     });
     const running = elector.run(stop.signal);
-    // The sync takes 500 ms — longer than lockAtMostForMs: only the watchdog's renewals keep the lock.
+    // The sync takes 1 s — longer than lockAtMostForMs: only the watchdog's renewals (every 200 ms)
+    // keep the lock.
     const job = scheduleExclusive(
       provider,
-      { name: 'orders-sync', every: 300, elector, lockAtMostForMs: 250, lockAtLeastForMs: 50 },
+      { name: 'orders-sync', every: 300, elector, lockAtMostForMs: 600, lockAtLeastForMs: 50 },
       async (signal, tick) => {
         runs.push(identity);
         active++;
         maxConcurrent = Math.max(maxConcurrent, active);
         log(`${identity}: sync of ${tick.scheduledAt.toISOString()} (fencing token ${tick.token})`);
-        await new Promise((resolve) => setTimeout(resolve, 500));
+        await new Promise((resolve) => setTimeout(resolve, 1_000));
         // stop() also aborts a running sync; only a lost lock counts as a failure here.
         if (signal.aborted && signal.reason instanceof LockLostError) lostLocks++;
         active--;
@@ -65,7 +67,7 @@ export async function main(log: (line: string) => void = console.log): Promise<L
 
   // The latch: nothing starts until the first election is known everywhere.
   await Promise.all(instances.map((instance) => instance.firstElection));
-  await new Promise((resolve) => setTimeout(resolve, 2_000));
+  await new Promise((resolve) => setTimeout(resolve, 3_000));
   await Promise.all(instances.map((instance) => instance.job.stop()));
   const leader = instances.find((instance) => instance.elector.isLeader())?.identity ?? 'nobody';
   stop.abort();

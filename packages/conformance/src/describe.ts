@@ -51,6 +51,25 @@ export function describeLockProvider(
       providers.push(provider);
       return provider;
     },
+    openWarm: async () => {
+      const provider = await kit.open();
+      const warm = await provider.tryAcquire(kit.freshKey('warm'), { ttlMs: 10_000 });
+      await warm?.release();
+      return provider;
+    },
+    inLine: async (key, count) => {
+      const inspect = kit.first.inspect?.bind(kit.first);
+      const shown = inspect ? (await inspect(key)).waiters : undefined;
+      if (!inspect || shown === undefined) {
+        await sleep(60);
+        return;
+      }
+      const reached = await eventually(
+        async () => ((await inspect(key)).waiters?.length ?? 0) >= count,
+        connectTimeoutMs + marginMs,
+      );
+      expect(reached, `${count} request(s) waiting in line on ${key}`).toBe(true);
+    },
     factory,
     track: (provider) => {
       providers.push(provider);

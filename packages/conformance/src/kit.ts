@@ -107,6 +107,19 @@ export interface KitContext {
   readonly first: LockProvider;
   /** A new provider from the factory, closed at the end of the run. */
   open(): Promise<LockProvider>;
+  /**
+   * Like open(), after one tryAcquire + release on a key of its own: its connection (and session)
+   * is open, so its next request is sent at once. Guarantees that set up an arrival order, or time
+   * one call, use it: a new provider's first request waits for its connect (an etcd lease grant, a
+   * ZooKeeper session), which a busy machine can stretch past the pause between two arrivals.
+   */
+  openWarm(): Promise<LockProvider>;
+  /**
+   * Resolves once `count` requests wait in line on lock `key`, where the backend shows its line
+   * (`inspect().waiters`); elsewhere after a 60 ms pause. Fails the guarantee when the line is not
+   * reached within connectTimeoutMs + marginMs.
+   */
+  inLine(key: string, count: number): Promise<void>;
   /** A new provider that the kit does not close (a guarantee that crashes it). */
   factory(): Promise<LockProvider>;
   /** Close `provider` at the end of the run. */

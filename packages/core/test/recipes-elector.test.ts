@@ -21,6 +21,11 @@ import {
 import { invalidField, sleep, until } from './recipes-support.js';
 
 const fast = { leaseDurationMs: 600, renewDeadlineMs: 400, retryPeriodMs: 100 } as const;
+/**
+ * For guarantees that one term lasts: a renew deadline that outlives a 2 s stall of a busy machine
+ * (the fast one ends a term at a 400 ms stall, which is the elector working, not a defect).
+ */
+const steady = { leaseDurationMs: 3_000, renewDeadlineMs: 2_000, retryPeriodMs: 100 } as const;
 
 /** One elector per simulated instance, each over its own provider on one shared store. */
 class Instance {
@@ -148,7 +153,7 @@ describe('LeaderElector: configuration', () => {
 
 describe('LeaderElector: callbacks', () => {
   it('elects exactly one leader and tells every instance who it is', async () => {
-    const group = instances(3).map((instance) => instance.start());
+    const group = instances(3, steady).map((instance) => instance.start());
     await until(() => leadersAmong(group).length === 1, 5_000, 'a leader');
     const [leader] = leadersAmong(group);
     await until(
@@ -158,14 +163,15 @@ describe('LeaderElector: callbacks', () => {
     );
     for (const instance of group) expect(instance.leaders).toEqual([leader?.name]);
     expect(leader?.events).toEqual(['started']);
-    await sleep(fast.leaseDurationMs * 2);
+    // Twelve renewals later: the same leader, and nobody started or stopped a term.
+    await sleep(steady.retryPeriodMs * 12);
     expect(leadersAmong(group)).toEqual([leader]);
     expect(group.flatMap((instance) => instance.events)).toEqual(['started']);
     expect(group.flatMap((instance) => instance.errors)).toEqual([]);
   });
 
   it('on cancel with releaseOnCancel: onStoppedLeading once, then a new leader long before the lease would expire', async () => {
-    const group = instances(3, { releaseOnCancel: true }).map((instance) => instance.start());
+    const group = instances(3, { ...steady, releaseOnCancel: true }).map((instance) => instance.start());
     await until(() => leadersAmong(group).length === 1);
     const [first] = leadersAmong(group);
     if (!first) throw new Error('no leader');
@@ -176,7 +182,7 @@ describe('LeaderElector: callbacks', () => {
     expect(first.events).toEqual(['started', 'stopped']);
     const rest = group.filter((instance) => instance !== first);
     await until(() => leadersAmong(rest).length === 1, 5_000, 'a new leader');
-    expect(performance.now() - cancelledAt).toBeLessThan(fast.leaseDurationMs);
+    expect(performance.now() - cancelledAt).toBeLessThan(steady.leaseDurationMs);
     const [second] = leadersAmong(rest);
     await until(
       () => rest.every((instance) => instance.leaders.at(-1) === second?.name),
@@ -293,9 +299,10 @@ describe('LeaderElector: callbacks', () => {
   });
 
   it('resign() hands over to a waiting instance and campaigns again only after retryPeriod', async () => {
-    const group = instances(2, { retryPeriodMs: 300, renewDeadlineMs: 400 }).map((instance) =>
-      instance.start(),
-    );
+    // A retry period long against a busy machine's stall: the waiting instance, woken by the release,
+    // must lead before the resigned one campaigns again.
+    const slowRetry = { retryPeriodMs: 1_000, renewDeadlineMs: 1_500, leaseDurationMs: 2_000 };
+    const group = instances(2, slowRetry).map((instance) => instance.start());
     await until(() => leadersAmong(group).length === 1);
     const [first] = leadersAmong(group);
     const second = group.find((instance) => instance !== first);
@@ -303,10 +310,10 @@ describe('LeaderElector: callbacks', () => {
     await first?.elector.resign();
     expect(first?.events).toEqual(['started', 'stopped']);
     expect(first?.elector.isLeader()).toBe(false);
-    await until(() => second?.elector.isLeader() ?? false, 1_000, 'the waiting instance');
-    expect(performance.now() - resignedAt).toBeLessThan(200);
+    await until(() => second?.elector.isLeader() ?? false, slowRetry.retryPeriodMs, 'the waiting instance');
+    expect(performance.now() - resignedAt).toBeLessThan(slowRetry.retryPeriodMs);
     await second?.elector.resign();
-    await until(() => first?.elector.isLeader() ?? false, 2_000, 'the first instance again');
+    await until(() => first?.elector.isLeader() ?? false, 5_000, 'the first instance again');
     expect(first?.events).toEqual(['started', 'stopped', 'started']);
     await first?.elector.resign();
     expect(await new Instance(createMemoryProvider(), 'idle').elector.resign()).toBeUndefined();

@@ -155,19 +155,20 @@ describe("scheduleExclusive in mode 'leader' (ShedLock semantics)", () => {
         maxActive = Math.max(maxActive, active);
         slowSignal ??= signal;
         // The first run outlasts lockAtMostForMs three times over: only renewal keeps others out.
-        await sleep(runs.length === 1 ? 900 : 5);
+        await sleep(runs.length === 1 ? 3_000 : 5);
         active--;
       };
-    const options = { name: 'slow', every: 100, lockAtMostForMs: 300, lockAtLeastForMs: 20 };
+    // lockAtMostForMs long enough that a renewal survives a busy machine's stall of half a second.
+    const options = { name: 'slow', every: 100, lockAtMostForMs: 1_000, lockAtLeastForMs: 20 };
     schedule(a, options, job(0));
     schedule(b, options, job(1));
-    await until(() => runs.length >= 3, 5_000, 'runs after the slow one');
+    await until(() => runs.length >= 3, 10_000, 'runs after the slow one');
     expect(maxActive).toBe(1);
     expect(slowSignal?.aborted).toBe(false);
     const [slow, next] = runs;
     expect(
       (next?.tick.scheduledAt.getTime() ?? 0) - (slow?.tick.scheduledAt.getTime() ?? 0),
-    ).toBeGreaterThanOrEqual(900);
+    ).toBeGreaterThanOrEqual(3_000);
   });
 
   it('aborts the job signal and reports LockLostError when its lock is lost mid-run — never silently', async () => {
@@ -203,7 +204,8 @@ describe("scheduleExclusive in mode 'leader' (ShedLock semantics)", () => {
   it('only the elected leader runs when given an elector', async () => {
     const store = new MemoryLockStore();
     const runs: Run[] = [];
-    const timings = { leaseDurationMs: 600, renewDeadlineMs: 400, retryPeriodMs: 100 };
+    // A leader that outlives a 2 s stall: a new leader would be the elector working, not a defect.
+    const timings = { leaseDurationMs: 3_000, renewDeadlineMs: 2_000, retryPeriodMs: 100 };
     const instances = memoryInstances(3, store).map((provider, instance) => {
       const elector = new LeaderElector(provider, { key: 'election', identity: `i${instance}`, ...timings });
       runElector(elector);

@@ -163,8 +163,11 @@ describe('waiting on the key that matters', () => {
     const r1 = await queue('r1', 'read');
     const w2 = await queue('w2', 'write');
     const r2 = await queue('r2', 'read');
+    // One watch per waiter, created after its key: awaited, then held for 300 ms (more is a herd).
+    const watches = async () => (await serverWatchers(etcd.server.endpoint)) - watchersBefore;
+    await within('one watch per waiter', 5_000, async () => (await watches()) >= 3);
     await sleep(300);
-    expect((await serverWatchers(etcd.server.endpoint)) - watchersBefore).toBe(3);
+    expect(await watches()).toBe(3);
 
     const txnsBefore = await txnsStarted(etcd.server.endpoint);
     await first.release();

@@ -168,9 +168,13 @@ describe('waiting without a herd', () => {
     const [first] = await queueWaiters(name, 2, 1, 2);
     if (!first) throw new Error('no waiter was queued');
     const rest = await queueWaiters(name, 2, 4, 3, 20);
+    // Five waiters, one watch each: the first on the queue, every other on the key just ahead. A
+    // waiter's watch is created after its key (its own watch stream), so the count is awaited, then
+    // held for 300 ms: a sixth watch would be a herd.
+    const watches = async () => (await serverWatchers(etcd.server.endpoint)) - watchersBefore;
+    await within('one watch per waiter', 5_000, async () => (await watches()) >= 5);
     await sleep(300);
-    // Five waiters, one watch each: the first on the queue, every other on the key just ahead.
-    expect((await serverWatchers(etcd.server.endpoint)) - watchersBefore).toBe(5);
+    expect(await watches()).toBe(5);
 
     const txnsBefore = await txnsStarted(etcd.server.endpoint);
     const releasedAt = performance.now();

@@ -1,4 +1,4 @@
-import { sleep } from '@dlock/conformance';
+import { eventually, sleep } from '@dlock/conformance';
 import { LockTimeoutError } from '@dlock/core';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { createRedisProvider, redisKeyLayout } from '../src/index.js';
@@ -50,7 +50,10 @@ describe('waiters that time out', () => {
     try {
       // One long enough wait first: the provider's subscriber connection exists from then on.
       await timedOut(300);
-      await sleep(100);
+      // Its SUBSCRIBE and the withdrawal of its place are sent, not awaited: both settle first.
+      const settled = async () =>
+        (await inboxes()) === 1 && (await lineKeys()) === 0 && (await numsub()) === 0;
+      expect(await eventually(settled, 10_000)).toBe(true);
       const before = await snapshot();
       const subscribesBefore = await subscribeCalls();
       const started = performance.now();
@@ -58,6 +61,8 @@ describe('waiters that time out', () => {
         await Promise.all(Array.from({ length: AT_ONCE }, () => timedOut()));
       }
       const churnMs = performance.now() - started;
+      // The last withdrawals settle within a bound (a leak never does).
+      await eventually(settled, 10_000);
       await sleep(100);
       const after = await snapshot();
       const subscribes = (await subscribeCalls()) - subscribesBefore;

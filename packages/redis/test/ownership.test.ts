@@ -1,4 +1,4 @@
-import { type HoldInterval, overlappingHolds, sleep } from '@dlock/conformance';
+import { type HoldInterval, eventually, overlappingHolds, sleep } from '@dlock/conformance';
 import { LockLostError, type LockProvider } from '@dlock/core';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { FOREIGN_HOLDER, createRedisProvider, redisKeyLayout } from '../src/index.js';
@@ -98,7 +98,8 @@ describe('redis provider: key layout', () => {
     expect(await raw.get(layout.fenceKey)).toBe(String(lease.token));
     expect(await provider.holder('orders')).toEqual({ identity: 'worker-7', token: lease.token });
     await lease.release();
-    await sleep(50);
+    // Delivered to another connection: awaited within a bound, then checked whole.
+    expect(await eventually(() => messages.length > 0, 2_000)).toBe(true);
     expect(messages).toEqual(['app:orders:released released']);
     expect(await raw.exists(layout.lockKey)).toBe(0);
     expect(await raw.get(layout.fenceKey)).toBe(String(lease.token));
@@ -128,6 +129,7 @@ describe('redis provider: connections', () => {
     await (await fromUrl.acquire('conn-url', { ttlMs: 5_000 })).release();
     const clientsBefore = await countClients();
     await fromUrl.close();
+    expect(await eventually(async () => (await countClients()) <= clientsBefore - 1, 2_000)).toBe(true);
     await sleep(100);
     expect(await countClients()).toBe(clientsBefore - 1);
   });

@@ -1,5 +1,6 @@
 import { fileURLToPath } from 'node:url';
 import { eventually, sleep } from '@dlock/conformance';
+import type { Lease } from '@dlock/core';
 import { startFaultProxy, startNodeProcess } from '@dlock/testkit';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { createRedisProvider, permitLayout, redisKeyLayout } from '../src/index.js';
@@ -11,16 +12,28 @@ beforeAll(() => redis.start());
 
 /**
  * The commands clients send while `work` runs, from MONITOR (which also shows the commands scripts
- * run, tagged "lua": those are left out, as are the monitor's own).
+ * run, tagged "lua": those are left out, as are the monitor's own). MONITOR's feed lags the commands,
+ * so the window closes 50 ms after `settled(seen)` holds (awaited for at most 2 s), or 50 ms after
+ * `work` without it.
  */
-async function clientCommands(work: () => Promise<unknown>): Promise<string[]> {
-  const monitor = await redis.raw().monitor();
+async function clientCommands(
+  work: () => Promise<unknown>,
+  settled?: (seen: readonly string[]) => boolean,
+): Promise<string[]> {
+  // Not ioredis' monitor(): its MONITOR reply and the first monitored line can arrive in one read,
+  // before ioredis marks the connection as monitoring, and monitor() then rejects with "Command queue
+  // state error" (ioredis#1981; bullmq#2505 hit the same). This connection enters MONITOR itself and
+  // its error listener (raw()) drops such lines, which come before the window anyway, as do the lines
+  // still arriving after disconnect().
+  const monitor = redis.raw({ monitor: true, lazyConnect: false });
+  expect(await eventually(() => monitor.status === 'monitoring', 5_000)).toBe(true);
   const seen: string[] = [];
   monitor.on('monitor', (_time: string, args: string[], source: string) => {
     if (source !== 'lua') seen.push(String(args[0]).toLowerCase());
   });
   await sleep(20);
   await work();
+  if (settled) await eventually(() => settled(seen), 2_000);
   await sleep(50);
   monitor.disconnect();
   return seen;
@@ -112,25 +125,28 @@ describe('redis semaphore and read-write lock: layout and protocol', () => {
     const held = await semaphore.acquire({ ttlMs: 10_000 });
     const order: number[] = [];
     const waiters = Array.from({ length: 5 }, () => redis.provider({ keyPrefix: '' }));
-    const granted = waiters.map(async (provider, index) => {
-      await sleep(index * 40);
-      const lease = await provider.semaphore(name, { limit: 1 }).acquire({ ttlMs: 10_000, waitMs: 10_000 });
-      order.push(index);
-      return lease;
-    });
-    expect(
-      await eventually(
-        async () => (await redis.raw().zcard(permitLayout(name, '', 'semaphore').queueKey)) === 5,
-        5_000,
-      ),
-    ).toBe(true);
-    await sleep(100);
-    // Within 300 ms of the release (before any waiter's 1 s place refresh): the release itself and the
-    // head waiter's one attempt (then it stops listening), not one attempt per waiter.
-    const sent = await clientCommands(async () => {
-      await held.release();
-      await sleep(300);
-    });
+    const inLine = async () => redis.raw().zcard(permitLayout(name, '', 'semaphore').queueKey);
+    const granted: Promise<Lease>[] = [];
+    for (const [index, provider] of waiters.entries()) {
+      // Each waiter is in line before the next starts: a new provider connects first, so a fixed
+      // stagger would not fix the order.
+      granted.push(
+        provider
+          .semaphore(name, { limit: 1 })
+          .acquire({ ttlMs: 10_000, waitMs: 10_000 })
+          .then((lease) => {
+            order.push(index);
+            return lease;
+          }),
+      );
+      expect(await eventually(async () => (await inLine()) === index + 1, 5_000)).toBe(true);
+    }
+    // Until the head holds and stops listening (well before any waiter's 1 s place refresh): the
+    // release itself and the head waiter's one attempt, not one attempt per waiter.
+    const sent = await clientCommands(
+      () => held.release(),
+      (seen) => order.length === 1 && seen.includes('unsubscribe'),
+    );
     expect(sent).toEqual(['evalsha', 'evalsha', 'unsubscribe']);
     expect(order).toEqual([0]);
     for (let i = 0; i < waiters.length; i++) await (await granted[i]!).release();
@@ -193,10 +209,15 @@ describe('redis semaphore and read-write lock: layout and protocol', () => {
     expect(await redis.raw().zcard(layout.queueKey)).toBe(1);
     controller.abort(new Error('gave up'));
     await expect(aborted).rejects.toThrow('gave up');
-    await sleep(50);
-    expect(await redis.raw().zcard(layout.queueKey)).toBe(0);
-    const [, subscribers] = (await redis.raw().pubsub('NUMSUB', layout.channel)) as [string, number];
-    expect(Number(subscribers)).toBe(0);
+    // The withdrawal's UNSUBSCRIBE is sent, not awaited: what is left must go, within a bound.
+    const subscribers = async () =>
+      Number(((await redis.raw().pubsub('NUMSUB', layout.channel)) as [string, number])[1]);
+    expect(
+      await eventually(
+        async () => (await redis.raw().zcard(layout.queueKey)) === 0 && (await subscribers()) === 0,
+        2_000,
+      ),
+    ).toBe(true);
     await write.release();
     expect(await redis.raw().exists(layout.stateKey)).toBe(0);
   });

@@ -287,7 +287,8 @@ describe('watchHolder', () => {
     const leaseA: Lease = await a.acquire(key);
     await until(() => seen.length === 2, 2_000, 'a as holder');
     const waitingB = b.acquire(key, { waitMs: 5_000 });
-    await sleep(100);
+    // b opens its session first: a release before b is in line would report the key free in between.
+    await until(async () => (await zk.inspector.queue(ROOT, key)).length === 2, 5_000, 'b in line');
     await leaseA.release();
     const leaseB = await waitingB;
     await until(() => seen.length === 3, 2_000, 'b as holder');

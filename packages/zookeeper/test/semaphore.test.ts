@@ -340,7 +340,9 @@ describe('holders that crash, pause or lose their node', () => {
     inside += 2;
     most = inside;
     const crashing = (async () => {
-      await sleep(100);
+      // A contender's first acquire opens its session first, so the wait is for the limit reached
+      // beside the doomed holder, not a fixed sleep.
+      await until(() => most === limit, 10_000, 'a contender holds the last permit beside the doomed holder');
       inside -= 2;
       providers.crash(doomed);
     })();

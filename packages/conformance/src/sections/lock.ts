@@ -56,7 +56,7 @@ export function lockGuarantees(kit: KitContext): Guarantee[] {
       title: 'tryAcquire on a held key returns null promptly, and a lease when free',
       run: async () => {
         const key = freshKey('try');
-        const other = await open();
+        const other = await kit.openWarm();
         const lease = await kit.first.acquire(key, { ttlMs: 10_000 });
         const started = performance.now();
         expect(await other.tryAcquire(key, { ttlMs: 10_000 })).toBeNull();
@@ -252,7 +252,7 @@ export function lockGuarantees(kit: KitContext): Guarantee[] {
           : "the backend declares fairness 'none': the order in which waiters get the lock is not promised (its README says why)",
       run: async () => {
         const key = freshKey('fifo');
-        const waiters = await Promise.all(Array.from({ length: 5 }, open));
+        const waiters = await Promise.all(Array.from({ length: 5 }, kit.openWarm));
         const lease = await kit.first.acquire(key, { ttlMs: 10_000 });
         const order: number[] = [];
         const done: Promise<void>[] = [];
@@ -263,7 +263,7 @@ export function lockGuarantees(kit: KitContext): Guarantee[] {
               await l.release();
             }),
           );
-          await sleep(60);
+          await kit.inLine(key, index + 1);
         }
         await lease.release();
         await Promise.all(done);

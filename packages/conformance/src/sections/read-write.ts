@@ -138,7 +138,7 @@ export function readWriteGuarantees(kit: KitContext): Guarantee[] {
       skipReason: declared('fairness', 'fifo', 'no writer starvation'),
       run: async () => {
         const name = freshKey('rw-starve');
-        const [writerSide, lateReader] = await Promise.all([kit.open(), kit.open()]);
+        const [writerSide, lateReader] = await Promise.all([kit.openWarm(), kit.openWarm()]);
         const first = await lockOf(kit.first, name).read.acquire({ ttlMs: 10_000 });
         const order: string[] = [];
         const writer = lockOf(writerSide, name)

@@ -237,7 +237,7 @@ export function semaphoreGuarantees(kit: KitContext): Guarantee[] {
       timeoutMs: 60_000,
       run: async () => {
         const name = freshKey('sem-fifo');
-        const waiters = await Promise.all(Array.from({ length: 5 }, () => kit.open()));
+        const waiters = await Promise.all(Array.from({ length: 5 }, () => kit.openWarm()));
         const held = await semaphoreOf(kit.first, name, 2).acquire({ ttlMs: 10_000, permits: 2 });
         const order: number[] = [];
         const done: Promise<void>[] = [];
