@@ -2,7 +2,7 @@ import type { Lease } from '@dlock/core';
 import { type EtcdServer, startEtcd } from '@dlock/testkit';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { EtcdLockProvider } from '../src/index.js';
-import { RawEtcd, openProvider, sleep } from './etcd.js';
+import { RawEtcd, openProvider, sleep, within } from './etcd.js';
 import { Etcdctl } from './etcdctl.js';
 
 let server: EtcdServer;
@@ -40,6 +40,7 @@ describe('interop with etcdctl (Go concurrency.Mutex / Election)', () => {
       acquired = lease;
       return lease;
     });
+    await within('dlock is in line', 5_000, async () => (await raw.keys(`${lock}/`)).length === 2);
     await sleep(300);
     expect(acquired).toBeUndefined();
     expect(await raw.keys(`${lock}/`)).toHaveLength(2);
@@ -57,7 +58,9 @@ describe('interop with etcdctl (Go concurrency.Mutex / Election)', () => {
     expect(await raw.keys(`${lock}/`)).toEqual([`${lock}/${dlock.sessionLeaseId}`]);
 
     const ctl = new Etcdctl(server.endpoint, ['lock', '--ttl', '5', lock]);
-    await sleep(600);
+    // Queued (its key is there) and still waiting: not a child process that has not started yet.
+    await within('etcdctl is in line', 10_000, async () => (await raw.keys(`${lock}/`)).length === 2);
+    await sleep(300);
     expect(ctl.lines).toEqual([]);
 
     await lease.release();
@@ -80,13 +83,18 @@ describe('interop with etcdctl (Go concurrency.Mutex / Election)', () => {
       '-c',
       'echo ctl-holds; sleep 0.3',
     ]);
-    for (let i = 0; i < 100 && (await raw.keys(`${lock}/`)).length < 2; i++) await sleep(20);
+    // A child process that connects first: awaited (a busy machine can take seconds), not assumed.
+    await within('etcdctl is in line', 10_000, async () => (await raw.keys(`${lock}/`)).length === 2);
     const order: string[] = [];
     const third = dlock.acquire(lock, { waitMs: 10_000 }).then((lease) => {
       order.push(ctl.lines.includes('ctl-holds') ? 'dlock after etcdctl' : 'dlock before etcdctl');
       return lease;
     });
-    await sleep(200);
+    await within(
+      'dlock is in line behind etcdctl',
+      5_000,
+      async () => (await raw.keys(`${lock}/`)).length === 3,
+    );
     await first.release();
     await ctl.waitForLine(/^ctl-holds$/, 5_000);
     const lease = await third;
