@@ -117,7 +117,7 @@ export interface KitContext {
   /**
    * Resolves once `count` requests wait in line on lock `key`, where the backend shows its line
    * (`inspect().waiters`); elsewhere after a 60 ms pause. Fails the guarantee when the line is not
-   * reached within connectTimeoutMs + marginMs.
+   * reached within 10 s.
    */
   inLine(key: string, count: number): Promise<void>;
   /** A new provider that the kit does not close (a guarantee that crashes it). */

@@ -100,8 +100,10 @@ export interface LockProvider extends AsyncDisposable {
    * backend reports, until `signal` aborts. Each value is read after a watch fires, so changes closer
    * together than one read coalesce: a holder that came and went in between can be skipped, and the
    * same holder is never yielded twice in a row. The last value yielded always catches up with the
-   * current holder (Go's concurrency.Election.Observe and ZooKeeper's one-shot watches behave the
-   * same). Present only where the backend can push (watches, keyspace events).
+   * current holder. Hand-offs coalesce as in Go's concurrency.Election.Observe (which reads the next
+   * leader after the old key's delete) and as ZooKeeper's one-shot watches force; unlike Observe, a
+   * free key is reported (null) and a repeated proclaim of the same value is not. Present only where
+   * the backend can push (watches, keyspace events).
    */
   watchHolder?(key: string, signal: AbortSignal): AsyncIterable<HolderInfo | null>;
   /**

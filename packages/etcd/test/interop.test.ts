@@ -113,7 +113,9 @@ describe('interop with etcdctl (Go concurrency.Mutex / Election)', () => {
     await observer.waitForLine(/^dlock-proclaimed$/);
 
     const candidate = new Etcdctl(server.endpoint, ['elect', election, 'ctl-candidate']);
-    await sleep(500);
+    // Campaigning (its key is there) and not leading: not a child process that has not started yet.
+    await within('etcdctl campaigns', 10_000, async () => (await raw.keys(`${election}/`)).length === 2);
+    await sleep(300);
     expect(candidate.lines).toEqual([]);
 
     const seen: string[] = [];

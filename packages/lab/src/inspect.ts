@@ -48,11 +48,14 @@ interface Target {
   readonly json: boolean;
 }
 
-/** Why a lock shows no queue, from what the backend declares. */
+/**
+ * Why a lock shows no queue, from what the backend declares. (A backend may keep a line it does not
+ * report: Redis keeps one per lock, RedLock one per node, holding request owners, not identities.)
+ */
 function noQueueReason(provider: LockProvider): string {
   return provider.capabilities.fairness === 'none'
-    ? 'it keeps no queue: waiters retry, and whoever tries first after a release wins'
-    : 'its driver does not report the queue';
+    ? 'its driver does not report waiters, and it promises them no order'
+    : 'its driver does not report waiters';
 }
 
 /** Why a backend without `heldKeys` cannot list; a backend not named here gets a generic reason. */
@@ -315,7 +318,8 @@ export async function runInspect(argv: string[], print: Print = console.log): Pr
 }
 
 /**
- * `dlock watch`: one line (or JSON line) per holder change, from the provider's `watchHolder()`, until
+ * `dlock watch`: one line (or JSON line) per holder change it observes (close changes coalesce, see
+ * LockProvider.watchHolder), from the provider's `watchHolder()`, until
  * SIGINT / SIGTERM or `stop` (exit 0), or `--max-events`. A backend that cannot push gets
  * UnsupportedError; a backend that stops answering, BackendUnavailableError.
  */

@@ -2,6 +2,7 @@ import { eventually, sleep } from '@dlock/conformance';
 import { LockTimeoutError } from '@dlock/core';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { createRedisProvider, redisKeyLayout } from '../src/index.js';
+import { PLACE_MS } from '../src/queue-lua.js';
 import { listenerCount, redisFixture } from './servers.js';
 
 // Issue 12 #5/#6 on Redis: waiters that come and go must not leave subscriptions, listeners or
@@ -50,10 +51,16 @@ describe('waiters that time out', () => {
     try {
       // One long enough wait first: the provider's subscriber connection exists from then on.
       await timedOut(300);
-      // Its SUBSCRIBE and the withdrawal of its place are sent, not awaited: both settle first.
+      // Its SUBSCRIBE and the withdrawal of its place are sent, not awaited: both settle first. A place
+      // left behind would lapse by itself within PLACE_MS, so "settled" must come well before that.
       const settled = async () =>
         (await inboxes()) === 1 && (await lineKeys()) === 0 && (await numsub()) === 0;
-      expect(await eventually(settled, 10_000)).toBe(true);
+      const settles = async (what: string) => {
+        const startedAt = performance.now();
+        expect(await eventually(settled, PLACE_MS), what).toBe(true);
+        expect(performance.now() - startedAt, `${what}: withdrawn, not lapsed`).toBeLessThan(PLACE_MS / 2);
+      };
+      await settles('after the first wait');
       const before = await snapshot();
       const subscribesBefore = await subscribeCalls();
       const started = performance.now();
@@ -61,8 +68,7 @@ describe('waiters that time out', () => {
         await Promise.all(Array.from({ length: AT_ONCE }, () => timedOut()));
       }
       const churnMs = performance.now() - started;
-      // The last withdrawals settle within a bound (a leak never does).
-      await eventually(settled, 10_000);
+      await settles('after the churn');
       await sleep(100);
       const after = await snapshot();
       const subscribes = (await subscribeCalls()) - subscribesBefore;

@@ -4,6 +4,7 @@ import type { Lease } from '@dlock/core';
 import { startFaultProxy, startNodeProcess } from '@dlock/testkit';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { createRedisProvider, permitLayout, redisKeyLayout } from '../src/index.js';
+import { PLACE_REFRESH_MS } from '../src/queue-lua.js';
 import { redisFixture } from './servers.js';
 
 const waiterScript = fileURLToPath(new URL('./fixtures/permit-waiter.mjs', import.meta.url));
@@ -126,8 +127,10 @@ describe('redis semaphore and read-write lock: layout and protocol', () => {
     const held = await semaphore.acquire({ ttlMs: 10_000 });
     const order: number[] = [];
     const waiters = Array.from({ length: 5 }, () => redis.provider({ keyPrefix: '' }));
-    const inLine = async () => redis.raw().zcard(permitLayout(name, '', 'semaphore').queueKey);
+    const observer = redis.raw();
+    const inLine = async () => observer.zcard(permitLayout(name, '', 'semaphore').queueKey);
     const granted: Promise<Lease>[] = [];
+    let firstJoinedAt = 0;
     for (const [index, provider] of waiters.entries()) {
       // Each waiter is in line before the next starts: a new provider connects first, so a fixed
       // stagger would not fix the order.
@@ -141,12 +144,18 @@ describe('redis semaphore and read-write lock: layout and protocol', () => {
           }),
       );
       expect(await eventually(async () => (await inLine()) === index + 1, 5_000)).toBe(true);
+      if (index === 0) firstJoinedAt = performance.now();
     }
     // Until the head holds and stops listening (well before any waiter's 1 s place refresh): the
     // release itself and the head waiter's one attempt, not one attempt per waiter.
     const sent = await clientCommands(
       () => held.release(),
       (seen) => order.length === 1 && seen.includes('unsubscribe'),
+    );
+    // A place refresh inside the window would be counted as a herd: the window must have closed
+    // before the first waiter's refresh is due.
+    expect(performance.now() - firstJoinedAt, 'the window closed before any place refresh').toBeLessThan(
+      PLACE_REFRESH_MS,
     );
     expect(sent).toEqual(['evalsha', 'evalsha', 'unsubscribe']);
     expect(order).toEqual([0]);

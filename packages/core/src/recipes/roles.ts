@@ -37,9 +37,11 @@ export interface LeaderChangesOptions {
 }
 
 /**
- * Every change of who leads `key`: the current leader (or null) first, then each change of identity or
- * fencing token, until `signal` aborts or the consumer stops iterating. Pushed by the backend's
- * `watchHolder` where it has one; otherwise holder() is polled every `pollMs`. Backend errors are
+ * Who leads `key`: the current leader (or null) first, then each change of identity or fencing token
+ * it observes, never the same leader twice in a row, until `signal` aborts or the consumer stops
+ * iterating. Pushed by the backend's `watchHolder` where it has one; otherwise holder() is polled every
+ * `pollMs`. Changes closer together than one read (or one poll) coalesce; the last value always
+ * catches up with the current leader. Backend errors are
  * reported and the watch or poll is retried; only InvalidArgumentError and ProviderClosedError end the
  * stream (thrown to the consumer).
  */
